@@ -1,0 +1,72 @@
+//! One error type for every route: JSON `{"error": "..."}` with a fitting status.
+//! Internal failures are logged here and answered without internals.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::hash::HashError;
+use crate::store::{IngestError, StoreError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        Self::bad_request(format!("malformed hash: {e}"))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        let status = match &e {
+            IngestError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::SizeMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::Interrupted(_) => StatusCode::BAD_REQUEST,
+            IngestError::Store(_) => {
+                tracing::error!(error = %e, "store failure during ingest");
+                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        };
+        Self::new(status, e.to_string())
+    }
+}

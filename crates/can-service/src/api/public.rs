@@ -1,0 +1,176 @@
+//! The public JSON API under `/api/`.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::Deserialize;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::error::ApiError;
+use super::query::{After, ApiQuery, Page};
+use super::sse;
+use crate::hash::AssetHash;
+use crate::store::{AssetMeta, IngestOutcome, NewAsset, Store};
+
+/// Content type stored when the upload names none.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    name: Option<String>,
+}
+
+pub async fn upload(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = match headers.get("x-filename") {
+        Some(v) => {
+            let raw = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("X-Filename must be percent-encoded ASCII"))?;
+            percent_decode_str(raw)
+                .decode_utf8()
+                .map_err(|_| ApiError::bad_request("X-Filename is not percent-encoded UTF-8"))?
+                .into_owned()
+        }
+        None => query.name.unwrap_or_default(),
+    };
+    let content_type = match headers.get(header::CONTENT_TYPE) {
+        Some(v) => v
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Content-Type is not valid"))?
+            .to_owned(),
+        None => DEFAULT_CONTENT_TYPE.to_owned(),
+    };
+    check_content_length(&headers, store.max_asset_bytes())?;
+    let new = NewAsset {
+        name,
+        content_type,
+        created_at: None,
+        origin: "local".to_owned(),
+    };
+    let outcome = store.ingest(body.into_data_stream(), new, None).await?;
+    Ok(match outcome {
+        IngestOutcome::Created(meta) => {
+            tracing::info!(hash = %meta.hash, size = meta.size, seq = meta.seq, "stored asset");
+            (StatusCode::CREATED, Json(meta)).into_response()
+        }
+        IngestOutcome::Existing(meta) => (StatusCode::OK, Json(meta)).into_response(),
+    })
+}
+
+/// Refuses an announced body over the limit before reading a byte of it.
+pub fn check_content_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(n) if n > limit => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("asset is larger than the limit of {limit} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[derive(serde::Serialize)]
+pub struct AssetList {
+    assets: Vec<AssetMeta>,
+    next: Option<u64>,
+}
+
+pub async fn list(
+    State(store): State<Store>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Json<AssetList>, ApiError> {
+    let limit = page.limit(100, 1000)?;
+    let (assets, more) = store.list(page.after, limit).await?;
+    let next = if more {
+        assets.last().map(|a| a.seq)
+    } else {
+        None
+    };
+    Ok(Json(AssetList { assets, next }))
+}
+
+pub async fn meta(
+    State(store): State<Store>,
+    Path(hash): Path<String>,
+) -> Result<Json<AssetMeta>, ApiError> {
+    Ok(Json(find(&store, &hash).await?))
+}
+
+pub async fn find(store: &Store, hash: &str) -> Result<AssetMeta, ApiError> {
+    let hash = AssetHash::from_hex(hash)?;
+    store
+        .get(hash)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no asset {hash}")))
+}
+
+/// The content, with Range support from tower-http's `ServeFile`.
+pub async fn content(
+    State(store): State<Store>,
+    Path(hash): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let meta = find(&store, &hash).await?;
+    let etag = format!("\"{}\"", meta.hash);
+    if request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes() || v.as_bytes() == b"*")
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let mime: mime::Mime = meta
+        .content_type
+        .parse()
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let path = store.content_path(&meta.hash);
+    let served = ServeFile::new_with_mime(path, &mime)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::from(crate::store::StoreError::Task(e.to_string())))?;
+    let mut response = served.map(Body::new);
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    let disposition = format!(
+        "inline; filename*=UTF-8''{}",
+        utf8_percent_encode(&meta.name, NON_ALPHANUMERIC)
+    );
+    if !meta.name.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&disposition)
+    {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    // Content is immutable under its hash.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    Ok(response)
+}
+
+pub async fn events(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    ApiQuery(after): ApiQuery<After>,
+) -> Result<Response, ApiError> {
+    let start = sse::start_seq(&store, &headers, after.after)?;
+    Ok(sse::ingest_events(store, start, |asset| {
+        serde_json::to_string(asset).unwrap_or_default()
+    })
+    .into_response())
+}

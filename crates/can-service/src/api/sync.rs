@@ -1,0 +1,246 @@
+//! The sync API under `/sync/v1/` (protobuf bodies), for the sync agent.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use can_proto::frame::delimited_len;
+use can_proto::sync_api as pb;
+use can_proto::{MAX_META_FRAME, PROTOBUF_MEDIA_TYPE};
+use futures_util::{Stream, StreamExt};
+use prost::Message;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio_util::io::ReaderStream;
+
+use super::error::ApiError;
+use super::public::{check_content_length, find};
+use super::query::{After, ApiQuery};
+use super::sse;
+use crate::hash::AssetHash;
+use crate::secret::Secret;
+use crate::store::{AssetMeta, IngestOutcome, NewAsset, Store};
+
+/// The key digest the bearer token is compared against.
+#[derive(Clone)]
+pub struct SyncAuth {
+    key_digest: Option<Arc<[u8; 32]>>,
+}
+
+impl SyncAuth {
+    pub fn new(key: Option<&Secret>) -> Self {
+        Self {
+            key_digest: key.map(|k| Arc::new(*blake3::hash(k.expose().as_bytes()).as_bytes())),
+        }
+    }
+}
+
+/// 404 when no key is configured (the API does not exist), 401 on a wrong or missing key.
+/// Digests are compared in constant time, so neither content nor length leaks by timing.
+pub async fn authorize(State(auth): State<SyncAuth>, request: Request, next: Next) -> Response {
+    let Some(expected) = &auth.key_digest else {
+        return ApiError::not_found("the sync API is not enabled on this service").into_response();
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|token| blake3::hash(token.trim().as_bytes()));
+    let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_ref())));
+    if !ok {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong sync API key")
+            .into_response();
+    }
+    next.run(request).await
+}
+
+fn to_pb(meta: &AssetMeta) -> pb::Asset {
+    pb::Asset {
+        hash: meta.hash.as_bytes().to_vec(),
+        size: meta.size,
+        name: meta.name.clone(),
+        content_type: meta.content_type.clone(),
+        created_at: meta.created_at.clone(),
+        origin: meta.origin.clone(),
+        seq: meta.seq,
+    }
+}
+
+fn protobuf(status: StatusCode, msg: &impl Message) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, PROTOBUF_MEDIA_TYPE)],
+        msg.encode_to_vec(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+/// Hash listing in seq order: at most 10,000 entries (≈ 450 KB) a page.
+pub async fn hashes(
+    State(store): State<Store>,
+    ApiQuery(q): ApiQuery<HashQuery>,
+) -> Result<Response, ApiError> {
+    let limit = match q.limit {
+        None => 10_000,
+        Some(0) => return Err(ApiError::bad_request("limit must be at least 1")),
+        Some(n) => n.min(10_000),
+    };
+    let (assets, more) = store.list(q.after, limit).await?;
+    let page = pb::HashPage {
+        next: if more {
+            assets.last().map(|a| a.seq)
+        } else {
+            None
+        },
+        entries: assets
+            .iter()
+            .map(|a| pb::HashEntry {
+                hash: a.hash.as_bytes().to_vec(),
+                seq: a.seq,
+                size: a.size,
+            })
+            .collect(),
+        last_seq: store.last_seq(),
+    };
+    Ok(protobuf(StatusCode::OK, &page))
+}
+
+/// One asset: a length-delimited `Asset`, then its content, streamed from disk.
+pub async fn fetch(
+    State(store): State<Store>,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    let meta = find(&store, &hash).await?;
+    let path = store.content_path(&meta.hash);
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|source| crate::store::StoreError::Io { path, source })?;
+    let head = Bytes::from(to_pb(&meta).encode_length_delimited_to_vec());
+    let length = head.len() as u64 + meta.size;
+    let body = futures_util::stream::once(async move { Ok(head) })
+        .chain(ReaderStream::with_capacity(file, 256 * 1024));
+    Ok((
+        [
+            (header::CONTENT_TYPE, PROTOBUF_MEDIA_TYPE.to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Ingest from a peer: a length-delimited `IngestRequest`, then exactly `asset.size` bytes.
+pub async fn ingest(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut stream = body.into_data_stream();
+    let (request, rest) = read_head(&mut stream).await?;
+    let asset = request
+        .asset
+        .ok_or_else(|| ApiError::bad_request("IngestRequest.asset is missing"))?;
+    let hash = AssetHash::from_slice(&asset.hash)?;
+    let limit = store.max_asset_bytes();
+    if asset.size > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("asset is larger than the limit of {limit} bytes"),
+        ));
+    }
+    check_content_length(&headers, limit.saturating_add(MAX_META_FRAME as u64 + 10))?;
+    if let Some(existing) = store.get(hash).await? {
+        // Idempotent: the content is already here, so it need not be read.
+        let reply = pb::IngestResponse {
+            asset: Some(to_pb(&existing)),
+            created: false,
+        };
+        return Ok(protobuf(StatusCode::OK, &reply));
+    }
+    let new = NewAsset {
+        name: asset.name,
+        content_type: if asset.content_type.is_empty() {
+            super::public::DEFAULT_CONTENT_TYPE.to_owned()
+        } else {
+            asset.content_type
+        },
+        created_at: (!asset.created_at.is_empty()).then_some(asset.created_at),
+        origin: asset.origin,
+    };
+    let content = futures_util::stream::iter((!rest.is_empty()).then(|| Ok(rest))).chain(stream);
+    let outcome = store.ingest(content, new, Some((hash, asset.size))).await?;
+    let (status, created) = match &outcome {
+        IngestOutcome::Created(meta) => {
+            tracing::info!(hash = %meta.hash, size = meta.size, origin = %meta.origin, "stored synced asset");
+            (StatusCode::CREATED, true)
+        }
+        IngestOutcome::Existing(_) => (StatusCode::OK, false),
+    };
+    let reply = pb::IngestResponse {
+        asset: Some(to_pb(outcome.meta())),
+        created,
+    };
+    Ok(protobuf(status, &reply))
+}
+
+/// Reads the length-delimited head of a body; returns it and the bytes after it.
+async fn read_head<S, E>(stream: &mut S) -> Result<(pb::IngestRequest, Bytes), ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut buf = BytesMut::new();
+    loop {
+        let span = delimited_len(&buf, MAX_META_FRAME)
+            .map_err(|e| ApiError::bad_request(format!("malformed IngestRequest: {e}")))?;
+        if let Some(span) = span
+            && buf.len() >= span.total()
+        {
+            let head = buf.split_to(span.total());
+            let request = pb::IngestRequest::decode(&head[span.prefix..])
+                .map_err(|e| ApiError::bad_request(format!("malformed IngestRequest: {e}")))?;
+            return Ok((request, buf.freeze()));
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Some(Err(e)) => return Err(ApiError::bad_request(format!("upload interrupted: {e}"))),
+            None => {
+                return Err(ApiError::bad_request(
+                    "malformed IngestRequest: body ended early",
+                ));
+            }
+        }
+    }
+}
+
+pub async fn events(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    ApiQuery(after): ApiQuery<After>,
+) -> Result<Response, ApiError> {
+    let start = sse::start_seq(&store, &headers, after.after)?;
+    Ok(sse::ingest_events(store, start, |asset| {
+        let event = pb::IngestEvent {
+            hash: asset.hash.as_bytes().to_vec(),
+            seq: asset.seq,
+            origin: asset.origin.clone(),
+            size: asset.size,
+        };
+        base64::engine::general_purpose::STANDARD.encode(event.encode_to_vec())
+    })
+    .into_response())
+}

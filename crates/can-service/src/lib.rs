@@ -1,0 +1,122 @@
+//! The reference CAN Service: a durable content-addressed asset store over HTTP.
+//!
+//! Used as a binary (`can-service`) by servers, tests and benchmarks, and in-process by the
+//! desktop app as its built-in store ([`start`]).
+
+pub mod api;
+pub mod config;
+pub mod hash;
+pub mod secret;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use hash::AssetHash;
+pub use store::{AssetMeta, Store};
+
+/// How long a shutdown waits for open requests (event streams never end by themselves).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        dir: std::path::PathBuf,
+        source: store::StoreError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A service that is serving; dropping it does not stop it, [`RunningService::shutdown`] does.
+pub struct RunningService {
+    addr: SocketAddr,
+    store: Store,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Opens the store, binds the listener and serves in the background.
+pub async fn start(config: &Config) -> Result<RunningService, StartError> {
+    let data_dir = config.data_dir.clone();
+    let max = config.max_asset_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, max))
+        .await
+        .map_err(|e| StartError::Store {
+            dir: config.data_dir.clone(),
+            source: store::StoreError::Task(e.to_string()),
+        })?
+        .map_err(|source| StartError::Store {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let app = api::router(store.clone(), config.sync_api_key.as_ref());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let (graceful_tx, graceful_rx) = oneshot::channel::<()>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = graceful_rx.await;
+        });
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            result = &mut server => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "server stopped");
+                }
+                return;
+            }
+            _ = stopped => {}
+        }
+        let _ = graceful_tx.send(());
+        if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+            tracing::info!("closing open event streams");
+        }
+    });
+    Ok(RunningService {
+        addr,
+        store,
+        stop,
+        task,
+    })
+}
+
+impl RunningService {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops accepting, lets requests finish (bounded), and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+
+    /// Resolves when the server stops by itself (it only does on a fatal error).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}

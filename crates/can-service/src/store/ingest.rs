@@ -1,0 +1,306 @@
+//! Streaming ingest: hash and write on a blocking thread while the body arrives, then
+//! fsync, rename into place and commit the row. Memory stays bounded by the channel.
+
+use std::fmt::Display;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tempfile::NamedTempFile;
+use tokio::sync::mpsc;
+
+use super::{AssetMeta, Store, StoreError, content_path, db};
+use crate::hash::AssetHash;
+
+/// Chunks buffered between the network and the writer thread.
+const CHANNEL_CHUNKS: usize = 16;
+/// Write buffer of the temp file: large writes, few syscalls.
+const WRITE_BUFFER: usize = 1 << 20;
+/// Longest accepted name, in bytes.
+pub const MAX_NAME_BYTES: usize = 4096;
+/// Longest accepted origin, in bytes.
+pub const MAX_ORIGIN_BYTES: usize = 256;
+
+/// Metadata that comes with new content.
+#[derive(Debug, Clone)]
+pub struct NewAsset {
+    pub name: String,
+    pub content_type: String,
+    /// RFC 3339; `None` = now.
+    pub created_at: Option<String>,
+    pub origin: String,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone)]
+pub enum IngestOutcome {
+    /// The content was new and is now stored.
+    Created(AssetMeta),
+    /// The same content was already stored; nothing changed.
+    Existing(AssetMeta),
+}
+
+impl IngestOutcome {
+    pub fn meta(&self) -> &AssetMeta {
+        match self {
+            IngestOutcome::Created(m) | IngestOutcome::Existing(m) => m,
+        }
+    }
+}
+
+/// Why an ingest stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{field} {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("asset is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("content hashes to {actual}, not to the claimed {expected}")]
+    HashMismatch {
+        expected: AssetHash,
+        actual: AssetHash,
+    },
+    #[error("content is {actual} bytes, not the claimed {expected}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("upload interrupted: {0}")]
+    Interrupted(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl NewAsset {
+    /// Checks every field; the error names the field.
+    pub fn validate(&self) -> Result<(), IngestError> {
+        let invalid = |field, message: &str| IngestError::Invalid {
+            field,
+            message: message.to_owned(),
+        };
+        if self.name.len() > MAX_NAME_BYTES {
+            return Err(invalid("name", "is longer than 4096 bytes"));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(invalid("name", "contains control characters"));
+        }
+        if self.content_type.parse::<mime::Mime>().is_err() {
+            return Err(invalid("content_type", "is not a valid MIME type"));
+        }
+        if let Some(at) = &self.created_at {
+            let format = &time::format_description::well_known::Rfc3339;
+            if time::OffsetDateTime::parse(at, format).is_err() {
+                return Err(invalid("created_at", "is not an RFC 3339 timestamp"));
+            }
+        }
+        if self.origin.is_empty() || self.origin.len() > MAX_ORIGIN_BYTES {
+            return Err(invalid("origin", "must be 1 to 256 bytes"));
+        }
+        if self.origin.chars().any(char::is_control) {
+            return Err(invalid("origin", "contains control characters"));
+        }
+        Ok(())
+    }
+}
+
+enum Msg {
+    Data(Bytes),
+    Finish,
+}
+
+struct Written {
+    file: NamedTempFile,
+    hash: AssetHash,
+    size: u64,
+}
+
+impl Store {
+    /// Stores `body` as one asset, whole and verified or not at all.
+    ///
+    /// `expected` (hash and size claimed by a sync peer) is checked against what arrives;
+    /// any mismatch stores nothing. If the future is dropped midway, the temp file goes too.
+    pub async fn ingest<S, E>(
+        &self,
+        body: S,
+        new: NewAsset,
+        expected: Option<(AssetHash, u64)>,
+    ) -> Result<IngestOutcome, IngestError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: Display,
+    {
+        new.validate()?;
+        let limit = self.inner.max_asset_bytes;
+        if let Some((_, size)) = expected
+            && size > limit
+        {
+            return Err(IngestError::TooLarge { limit });
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let tmp_dir = self.inner.tmp.clone();
+        let writer = tokio::task::spawn_blocking(move || write_temp(&tmp_dir, rx));
+
+        let mut body = std::pin::pin!(body);
+        let mut received: u64 = 0;
+        let streamed = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| IngestError::Interrupted(e.to_string()))?;
+                received += chunk.len() as u64;
+                if received > limit {
+                    return Err(IngestError::TooLarge { limit });
+                }
+                if let Some((_, size)) = expected
+                    && received > size
+                {
+                    return Err(IngestError::SizeMismatch {
+                        expected: size,
+                        actual: received,
+                    });
+                }
+                if tx.send(Msg::Data(chunk)).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if streamed.is_ok() {
+            let _ = tx.send(Msg::Finish).await;
+        }
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        streamed?;
+        let Some(written) = written else {
+            return Err(IngestError::Interrupted("writer stopped".into()));
+        };
+        if let Some((hash, size)) = expected {
+            if written.size != size {
+                return Err(IngestError::SizeMismatch {
+                    expected: size,
+                    actual: written.size,
+                });
+            }
+            if written.hash != hash {
+                return Err(IngestError::HashMismatch {
+                    expected: hash,
+                    actual: written.hash,
+                });
+            }
+        }
+        self.commit(written, new).await
+    }
+
+    async fn commit(&self, written: Written, new: NewAsset) -> Result<IngestOutcome, IngestError> {
+        if let Some(existing) = self.get(written.hash).await? {
+            return Ok(IngestOutcome::Existing(existing));
+        }
+        let inner = self.inner.clone();
+        let outcome = tokio::task::spawn_blocking(move || -> Result<IngestOutcome, StoreError> {
+            let Written { file, hash, size } = written;
+            let dest = content_path(&inner.objects, &hash);
+            place(file, &dest)?;
+            let created_at = new.created_at.unwrap_or_else(now_rfc3339);
+            let conn = inner.db.lock().unwrap_or_else(|p| p.into_inner());
+            let inserted = db::insert(
+                &conn,
+                &hash,
+                size,
+                &new.name,
+                &new.content_type,
+                &created_at,
+                &new.origin,
+            )?;
+            match inserted {
+                Some(seq) => {
+                    inner.latest.send_if_modified(|latest| {
+                        let newer = seq > *latest;
+                        *latest = (*latest).max(seq);
+                        newer
+                    });
+                    Ok(IngestOutcome::Created(AssetMeta {
+                        hash,
+                        size,
+                        name: new.name,
+                        content_type: new.content_type,
+                        created_at,
+                        origin: new.origin,
+                        seq,
+                    }))
+                }
+                // A concurrent upload of the same content committed first.
+                None => db::get(&conn, &hash)?
+                    .map(IngestOutcome::Existing)
+                    .ok_or_else(|| StoreError::Task("asset vanished during ingest".into())),
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        Ok(outcome)
+    }
+}
+
+/// The writer thread: hashes and writes chunks until `Finish` (then fsyncs) or until the
+/// channel closes without it (then the temp file is dropped, which deletes it).
+fn write_temp(tmp_dir: &Path, mut rx: mpsc::Receiver<Msg>) -> Result<Option<Written>, StoreError> {
+    let file = NamedTempFile::new_in(tmp_dir).map_err(StoreError::io(tmp_dir))?;
+    let path = file.path().to_owned();
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Msg::Data(chunk) => {
+                hasher.update(&chunk);
+                out.write_all(&chunk).map_err(StoreError::io(&path))?;
+                size += chunk.len() as u64;
+            }
+            Msg::Finish => {
+                let file = out.into_inner().map_err(|e| StoreError::Io {
+                    path: path.clone(),
+                    source: e.into_error(),
+                })?;
+                file.as_file().sync_all().map_err(StoreError::io(&path))?;
+                return Ok(Some(Written {
+                    file,
+                    hash: hasher.finalize().into(),
+                    size,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Renames the fsynced temp file to its final name and makes the rename durable.
+fn place(file: NamedTempFile, dest: &Path) -> Result<(), StoreError> {
+    let shard = dest.parent().map(PathBuf::from).unwrap_or_default();
+    let new_shard = !shard.exists();
+    std::fs::create_dir_all(&shard).map_err(StoreError::io(&shard))?;
+    file.persist(dest).map_err(|e| StoreError::Io {
+        path: dest.to_owned(),
+        source: e.error,
+    })?;
+    sync_dir(&shard)?;
+    if new_shard && let Some(objects) = shard.parent() {
+        sync_dir(objects)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(dir))
+}
+
+/// Now, UTC, RFC 3339 with millisecond precision.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}

@@ -1,0 +1,153 @@
+//! The durable content-addressed store: content files under `data_dir/objects`, metadata
+//! and the ingest sequence in SQLite.
+//!
+//! Invariant: a row exists only for content that is complete, fsynced and in place. Ingest
+//! writes to `data_dir/tmp`, fsyncs, renames into `objects/<2 hex>/<64 hex>`, fsyncs the
+//! directory, and only then commits the row. A crash anywhere leaves either the whole asset
+//! or nothing that [`Store::open`] does not clean up.
+
+mod db;
+mod ingest;
+mod repair;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use crate::hash::AssetHash;
+
+pub use ingest::{IngestError, IngestOutcome, NewAsset};
+
+/// Metadata of one stored asset.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AssetMeta {
+    #[serde(serialize_with = "hex_hash")]
+    pub hash: AssetHash,
+    pub size: u64,
+    pub name: String,
+    pub content_type: String,
+    pub created_at: String,
+    pub origin: String,
+    pub seq: u64,
+}
+
+fn hex_hash<S: serde::Serializer>(h: &AssetHash, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&h.to_hex())
+}
+
+/// A failure of the store itself (disk, database), as opposed to bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+/// The asset store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    objects: PathBuf,
+    tmp: PathBuf,
+    // One connection: statements are short and SQLite serialises writers anyway.
+    db: Mutex<Connection>,
+    // The highest seq stored; SSE streams wait on it.
+    latest: watch::Sender<u64>,
+    max_asset_bytes: u64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir` and repairs what a crash left.
+    pub fn open(data_dir: &Path, max_asset_bytes: u64) -> Result<Self, StoreError> {
+        let objects = data_dir.join("objects");
+        let tmp = data_dir.join("tmp");
+        for dir in [data_dir, &objects, &tmp] {
+            std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        }
+        let conn = db::open(&data_dir.join("index.sqlite3"))?;
+        let report = repair::repair(&conn, &objects, &tmp)?;
+        if !report.is_clean() {
+            tracing::warn!(?report, "repaired the store after an unclean stop");
+        }
+        let last = db::last_seq(&conn)?;
+        let (latest, _) = watch::channel(last);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                objects,
+                tmp,
+                db: Mutex::new(conn),
+                latest,
+                max_asset_bytes,
+            }),
+        })
+    }
+
+    pub fn max_asset_bytes(&self) -> u64 {
+        self.inner.max_asset_bytes
+    }
+
+    /// Where the content of `hash` lives (whether or not it is stored).
+    pub fn content_path(&self, hash: &AssetHash) -> PathBuf {
+        content_path(&self.inner.objects, hash)
+    }
+
+    /// The highest seq assigned so far; changes wake subscribers.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.latest.subscribe()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        *self.inner.latest.borrow()
+    }
+
+    pub async fn get(&self, hash: AssetHash) -> Result<Option<AssetMeta>, StoreError> {
+        self.with_db(move |c| db::get(c, &hash)).await
+    }
+
+    /// Assets with seq > `after`, in seq order, at most `limit`; plus whether more follow.
+    pub async fn list(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<AssetMeta>, bool), StoreError> {
+        self.with_db(move |c| db::list(c, after, limit)).await
+    }
+
+    /// Runs a database closure on the blocking pool.
+    async fn with_db<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.db.lock().unwrap_or_else(|poison| poison.into_inner());
+            f(&conn).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn content_path(objects: &Path, hash: &AssetHash) -> PathBuf {
+    let hex = hash.to_hex();
+    objects.join(&hex[..2]).join(hex)
+}

@@ -1,1 +1,27 @@
-fn main() {}
+//! `can-bench`: benchmarks that print figures and ratios against a baseline run in the same
+//! process tree on the same machine. See bench/README.md.
+
+mod ingest;
+mod proc;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "can-bench", about = "CAN Sync benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Ingest throughput of one large upload into can-service vs. BLAKE3 + a plain file write.
+    Ingest(ingest::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Ingest(args) => ingest::run(args).await,
+    }
+}

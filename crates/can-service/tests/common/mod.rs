@@ -1,0 +1,162 @@
+//! Runs the real `can-service` binary for integration tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const KEY: &str = "test-sync-key-0123456789";
+
+/// A running `can-service` process; killed on drop.
+pub struct Service {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+impl Service {
+    /// Starts the service on a free loopback port with `data_dir` = `dir/data` and the extra
+    /// YAML lines given.
+    pub fn start(dir: &Path, extra_yaml: &str) -> Service {
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!("data_dir: {}\n{extra_yaml}", dir.join("data").display()),
+        )
+        .expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_can-service"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn can-service");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("can-service did not report its address within 60 s");
+        let url = line
+            .trim()
+            .strip_prefix("can-service listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Service {
+            child,
+            url,
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn with_key(dir: &Path) -> Service {
+        Self::start(dir, &format!("sync_api_key: {KEY}\n"))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// SIGKILL: no chance to clean up, like a crash or power cut of the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    /// Files left in the temp directory.
+    pub fn temp_files(&self) -> usize {
+        std::fs::read_dir(self.data_dir().join("tmp")).map_or(0, |d| d.count())
+    }
+
+    /// Content files under objects/.
+    pub fn content_files(&self) -> usize {
+        let Ok(shards) = std::fs::read_dir(self.data_dir().join("objects")) else {
+            return 0;
+        };
+        shards
+            .filter_map(Result::ok)
+            .map(|s| std::fs::read_dir(s.path()).map_or(0, |d| d.count()))
+            .sum()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+pub fn b3(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// Deterministic pseudo-random bytes (BLAKE3's XOF: fast even in debug builds).
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut v);
+    v
+}
+
+/// Uploads through the public API; returns (status, asset JSON).
+pub async fn upload(
+    c: &reqwest::Client,
+    svc: &Service,
+    name: &str,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let r = c
+        .post(svc.url("/api/assets"))
+        .header("X-Filename", percent_encode(name))
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Polls `check` every 20 ms until it holds or `secs` pass.
+pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}

@@ -8,11 +8,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use can_proto::frame::delimited_len;
+use bytes::Bytes;
+use can_proto::frame::read_head;
 use can_proto::sync_api as pb;
 use can_proto::{MAX_META_FRAME, PROTOBUF_MEDIA_TYPE};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use prost::Message;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -150,7 +150,9 @@ pub async fn ingest(
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut stream = body.into_data_stream();
-    let (request, rest) = read_head(&mut stream).await?;
+    let (request, rest): (pb::IngestRequest, _) = read_head(&mut stream, MAX_META_FRAME, "IngestRequest")
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let asset = request
         .asset
         .ok_or_else(|| ApiError::bad_request("IngestRequest.asset is missing"))?;
@@ -195,36 +197,6 @@ pub async fn ingest(
         created,
     };
     Ok(protobuf(status, &reply))
-}
-
-/// Reads the length-delimited head of a body; returns it and the bytes after it.
-async fn read_head<S, E>(stream: &mut S) -> Result<(pb::IngestRequest, Bytes), ApiError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let mut buf = BytesMut::new();
-    loop {
-        let span = delimited_len(&buf, MAX_META_FRAME)
-            .map_err(|e| ApiError::bad_request(format!("malformed IngestRequest: {e}")))?;
-        if let Some(span) = span
-            && buf.len() >= span.total()
-        {
-            let head = buf.split_to(span.total());
-            let request = pb::IngestRequest::decode(&head[span.prefix..])
-                .map_err(|e| ApiError::bad_request(format!("malformed IngestRequest: {e}")))?;
-            return Ok((request, buf.freeze()));
-        }
-        match stream.next().await {
-            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-            Some(Err(e)) => return Err(ApiError::bad_request(format!("upload interrupted: {e}"))),
-            None => {
-                return Err(ApiError::bad_request(
-                    "malformed IngestRequest: body ended early",
-                ));
-            }
-        }
-    }
 }
 
 pub async fn events(

@@ -1,0 +1,213 @@
+//! HTTP client for the local CAN Service's sync API (docs/sync-api.md).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use can_proto::frame::read_head;
+use can_proto::sync_api as pb;
+use can_proto::{MAX_META_FRAME, PROTOBUF_MEDIA_TYPE};
+use eventsource_stream::Eventsource;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+use prost::Message;
+
+use crate::secret::Secret;
+
+/// Why a call to the CAN Service failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CanError {
+    #[error("CAN Service at {url} is unreachable: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("CAN Service rejected the sync API key (401): check sync_api_key")]
+    Unauthorized,
+    #[error("CAN Service has no sync API (404): set sync_api_key in its config")]
+    NoSyncApi,
+    #[error("asset not found")]
+    NotFound,
+    #[error("CAN Service refused the asset: {0}")]
+    Rejected(String),
+    #[error("CAN Service answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("unexpected answer from CAN Service: {0}")]
+    Protocol(String),
+}
+
+impl CanError {
+    /// Whether the service itself is unavailable (as opposed to refusing one request).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CanError::Unreachable { .. })
+            || matches!(self, CanError::Status { status, .. } if *status >= 500)
+    }
+}
+
+#[derive(Clone)]
+pub struct CanClient {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+/// Result of an ingest.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub asset: pb::Asset,
+    pub created: bool,
+}
+
+impl CanClient {
+    pub fn new(base: &str, key: &Secret) -> Result<Self, CanError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| CanError::Protocol(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            auth: format!("Bearer {}", key.expose()),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> CanError {
+        CanError::Unreachable {
+            url: self.base.clone(),
+            message: e.without_url().to_string(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CanError> {
+        let resp = req
+            .header("Authorization", &self.auth)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let message = resp
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Err(match status {
+            401 => CanError::Unauthorized,
+            404 if message.contains("sync API") => CanError::NoSyncApi,
+            404 => CanError::NotFound,
+            422 => CanError::Rejected(message),
+            _ => CanError::Status { status, message },
+        })
+    }
+
+    /// One page of hashes after `after`.
+    pub async fn hashes(&self, after: u64, limit: usize) -> Result<pb::HashPage, CanError> {
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/sync/v1/hashes?after={after}&limit={limit}", self.base))
+                    .timeout(Duration::from_secs(30)),
+            )
+            .await?;
+        let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        pb::HashPage::decode(body).map_err(|e| CanError::Protocol(e.to_string()))
+    }
+
+    /// Every hash after `after`, and the last seq seen.
+    pub async fn all_hashes(&self, after: u64) -> Result<(Vec<pb::HashEntry>, u64), CanError> {
+        let mut out = Vec::new();
+        let mut cursor = after;
+        let mut last_seq = after;
+        loop {
+            let page = self.hashes(cursor, 10_000).await?;
+            last_seq = last_seq.max(page.last_seq);
+            if let Some(last) = page.entries.last() {
+                last_seq = last_seq.max(last.seq);
+            }
+            out.extend(page.entries);
+            match page.next {
+                Some(n) => cursor = n,
+                None => return Ok((out, last_seq)),
+            }
+        }
+    }
+
+    /// An asset's metadata and its content as a stream.
+    pub async fn fetch(&self, hash: &[u8; 32]) -> Result<(pb::Asset, BoxStream<'static, Result<Bytes, CanError>>), CanError> {
+        let resp = self
+            .send(self.http.get(format!("{}/sync/v1/assets/{}", self.base, hex::encode(hash))))
+            .await?;
+        let base = self.base.clone();
+        let mut stream = resp.bytes_stream().map(move |r| {
+            r.map_err(|e| CanError::Unreachable {
+                url: base.clone(),
+                message: e.without_url().to_string(),
+            })
+        });
+        let (asset, rest): (pb::Asset, Bytes) = read_head(&mut stream, MAX_META_FRAME, "Asset")
+            .await
+            .map_err(|e| CanError::Protocol(e.to_string()))?;
+        let content = futures_util::stream::iter((!rest.is_empty()).then_some(Ok(rest))).chain(stream);
+        Ok((asset, content.boxed()))
+    }
+
+    /// Stores an asset whose content arrives as a stream; the service re-hashes it.
+    pub async fn ingest<S>(&self, asset: pb::Asset, content: S) -> Result<Ingested, CanError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let head = Bytes::from(pb::IngestRequest { asset: Some(asset) }.encode_length_delimited_to_vec());
+        let body = futures_util::stream::once(async move { Ok(head) }).chain(content);
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/sync/v1/assets", self.base))
+                    .header("Content-Type", PROTOBUF_MEDIA_TYPE)
+                    .body(reqwest::Body::wrap_stream(body)),
+            )
+            .await?;
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        let reply = pb::IngestResponse::decode(bytes).map_err(|e| CanError::Protocol(e.to_string()))?;
+        let asset = reply
+            .asset
+            .ok_or_else(|| CanError::Protocol("IngestResponse without asset".into()))?;
+        Ok(Ingested {
+            asset,
+            created: reply.created,
+        })
+    }
+
+    /// Ingest events after `after`, live. The stream ends when the connection drops.
+    pub async fn events(&self, after: u64) -> Result<BoxStream<'static, Result<pb::IngestEvent, CanError>>, CanError> {
+        let resp = self
+            .send(self.http.get(format!("{}/sync/v1/events?after={after}", self.base)))
+            .await?;
+        let base = self.base.clone();
+        let stream = resp.bytes_stream().eventsource().filter_map(move |e| {
+            let base = base.clone();
+            async move {
+                match e {
+                    Ok(e) if e.event == "ingest" => Some(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(e.data.trim())
+                            .map_err(|e| CanError::Protocol(e.to_string()))
+                            .and_then(|raw| {
+                                pb::IngestEvent::decode(raw.as_slice()).map_err(|e| CanError::Protocol(e.to_string()))
+                            }),
+                    ),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(CanError::Unreachable {
+                        url: base,
+                        message: e.to_string(),
+                    })),
+                }
+            }
+        });
+        Ok(stream.boxed())
+    }
+}

@@ -1,0 +1,226 @@
+//! The headless agent's `config.yaml`, and the engine settings it turns into.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// Everything the engine needs to run. The app builds one from its settings and keychain;
+/// the agent from `config.yaml`.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub can_service_url: String,
+    pub sync_api_key: Secret,
+    pub passphrase: Secret,
+    pub device_name: String,
+    pub data_dir: PathBuf,
+    pub bind_addr: SocketAddr,
+    /// `None`: iroh's public relays. `Some([])`: no relays.
+    pub relay_urls: Option<Vec<String>>,
+    pub poll_interval: Duration,
+    pub ticket_file: Option<PathBuf>,
+    pub connect_ticket_files: Vec<PathBuf>,
+    /// Accepted now, used by discovery.
+    pub pkarr_relays: Option<Vec<String>>,
+    pub local_discovery: bool,
+}
+
+/// `config.yaml` as written by a person. Unknown keys are rejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    can_service_url: Option<String>,
+    sync_api_key: Option<Secret>,
+    sync_passphrase: Option<Secret>,
+    #[serde(default = "default_poll")]
+    poll_interval_secs: u64,
+    ticket_file: Option<PathBuf>,
+    connect_ticket_file: Option<OneOrMany>,
+    data_dir: Option<PathBuf>,
+    bind_addr: Option<SocketAddr>,
+    relay_urls: Option<Vec<String>>,
+    pkarr_relays: Option<Vec<String>>,
+    #[serde(default = "default_true")]
+    local_discovery: bool,
+    device_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+fn default_poll() -> u64 {
+    3
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A config that cannot be used; names the file and the field, never a secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}: `{field}` {message}")]
+    Field {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// The default data directory: the OS data dir's `can-sync`.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("can-sync")
+}
+
+/// The default device name: the host name.
+pub fn default_device_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "CAN Sync device".to_owned())
+}
+
+impl EngineConfig {
+    /// Reads the agent's YAML config; relative paths are taken relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: FileConfig = serde_norway::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let field = |field, message: &str| ConfigError::Field {
+            path: path.to_owned(),
+            field,
+            message: message.to_owned(),
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let url = file
+            .can_service_url
+            .ok_or_else(|| field("can_service_url", "is required"))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
+            return Err(field("can_service_url", "must be an http:// or https:// URL"));
+        }
+        let key = file
+            .sync_api_key
+            .ok_or_else(|| field("sync_api_key", "is required"))?;
+        if key.expose().is_empty() {
+            return Err(field("sync_api_key", "must not be empty"));
+        }
+        let passphrase = file
+            .sync_passphrase
+            .ok_or_else(|| field("sync_passphrase", "is required"))?;
+        if passphrase.expose().trim().is_empty() {
+            return Err(field("sync_passphrase", "must not be empty"));
+        }
+        if file.poll_interval_secs == 0 {
+            return Err(field("poll_interval_secs", "must be at least 1"));
+        }
+        for (name, list) in [("relay_urls", &file.relay_urls), ("pkarr_relays", &file.pkarr_relays)] {
+            for u in list.iter().flatten() {
+                if reqwest::Url::parse(u).is_err() {
+                    return Err(field(name, &format!("contains an invalid URL: {u}")));
+                }
+            }
+        }
+        let connect = match file.connect_ticket_file {
+            None => Vec::new(),
+            Some(OneOrMany::One(p)) => vec![resolve(p)],
+            Some(OneOrMany::Many(v)) => v.into_iter().map(resolve).collect(),
+        };
+        Ok(Self {
+            can_service_url: url.trim_end_matches('/').to_owned(),
+            sync_api_key: key,
+            passphrase,
+            device_name: file.device_name.unwrap_or_else(default_device_name),
+            data_dir: file.data_dir.map(resolve).unwrap_or_else(default_data_dir),
+            bind_addr: file
+                .bind_addr
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            relay_urls: file.relay_urls,
+            poll_interval: Duration::from_secs(file.poll_interval_secs),
+            ticket_file: file.ticket_file.map(resolve),
+            connect_ticket_files: connect,
+            pkarr_relays: file.pkarr_relays,
+            local_discovery: file.local_discovery,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "can_service_url: http://127.0.0.1:3210\nsync_api_key: k\nsync_passphrase: correct horse battery staple\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = EngineConfig::parse(BASE, Path::new("/etc/can/config.yaml")).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(3));
+        assert!(c.local_discovery);
+        assert!(c.relay_urls.is_none());
+        assert_eq!(c.bind_addr.port(), 0);
+        assert!(c.connect_ticket_files.is_empty());
+    }
+
+    #[test]
+    fn tickets_one_or_many_relative_to_file() {
+        let c = EngineConfig::parse(
+            &format!("{BASE}connect_ticket_file: peer.ticket\nticket_file: me.ticket\nrelay_urls: []\n"),
+            Path::new("/srv/a/config.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.connect_ticket_files, vec![PathBuf::from("/srv/a/peer.ticket")]);
+        assert_eq!(c.ticket_file, Some(PathBuf::from("/srv/a/me.ticket")));
+        assert_eq!(c.relay_urls, Some(vec![]));
+        let c = EngineConfig::parse(&format!("{BASE}connect_ticket_file: [a, /b]\n"), Path::new("/x/c.yaml")).unwrap();
+        assert_eq!(c.connect_ticket_files, vec![PathBuf::from("/x/a"), PathBuf::from("/b")]);
+    }
+
+    #[test]
+    fn errors_name_field_and_file_but_not_secrets() {
+        let p = Path::new("/x/agent.yaml");
+        let cases = [
+            ("sync_api_key: k\nsync_passphrase: hunter2hunter2\n", "can_service_url"),
+            ("can_service_url: ftp://x\nsync_api_key: k\nsync_passphrase: hunter2hunter2\n", "can_service_url"),
+            ("can_service_url: http://x\nsync_passphrase: hunter2hunter2\n", "sync_api_key"),
+            ("can_service_url: http://x\nsync_api_key: k\n", "sync_passphrase"),
+            (&format!("{BASE}poll_interval_secs: 0\n"), "poll_interval_secs"),
+            (&format!("{BASE}poll_intervall_secs: 2\n"), "poll_intervall_secs"),
+            (&format!("{BASE}bind_addr: nowhere\n"), "bind_addr"),
+        ];
+        for (text, needle) in cases {
+            let e = EngineConfig::parse(text, p).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+            assert!(e.contains("/x/agent.yaml"), "{e}");
+            assert!(!e.contains("hunter2") && !e.contains("horse"), "secret leaked: {e}");
+        }
+        let c = EngineConfig::parse(BASE, p).unwrap();
+        assert!(!format!("{c:?}").contains("horse"));
+    }
+}

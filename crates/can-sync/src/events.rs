@@ -1,0 +1,58 @@
+//! What the engine reports: a status snapshot and a stream of events. Plain data, no
+//! transport types, so the app and the agent can show or serialise them as they like.
+
+use serde::Serialize;
+
+/// One connected peer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerStatus {
+    pub endpoint_id: String,
+    pub device_name: String,
+    /// "direct" or "relay" (or "unknown" before a path is selected).
+    pub path: String,
+    pub rtt_ms: Option<f64>,
+    pub assets_sent: u64,
+    pub assets_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// RFC 3339.
+    pub last_activity: String,
+}
+
+/// A snapshot of the engine.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Status {
+    pub endpoint_id: String,
+    pub device_name: String,
+    pub paused: bool,
+    /// Whether the local CAN Service answers.
+    pub store_online: bool,
+    pub local_assets: usize,
+    /// Assets known at peers and not stored here yet.
+    pub pending: usize,
+    pub in_flight: usize,
+    pub peers: Vec<PeerStatus>,
+    pub assets_sent: u64,
+    pub assets_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub last_error: Option<String>,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EngineEvent {
+    Started { endpoint_id: String, ticket: String },
+    PeerUp { peer: String, device_name: String },
+    PeerDown { peer: String, reason: String },
+    AssetSent { peer: String, hash: String, name: String, size: u64 },
+    AssetReceived { peer: String, hash: String, name: String, size: u64 },
+    AdmissionRefused { peer: String },
+    PeerMisbehaved { peer: String, reason: String },
+    StoreOnline,
+    StoreOffline { error: String },
+    Paused,
+    Resumed,
+    Error { message: String },
+}

@@ -1,0 +1,36 @@
+//! CAN Sync: keeps every CAN Service that shares one passphrase a full mirror of the others,
+//! peer to peer over iroh.
+//!
+//! - [`config`]: settings (the agent's YAML, the app's own).
+//! - [`keys`]: passphrase → Argon2id → per-purpose subkeys.
+//! - [`identity`]: the node's Ed25519 key, stable across restarts.
+//! - [`can_client`]: the local CAN Service's sync API.
+//! - [`admission`]: SPAKE2 + key confirmation before anything else on a connection.
+//! - [`wire`]: length-delimited protobuf frames with hard limits.
+//! - [`plan`]: the pure sync decisions (what to fetch from whom, whom to tell).
+//! - [`peer`]: one connection's I/O; [`engine`]: the actor and lifecycle.
+
+pub mod admission;
+pub mod can_client;
+pub mod config;
+pub mod engine;
+pub mod events;
+pub mod identity;
+pub mod keys;
+pub mod peer;
+pub mod plan;
+pub mod secret;
+pub mod wire;
+
+pub use config::EngineConfig;
+pub use engine::{Engine, EngineError};
+pub use events::{EngineEvent, PeerStatus, Status};
+pub use secret::Secret;
+
+/// Now, UTC, RFC 3339 with millisecond precision.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

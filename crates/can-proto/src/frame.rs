@@ -62,7 +62,10 @@ pub enum FrameError {
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {
     #[error("malformed {what}: {source}")]
-    Frame { what: &'static str, source: FrameError },
+    Frame {
+        what: &'static str,
+        source: FrameError,
+    },
     #[error("malformed {what}: {source}")]
     Decode {
         what: &'static str,
@@ -76,7 +79,11 @@ pub enum HeadError {
 
 /// Reads one length-delimited message `M` from the front of a byte stream; returns it and
 /// the bytes that followed it in the last chunk read (the start of the content).
-pub async fn read_head<M, S, E>(stream: &mut S, max: usize, what: &'static str) -> Result<(M, Bytes), HeadError>
+pub async fn read_head<M, S, E>(
+    stream: &mut S,
+    max: usize,
+    what: &'static str,
+) -> Result<(M, Bytes), HeadError>
 where
     M: Message + Default,
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -89,7 +96,8 @@ where
             && buf.len() >= span.total()
         {
             let head = buf.split_to(span.total());
-            let msg = M::decode(&head[span.prefix..]).map_err(|source| HeadError::Decode { what, source })?;
+            let msg = M::decode(&head[span.prefix..])
+                .map_err(|source| HeadError::Decode { what, source })?;
             return Ok((msg, buf.freeze()));
         }
         match stream.next().await {
@@ -151,18 +159,24 @@ mod head_tests {
         };
         let mut body = msg.encode_length_delimited_to_vec();
         body.extend_from_slice(b"content");
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            body.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
         let mut stream = futures_util::stream::iter(chunks);
-        let (got, rest): (crate::sync_api::Asset, Bytes) = read_head(&mut stream, 1024, "Asset").await.unwrap();
+        let (got, rest): (crate::sync_api::Asset, Bytes) =
+            read_head(&mut stream, 1024, "Asset").await.unwrap();
         assert_eq!(got, msg);
         let mut content = rest.to_vec();
         while let Some(c) = stream.next().await {
             content.extend_from_slice(&c.unwrap());
         }
         assert_eq!(content, b"content");
-        let mut short = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(&[5, 1]))]);
-        let e = read_head::<crate::sync_api::Asset, _, _>(&mut short, 1024, "Asset").await.unwrap_err();
+        let mut short =
+            futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(&[5, 1]))]);
+        let e = read_head::<crate::sync_api::Asset, _, _>(&mut short, 1024, "Asset")
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("ended early"), "{e}");
     }
 }

@@ -1,7 +1,5 @@
 //! The binary's command line and config handling.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -96,7 +94,7 @@ async fn sync_key_never_reaches_the_logs() {
     let url = line
         .trim_start_matches("can-service listening on ")
         .to_owned();
-    let c = common::client();
+    let c = can_testkit::client();
     for token in [key, "wrong"] {
         let _ = c
             .get(format!("{url}/sync/v1/hashes"))

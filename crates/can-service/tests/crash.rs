@@ -1,11 +1,9 @@
 //! Crash safety: SIGKILL in the middle of large uploads, again and again.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use can_testkit::*;
 use futures_util::StreamExt;
 
 const BIG: usize = 24 << 20;

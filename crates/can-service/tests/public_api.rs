@@ -1,10 +1,8 @@
 //! The public JSON API of the real binary, over real HTTP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use can_testkit::*;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

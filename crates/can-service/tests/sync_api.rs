@@ -1,12 +1,10 @@
 //! The protobuf sync API of the real binary, over real HTTP.
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine as _;
 use can_proto::sync_api as pb;
-use common::*;
+use can_testkit::*;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use prost::Message;

@@ -73,10 +73,19 @@ where
     W: AsyncWrite + Unpin,
 {
     let id = binding(&local, &remote, role);
-    let (state, ours) = Spake2::<Ed25519Group>::start_symmetric(&Password::new(admission_key), &Identity::new(&id));
-    write_frame(send, &Pake { message: ours.clone() }).await?;
+    let (state, ours) =
+        Spake2::<Ed25519Group>::start_symmetric(&Password::new(admission_key), &Identity::new(&id));
+    write_frame(
+        send,
+        &Pake {
+            message: ours.clone(),
+        },
+    )
+    .await?;
     let theirs: Pake = expect_frame(recv, MAX_PRE_ADMISSION_FRAME).await?;
-    let shared = state.finish(&theirs.message).map_err(|_| AdmissionError::Malformed)?;
+    let shared = state
+        .finish(&theirs.message)
+        .map_err(|_| AdmissionError::Malformed)?;
     let key: [u8; 32] = blake3::derive_key("can-sync v1 admission session", &shared);
 
     let (dialer_msg, listener_msg) = match role {
@@ -94,7 +103,13 @@ where
         Role::Listener => (Role::Listener, Role::Dialer),
     };
     // Both sides send before they check, so neither learns anything from the other's timing.
-    write_frame(send, &Confirm { mac: mac(&key, mine, &transcript).to_vec() }).await?;
+    write_frame(
+        send,
+        &Confirm {
+            mac: mac(&key, mine, &transcript).to_vec(),
+        },
+    )
+    .await?;
     let confirm: Confirm = expect_frame(recv, MAX_PRE_ADMISSION_FRAME).await?;
     let expected = mac(&key, other, &transcript);
     if confirm.mac.len() != 32 || !bool::from(confirm.mac.as_slice().ct_eq(&expected)) {
@@ -108,10 +123,19 @@ mod tests {
     use super::*;
 
     fn ids() -> (EndpointId, EndpointId) {
-        (iroh::SecretKey::generate().public(), iroh::SecretKey::generate().public())
+        (
+            iroh::SecretKey::generate().public(),
+            iroh::SecretKey::generate().public(),
+        )
     }
 
-    async fn run(ka: [u8; 32], kb: [u8; 32]) -> (Result<[u8; 32], AdmissionError>, Result<[u8; 32], AdmissionError>) {
+    async fn run(
+        ka: [u8; 32],
+        kb: [u8; 32],
+    ) -> (
+        Result<[u8; 32], AdmissionError>,
+        Result<[u8; 32], AdmissionError>,
+    ) {
         let (a, b) = ids();
         let (sa, sb) = tokio::io::duplex(4096);
         let (mut ra, mut wa) = tokio::io::split(sa);

@@ -41,6 +41,12 @@ impl CanError {
     }
 }
 
+/// iroh builds reqwest without a TLS crypto provider; we use ring, as iroh does. Installing
+/// it twice is harmless (the second call reports the first one).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[derive(Clone)]
 pub struct CanClient {
     http: reqwest::Client,
@@ -57,6 +63,7 @@ pub struct Ingested {
 
 impl CanClient {
     pub fn new(base: &str, key: &Secret) -> Result<Self, CanError> {
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
@@ -110,7 +117,10 @@ impl CanClient {
         let resp = self
             .send(
                 self.http
-                    .get(format!("{}/sync/v1/hashes?after={after}&limit={limit}", self.base))
+                    .get(format!(
+                        "{}/sync/v1/hashes?after={after}&limit={limit}",
+                        self.base
+                    ))
                     .timeout(Duration::from_secs(30)),
             )
             .await?;
@@ -138,9 +148,16 @@ impl CanClient {
     }
 
     /// An asset's metadata and its content as a stream.
-    pub async fn fetch(&self, hash: &[u8; 32]) -> Result<(pb::Asset, BoxStream<'static, Result<Bytes, CanError>>), CanError> {
+    pub async fn fetch(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<(pb::Asset, BoxStream<'static, Result<Bytes, CanError>>), CanError> {
         let resp = self
-            .send(self.http.get(format!("{}/sync/v1/assets/{}", self.base, hex::encode(hash))))
+            .send(self.http.get(format!(
+                "{}/sync/v1/assets/{}",
+                self.base,
+                hex::encode(hash)
+            )))
             .await?;
         let base = self.base.clone();
         let mut stream = resp.bytes_stream().map(move |r| {
@@ -152,7 +169,8 @@ impl CanClient {
         let (asset, rest): (pb::Asset, Bytes) = read_head(&mut stream, MAX_META_FRAME, "Asset")
             .await
             .map_err(|e| CanError::Protocol(e.to_string()))?;
-        let content = futures_util::stream::iter((!rest.is_empty()).then_some(Ok(rest))).chain(stream);
+        let content =
+            futures_util::stream::iter((!rest.is_empty()).then_some(Ok(rest))).chain(stream);
         Ok((asset, content.boxed()))
     }
 
@@ -161,7 +179,8 @@ impl CanClient {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
-        let head = Bytes::from(pb::IngestRequest { asset: Some(asset) }.encode_length_delimited_to_vec());
+        let head =
+            Bytes::from(pb::IngestRequest { asset: Some(asset) }.encode_length_delimited_to_vec());
         let body = futures_util::stream::once(async move { Ok(head) }).chain(content);
         let resp = self
             .send(
@@ -172,7 +191,8 @@ impl CanClient {
             )
             .await?;
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
-        let reply = pb::IngestResponse::decode(bytes).map_err(|e| CanError::Protocol(e.to_string()))?;
+        let reply =
+            pb::IngestResponse::decode(bytes).map_err(|e| CanError::Protocol(e.to_string()))?;
         let asset = reply
             .asset
             .ok_or_else(|| CanError::Protocol("IngestResponse without asset".into()))?;
@@ -183,9 +203,15 @@ impl CanClient {
     }
 
     /// Ingest events after `after`, live. The stream ends when the connection drops.
-    pub async fn events(&self, after: u64) -> Result<BoxStream<'static, Result<pb::IngestEvent, CanError>>, CanError> {
+    pub async fn events(
+        &self,
+        after: u64,
+    ) -> Result<BoxStream<'static, Result<pb::IngestEvent, CanError>>, CanError> {
         let resp = self
-            .send(self.http.get(format!("{}/sync/v1/events?after={after}", self.base)))
+            .send(
+                self.http
+                    .get(format!("{}/sync/v1/events?after={after}", self.base)),
+            )
             .await?;
         let base = self.base.clone();
         let stream = resp.bytes_stream().eventsource().filter_map(move |e| {
@@ -197,7 +223,8 @@ impl CanClient {
                             .decode(e.data.trim())
                             .map_err(|e| CanError::Protocol(e.to_string()))
                             .and_then(|raw| {
-                                pb::IngestEvent::decode(raw.as_slice()).map_err(|e| CanError::Protocol(e.to_string()))
+                                pb::IngestEvent::decode(raw.as_slice())
+                                    .map_err(|e| CanError::Protocol(e.to_string()))
                             }),
                     ),
                     Ok(_) => None,

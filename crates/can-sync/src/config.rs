@@ -123,8 +123,13 @@ impl EngineConfig {
         let url = file
             .can_service_url
             .ok_or_else(|| field("can_service_url", "is required"))?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
-            return Err(field("can_service_url", "must be an http:// or https:// URL"));
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || reqwest::Url::parse(&url).is_err()
+        {
+            return Err(field(
+                "can_service_url",
+                "must be an http:// or https:// URL",
+            ));
         }
         let key = file
             .sync_api_key
@@ -141,7 +146,10 @@ impl EngineConfig {
         if file.poll_interval_secs == 0 {
             return Err(field("poll_interval_secs", "must be at least 1"));
         }
-        for (name, list) in [("relay_urls", &file.relay_urls), ("pkarr_relays", &file.pkarr_relays)] {
+        for (name, list) in [
+            ("relay_urls", &file.relay_urls),
+            ("pkarr_relays", &file.pkarr_relays),
+        ] {
             for u in list.iter().flatten() {
                 if reqwest::Url::parse(u).is_err() {
                     return Err(field(name, &format!("contains an invalid URL: {u}")));
@@ -191,34 +199,67 @@ mod tests {
     #[test]
     fn tickets_one_or_many_relative_to_file() {
         let c = EngineConfig::parse(
-            &format!("{BASE}connect_ticket_file: peer.ticket\nticket_file: me.ticket\nrelay_urls: []\n"),
+            &format!(
+                "{BASE}connect_ticket_file: peer.ticket\nticket_file: me.ticket\nrelay_urls: []\n"
+            ),
             Path::new("/srv/a/config.yaml"),
         )
         .unwrap();
-        assert_eq!(c.connect_ticket_files, vec![PathBuf::from("/srv/a/peer.ticket")]);
+        assert_eq!(
+            c.connect_ticket_files,
+            vec![PathBuf::from("/srv/a/peer.ticket")]
+        );
         assert_eq!(c.ticket_file, Some(PathBuf::from("/srv/a/me.ticket")));
         assert_eq!(c.relay_urls, Some(vec![]));
-        let c = EngineConfig::parse(&format!("{BASE}connect_ticket_file: [a, /b]\n"), Path::new("/x/c.yaml")).unwrap();
-        assert_eq!(c.connect_ticket_files, vec![PathBuf::from("/x/a"), PathBuf::from("/b")]);
+        let c = EngineConfig::parse(
+            &format!("{BASE}connect_ticket_file: [a, /b]\n"),
+            Path::new("/x/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.connect_ticket_files,
+            vec![PathBuf::from("/x/a"), PathBuf::from("/b")]
+        );
     }
 
     #[test]
     fn errors_name_field_and_file_but_not_secrets() {
         let p = Path::new("/x/agent.yaml");
         let cases = [
-            ("sync_api_key: k\nsync_passphrase: hunter2hunter2\n", "can_service_url"),
-            ("can_service_url: ftp://x\nsync_api_key: k\nsync_passphrase: hunter2hunter2\n", "can_service_url"),
-            ("can_service_url: http://x\nsync_passphrase: hunter2hunter2\n", "sync_api_key"),
-            ("can_service_url: http://x\nsync_api_key: k\n", "sync_passphrase"),
-            (&format!("{BASE}poll_interval_secs: 0\n"), "poll_interval_secs"),
-            (&format!("{BASE}poll_intervall_secs: 2\n"), "poll_intervall_secs"),
+            (
+                "sync_api_key: k\nsync_passphrase: hunter2hunter2\n",
+                "can_service_url",
+            ),
+            (
+                "can_service_url: ftp://x\nsync_api_key: k\nsync_passphrase: hunter2hunter2\n",
+                "can_service_url",
+            ),
+            (
+                "can_service_url: http://x\nsync_passphrase: hunter2hunter2\n",
+                "sync_api_key",
+            ),
+            (
+                "can_service_url: http://x\nsync_api_key: k\n",
+                "sync_passphrase",
+            ),
+            (
+                &format!("{BASE}poll_interval_secs: 0\n"),
+                "poll_interval_secs",
+            ),
+            (
+                &format!("{BASE}poll_intervall_secs: 2\n"),
+                "poll_intervall_secs",
+            ),
             (&format!("{BASE}bind_addr: nowhere\n"), "bind_addr"),
         ];
         for (text, needle) in cases {
             let e = EngineConfig::parse(text, p).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");
             assert!(e.contains("/x/agent.yaml"), "{e}");
-            assert!(!e.contains("hunter2") && !e.contains("horse"), "secret leaked: {e}");
+            assert!(
+                !e.contains("hunter2") && !e.contains("horse"),
+                "secret leaked: {e}"
+            );
         }
         let c = EngineConfig::parse(BASE, p).unwrap();
         assert!(!format!("{c:?}").contains("horse"));

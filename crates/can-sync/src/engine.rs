@@ -40,7 +40,10 @@ pub enum EngineError {
     #[error("cannot open the network endpoint: {0}")]
     Bind(String),
     #[error("cannot write the ticket file {path}: {source}")]
-    Ticket { path: PathBuf, source: std::io::Error },
+    Ticket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the engine has stopped")]
     Stopped,
 }
@@ -65,7 +68,10 @@ impl Shared {
     }
 
     fn is_connected(&self, id: &EndpointId) -> bool {
-        self.connected.lock().map(|c| c.contains(id)).unwrap_or(false)
+        self.connected
+            .lock()
+            .map(|c| c.contains(id))
+            .unwrap_or(false)
     }
 
     /// Records a failed admission; later attempts from that endpoint wait exponentially longer.
@@ -184,7 +190,11 @@ impl Engine {
             ticket: ticket.clone(),
         });
         tracing::info!(endpoint_id = %endpoint.id(), device = %config.device_name, "engine started");
-        Ok(Self { shared, ticket, tasks })
+        Ok(Self {
+            shared,
+            ticket,
+            tasks,
+        })
     }
 
     pub fn endpoint_id(&self) -> String {
@@ -203,7 +213,9 @@ impl Engine {
             .parse::<EndpointTicket>()
             .map_err(|e| EngineError::Config(format!("invalid ticket: {e}")))?
             .into();
-        tokio::spawn(keep_connected(self.shared.clone(), move || Some(addr.clone())));
+        tokio::spawn(keep_connected(self.shared.clone(), move || {
+            Some(addr.clone())
+        }));
         Ok(())
     }
 
@@ -223,11 +235,19 @@ impl Engine {
 
     /// Paused: no transfer starts in either direction; running ones finish.
     pub async fn pause(&self) -> Result<(), EngineError> {
-        self.shared.cmd.send(Cmd::Pause(true)).await.map_err(|_| EngineError::Stopped)
+        self.shared
+            .cmd
+            .send(Cmd::Pause(true))
+            .await
+            .map_err(|_| EngineError::Stopped)
     }
 
     pub async fn resume(&self) -> Result<(), EngineError> {
-        self.shared.cmd.send(Cmd::Pause(false)).await.map_err(|_| EngineError::Stopped)
+        self.shared
+            .cmd
+            .send(Cmd::Pause(false))
+            .await
+            .map_err(|_| EngineError::Stopped)
     }
 
     pub fn is_paused(&self) -> bool {
@@ -250,14 +270,20 @@ impl Engine {
     }
 }
 
-async fn bind_endpoint(config: &EngineConfig, secret: iroh::SecretKey) -> Result<Endpoint, EngineError> {
+async fn bind_endpoint(
+    config: &EngineConfig,
+    secret: iroh::SecretKey,
+) -> Result<Endpoint, EngineError> {
     let relay_mode = match &config.relay_urls {
         None => RelayMode::Default,
         Some(urls) if urls.is_empty() => RelayMode::Disabled,
         Some(urls) => {
             let parsed = urls
                 .iter()
-                .map(|u| u.parse::<RelayUrl>().map_err(|e| EngineError::Config(format!("relay_urls: {u}: {e}"))))
+                .map(|u| {
+                    u.parse::<RelayUrl>()
+                        .map_err(|e| EngineError::Config(format!("relay_urls: {u}: {e}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             RelayMode::custom(parsed)
         }
@@ -281,7 +307,10 @@ async fn bind_endpoint(config: &EngineConfig, secret: iroh::SecretKey) -> Result
         // With relays off this node is on a LAN or a test bed: no UPnP/NAT-PMP probes.
         builder = builder.portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
     }
-    builder.bind().await.map_err(|e| EngineError::Bind(e.to_string()))
+    builder
+        .bind()
+        .await
+        .map_err(|e| EngineError::Bind(e.to_string()))
 }
 
 /// The endpoint's address once it knows at least one way to reach it (bounded wait).
@@ -293,7 +322,10 @@ async fn current_addr(endpoint: &Endpoint) -> EndpointAddr {
         if !addr.is_empty() {
             return addr;
         }
-        if tokio::time::timeout_at(deadline, watcher.updated()).await.is_err() {
+        if tokio::time::timeout_at(deadline, watcher.updated())
+            .await
+            .is_err()
+        {
             let mut addr = EndpointAddr::new(endpoint.id());
             for sock in endpoint.bound_sockets() {
                 addr = addr.with_ip_addr(sock);
@@ -330,7 +362,11 @@ async fn accept_loop(shared: Arc<Shared>) {
             };
             let remote = conn.remote_id();
             if shared.rate_limited(&remote) {
-                close_conn(&conn, close::RATE_LIMITED, "too many failed admissions; try later");
+                close_conn(
+                    &conn,
+                    close::RATE_LIMITED,
+                    "too many failed admissions; try later",
+                );
                 return;
             }
             peer::run(shared, conn, Role::Listener).await;
@@ -367,7 +403,12 @@ async fn keep_connected(shared: Arc<Shared>, target: impl Fn() -> Option<Endpoin
             continue;
         }
         let started = Instant::now();
-        match tokio::time::timeout(Duration::from_secs(15), shared.endpoint.connect(addr.clone(), ALPN)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(15),
+            shared.endpoint.connect(addr.clone(), ALPN),
+        )
+        .await
+        {
             Ok(Ok(conn)) => {
                 peer::run(shared.clone(), conn, Role::Dialer).await;
                 if started.elapsed() > Duration::from_secs(10) {
@@ -608,7 +649,11 @@ impl Actor {
                 });
                 self.send_hash_list(id, !self.shared.is_paused());
             }
-            Cmd::PeerDown { id, conn_id, reason } => {
+            Cmd::PeerDown {
+                id,
+                conn_id,
+                reason,
+            } => {
                 if self.peers.get(&id).is_some_and(|p| p.conn_id == conn_id) {
                     self.drop_peer(id, &reason);
                 }
@@ -635,7 +680,12 @@ impl Actor {
                 self.set_store(state);
             }
             Cmd::Fetched { id, hash, result } => self.on_fetched(id, hash, result),
-            Cmd::Served { id, hash, name, size } => {
+            Cmd::Served {
+                id,
+                hash,
+                name,
+                size,
+            } => {
                 self.totals.assets_sent += 1;
                 self.totals.bytes_sent += size;
                 if let Some(p) = self.peers.get_mut(&id) {
@@ -721,17 +771,23 @@ impl Actor {
 
     /// Sends our full hash list to one peer, in pages.
     fn send_hash_list(&mut self, id: EndpointId, reply_wanted: bool) {
-        let Some(peer) = self.peers.get(&id) else { return };
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
         self.round += 1;
         let all: Vec<&Hash> = self.planner.local_hashes().collect();
         let mut pages = all.chunks(HASHES_PER_FRAME).peekable();
         if pages.peek().is_none() {
-            let _ = peer.control.send(hash_list(self.round, &[], true, reply_wanted));
+            let _ = peer
+                .control
+                .send(hash_list(self.round, &[], true, reply_wanted));
             return;
         }
         while let Some(page) = pages.next() {
             let last = pages.peek().is_none();
-            let _ = peer.control.send(hash_list(self.round, page, last, reply_wanted));
+            let _ = peer
+                .control
+                .send(hash_list(self.round, page, last, reply_wanted));
         }
     }
 
@@ -739,7 +795,9 @@ impl Actor {
         for id in targets {
             if let Some(p) = self.peers.get(&id) {
                 let _ = p.control.send(Control {
-                    kind: Some(control::Kind::Announce(Announce { hashes: hash.to_vec() })),
+                    kind: Some(control::Kind::Announce(Announce {
+                        hashes: hash.to_vec(),
+                    })),
                 });
             }
         }
@@ -770,7 +828,12 @@ impl Actor {
         }
     }
 
-    fn on_fetched(&mut self, id: EndpointId, hash: Hash, result: Result<peer::Fetched, FetchError>) {
+    fn on_fetched(
+        &mut self,
+        id: EndpointId,
+        hash: Hash,
+        result: Result<peer::Fetched, FetchError>,
+    ) {
         match result {
             Ok(fetched) => {
                 self.set_store(Ok(()));
@@ -875,4 +938,3 @@ fn hash_list(round: u64, page: &[&Hash], last: bool, reply_wanted: bool) -> Cont
         })),
     }
 }
-

@@ -43,16 +43,44 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EngineEvent {
-    Started { endpoint_id: String, ticket: String },
-    PeerUp { peer: String, device_name: String },
-    PeerDown { peer: String, reason: String },
-    AssetSent { peer: String, hash: String, name: String, size: u64 },
-    AssetReceived { peer: String, hash: String, name: String, size: u64 },
-    AdmissionRefused { peer: String },
-    PeerMisbehaved { peer: String, reason: String },
+    Started {
+        endpoint_id: String,
+        ticket: String,
+    },
+    PeerUp {
+        peer: String,
+        device_name: String,
+    },
+    PeerDown {
+        peer: String,
+        reason: String,
+    },
+    AssetSent {
+        peer: String,
+        hash: String,
+        name: String,
+        size: u64,
+    },
+    AssetReceived {
+        peer: String,
+        hash: String,
+        name: String,
+        size: u64,
+    },
+    AdmissionRefused {
+        peer: String,
+    },
+    PeerMisbehaved {
+        peer: String,
+        reason: String,
+    },
     StoreOnline,
-    StoreOffline { error: String },
+    StoreOffline {
+        error: String,
+    },
     Paused,
     Resumed,
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }

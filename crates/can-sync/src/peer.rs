@@ -15,7 +15,9 @@ use crate::admission::{AdmissionError, Role, admit};
 use crate::can_client::CanError;
 use crate::engine::{Cmd, Shared};
 use crate::events::EngineEvent;
-use crate::wire::{MAX_FRAME, MAX_PRE_ADMISSION_FRAME, WireError, expect_frame, read_frame, write_frame};
+use crate::wire::{
+    MAX_FRAME, MAX_PRE_ADMISSION_FRAME, WireError, expect_frame, read_frame, write_frame,
+};
 
 /// Application close codes (also in docs/protocol.md).
 pub mod close {
@@ -75,7 +77,11 @@ enum SessionError {
     Engine,
 }
 
-async fn session(shared: &Arc<Shared>, conn: &Connection, role: Role) -> Result<String, SessionError> {
+async fn session(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    role: Role,
+) -> Result<String, SessionError> {
     let remote = conn.remote_id();
     let (mut send, recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         match role {
@@ -88,7 +94,14 @@ async fn session(shared: &Arc<Shared>, conn: &Connection, role: Role) -> Result<
     let mut recv = BufReader::with_capacity(64 * 1024, recv);
     tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        admit(&mut recv, &mut send, &shared.keys.admission, shared.endpoint.id(), remote, role),
+        admit(
+            &mut recv,
+            &mut send,
+            &shared.keys.admission,
+            shared.endpoint.id(),
+            remote,
+            role,
+        ),
     )
     .await
     .map_err(|_| SessionError::Timeout)??;
@@ -100,9 +113,10 @@ async fn session(shared: &Arc<Shared>, conn: &Connection, role: Role) -> Result<
         })),
     };
     write_frame(&mut send, &hello).await?;
-    let theirs: Control = tokio::time::timeout(HANDSHAKE_TIMEOUT, expect_frame(&mut recv, MAX_FRAME))
-        .await
-        .map_err(|_| SessionError::Timeout)??;
+    let theirs: Control =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, expect_frame(&mut recv, MAX_FRAME))
+            .await
+            .map_err(|_| SessionError::Timeout)??;
     let Some(control::Kind::Hello(their_hello)) = theirs.kind else {
         return Err(WireError::Unexpected("first control message must be Hello").into());
     };
@@ -143,7 +157,11 @@ async fn session(shared: &Arc<Shared>, conn: &Connection, role: Role) -> Result<
             match read_frame::<Control, _>(&mut recv, MAX_FRAME).await {
                 Ok(Some(msg)) => shared
                     .cmd
-                    .send(Cmd::Control { id: remote, conn_id, msg })
+                    .send(Cmd::Control {
+                        id: remote,
+                        conn_id,
+                        msg,
+                    })
                     .await
                     .map_err(|_| SessionError::Engine)?,
                 Ok(None) => return Ok("peer closed the control stream".to_owned()),
@@ -184,7 +202,12 @@ async fn session(shared: &Arc<Shared>, conn: &Connection, role: Role) -> Result<
 }
 
 /// Answers one request of the peer: the asset from our CAN Service, or why not.
-async fn serve(shared: Arc<Shared>, remote: EndpointId, mut send: SendStream, mut recv: RecvStream) {
+async fn serve(
+    shared: Arc<Shared>,
+    remote: EndpointId,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
     let request: Request = match expect_frame(&mut recv, MAX_PRE_ADMISSION_FRAME).await {
         Ok(r) => r,
         Err(e) => {
@@ -240,7 +263,15 @@ async fn serve(shared: Arc<Shared>, remote: EndpointId, mut send: SendStream, mu
     .await;
     match result {
         Ok(()) => {
-            let _ = shared.cmd.send(Cmd::Served { id: remote, hash, name, size }).await;
+            let _ = shared
+                .cmd
+                .send(Cmd::Served {
+                    id: remote,
+                    hash,
+                    name,
+                    size,
+                })
+                .await;
         }
         Err(e) => {
             tracing::debug!(error = %e, "sending an asset failed");
@@ -271,26 +302,39 @@ pub struct Fetched {
 }
 
 /// Requests `hash` from the peer and streams it into our CAN Service, which re-hashes it.
-pub(crate) async fn fetch(shared: Arc<Shared>, conn: Connection, hash: [u8; 32]) -> Result<Fetched, FetchError> {
+pub(crate) async fn fetch(
+    shared: Arc<Shared>,
+    conn: Connection,
+    hash: [u8; 32],
+) -> Result<Fetched, FetchError> {
     let remote = conn.remote_id();
     let transport = |e: &dyn std::fmt::Display| FetchError::Transport(e.to_string());
     let (mut send, recv) = conn.open_bi().await.map_err(|e| transport(&e))?;
-    write_frame(&mut send, &Request { hash: hash.to_vec() })
-        .await
-        .map_err(|e| transport(&e))?;
+    write_frame(
+        &mut send,
+        &Request {
+            hash: hash.to_vec(),
+        },
+    )
+    .await
+    .map_err(|e| transport(&e))?;
     send.finish().map_err(|e| transport(&e))?;
     let mut recv = BufReader::with_capacity(READ_BUFFER, recv);
-    let response: Response = expect_frame(&mut recv, MAX_FRAME).await.map_err(|e| match e {
-        WireError::Io(_) | WireError::Truncated => transport(&e),
-        other => FetchError::Misbehaved(other.to_string()),
-    })?;
+    let response: Response = expect_frame(&mut recv, MAX_FRAME)
+        .await
+        .map_err(|e| match e {
+            WireError::Io(_) | WireError::Truncated => transport(&e),
+            other => FetchError::Misbehaved(other.to_string()),
+        })?;
     let mut asset = match response.kind {
         Some(response::Kind::Refused(reason)) => return Err(FetchError::Refused(reason)),
         Some(response::Kind::Asset(asset)) => asset,
         None => return Err(FetchError::Misbehaved("empty response".into())),
     };
     if asset.hash != hash {
-        return Err(FetchError::Misbehaved("sent a different asset than requested".into()));
+        return Err(FetchError::Misbehaved(
+            "sent a different asset than requested".into(),
+        ));
     }
     asset.origin = format!("peer:{remote}");
     asset.seq = 0;
@@ -299,11 +343,13 @@ pub(crate) async fn fetch(shared: Arc<Shared>, conn: Connection, hash: [u8; 32])
     // that is down when the upload to the store fails.
     let peer_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = peer_failed.clone();
-    let body = tokio_util::io::ReaderStream::with_capacity(recv.take(size), READ_BUFFER).inspect(move |r| {
-        if r.is_err() {
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
+    let body = tokio_util::io::ReaderStream::with_capacity(recv.take(size), READ_BUFFER).inspect(
+        move |r| {
+            if r.is_err() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+    );
     let result = shared.can.ingest(asset, body).await;
     if result.is_err() && peer_failed.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(FetchError::Transport("the peer's stream broke off".into()));
@@ -314,7 +360,9 @@ pub(crate) async fn fetch(shared: Arc<Shared>, conn: Connection, hash: [u8; 32])
             size,
             created: ingested.created,
         }),
-        Err(CanError::Rejected(message)) => Err(FetchError::Misbehaved(format!("content rejected: {message}"))),
+        Err(CanError::Rejected(message)) => Err(FetchError::Misbehaved(format!(
+            "content rejected: {message}"
+        ))),
         Err(e @ CanError::Status { status: 400, .. }) => Err(transport(&e)),
         Err(e) => Err(FetchError::Store(e)),
     }

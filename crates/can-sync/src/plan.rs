@@ -156,11 +156,15 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         let mut out = Vec::new();
         let mut skipped = VecDeque::new();
         while self.in_flight.len() < self.total {
-            let Some(h) = self.queue.pop_front() else { break };
+            let Some(h) = self.queue.pop_front() else {
+                break;
+            };
             if self.local.contains(&h) || self.in_flight.contains_key(&h) {
                 continue;
             }
-            let Some(sources) = self.sources.get(&h) else { continue };
+            let Some(sources) = self.sources.get(&h) else {
+                continue;
+            };
             let free = sources
                 .iter()
                 .copied()

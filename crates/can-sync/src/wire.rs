@@ -39,7 +39,11 @@ where
         let byte = match r.read_u8().await {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return if i == 0 { Ok(None) } else { Err(WireError::Truncated) };
+                return if i == 0 {
+                    Ok(None)
+                } else {
+                    Err(WireError::Truncated)
+                };
             }
             Err(e) => return Err(e.into()),
         };
@@ -81,7 +85,9 @@ where
 /// Splits concatenated 32-byte hashes; a remainder is malformed.
 pub fn split_hashes(bytes: &[u8]) -> Result<Vec<[u8; 32]>, WireError> {
     if bytes.len() % 32 != 0 {
-        return Err(WireError::Unexpected("hash list length is not a multiple of 32"));
+        return Err(WireError::Unexpected(
+            "hash list length is not a multiple of 32",
+        ));
     }
     Ok(bytes
         .chunks_exact(32)
@@ -115,7 +121,12 @@ mod tests {
         drop(a);
         let got: Control = read_frame(&mut b, MAX_FRAME).await.unwrap().unwrap();
         assert_eq!(got, msg);
-        assert!(read_frame::<Control, _>(&mut b, MAX_FRAME).await.unwrap().is_none());
+        assert!(
+            read_frame::<Control, _>(&mut b, MAX_FRAME)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

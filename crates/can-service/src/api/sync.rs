@@ -150,9 +150,10 @@ pub async fn ingest(
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut stream = body.into_data_stream();
-    let (request, rest): (pb::IngestRequest, _) = read_head(&mut stream, MAX_META_FRAME, "IngestRequest")
-        .await
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (request, rest): (pb::IngestRequest, _) =
+        read_head(&mut stream, MAX_META_FRAME, "IngestRequest")
+            .await
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let asset = request
         .asset
         .ok_or_else(|| ApiError::bad_request("IngestRequest.asset is missing"))?;

@@ -1,5 +1,4 @@
-//! Runs the real `can-service` binary for integration tests.
-#![allow(dead_code)]
+//! The real `can-service` binary as a child process.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,16 +19,22 @@ impl Service {
     /// Starts the service on a free loopback port with `data_dir` = `dir/data` and the extra
     /// YAML lines given.
     pub fn start(dir: &Path, extra_yaml: &str) -> Service {
+        Self::start_on(dir, extra_yaml, "127.0.0.1:0")
+    }
+
+    /// Starts it listening on `listen` (e.g. the port of an earlier run, to restart it).
+    pub fn start_on(dir: &Path, extra_yaml: &str, listen: &str) -> Service {
+        std::fs::create_dir_all(dir).expect("service dir");
         let config = dir.join("config.yaml");
         std::fs::write(
             &config,
             format!("data_dir: {}\n{extra_yaml}", dir.join("data").display()),
         )
         .expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_can-service"))
+        let mut child = Command::new(crate::workspace_bin("can-service"))
             .arg("--config")
             .arg(&config)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -63,6 +68,16 @@ impl Service {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Starts it again on the same data directory and port (after [`Service::kill`]).
+    pub fn restart(&mut self, extra_yaml: &str) {
+        self.kill();
+        let dir = self.dir.clone();
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let fresh = Service::start_on(&dir, extra_yaml, &listen);
+        // The old handle's process is already reaped; dropping it is harmless.
+        let _old = std::mem::replace(self, fresh);
     }
 
     /// SIGKILL: no chance to clean up, like a crash or power cut of the process.
@@ -99,6 +114,8 @@ impl Drop for Service {
 }
 
 pub fn client() -> reqwest::Client {
+    // Where iroh is in the build, reqwest has no TLS provider of its own: give it ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -159,4 +176,29 @@ pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check()
+}
+
+/// Like [`eventually`], for an async check.
+pub async fn eventually_async<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check().await
+}
+
+/// Whether the service serves the asset.
+pub async fn has_asset(c: &reqwest::Client, base_url: &str, hash: &str) -> bool {
+    c.get(format!("{base_url}/api/assets/{hash}/meta"))
+        .send()
+        .await
+        .map(|r| r.status() == 200)
+        .unwrap_or(false)
 }

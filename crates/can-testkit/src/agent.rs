@@ -1,0 +1,150 @@
+//! The real `can-sync` agent as a child process, with its JSON event lines collected.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running agent; killed on drop.
+pub struct Agent {
+    child: Child,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Agent {
+    /// Writes `dir/config.yaml` (loopback only: no relays, no LAN discovery) plus `extra_yaml`,
+    /// and starts the agent. Its ticket is written to `dir/ticket`.
+    pub fn start(
+        dir: &Path,
+        can_url: &str,
+        key: &str,
+        passphrase: &str,
+        extra_yaml: &str,
+    ) -> Agent {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        let config = dir.join("config.yaml");
+        let text = format!(
+            "can_service_url: {can_url}\nsync_api_key: {key}\nsync_passphrase: \"{passphrase}\"\n\
+             data_dir: {data}\nticket_file: {ticket}\nbind_addr: 127.0.0.1:0\nrelay_urls: []\n\
+             pkarr_relays: []\nlocal_discovery: false\npoll_interval_secs: 2\n{extra_yaml}",
+            data = dir.join("state").display(),
+            ticket = dir.join("ticket").display(),
+        );
+        std::fs::write(&config, text).expect("write agent config");
+        Self::spawn(dir, config)
+    }
+
+    fn spawn(dir: &Path, config: PathBuf) -> Agent {
+        let mut child = Command::new(crate::workspace_bin("can-sync"))
+            .arg(&config)
+            .env(
+                "RUST_LOG",
+                std::env::var("AGENT_LOG").unwrap_or_else(|_| "warn,can_sync=info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn can-sync");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().expect("events").push(v);
+                }
+            }
+        });
+        Agent {
+            child,
+            dir: dir.to_owned(),
+            config,
+            events,
+        }
+    }
+
+    pub fn ticket_path(&self) -> PathBuf {
+        self.dir.join("ticket")
+    }
+
+    /// Events seen so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().expect("events").clone()
+    }
+
+    /// How many events of this kind were seen.
+    pub fn count(&self, event: &str) -> usize {
+        self.events().iter().filter(|e| e["event"] == event).count()
+    }
+
+    /// Waits until an event of this kind has been seen, or `secs` pass.
+    pub async fn wait_for(&self, event: &str, secs: u64) -> bool {
+        crate::eventually(secs, || self.count(event) > 0).await
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the agent again with the same config (after [`Agent::kill`]); events restart empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        let fresh = Self::spawn(&self.dir.clone(), self.config.clone());
+        let _old = std::mem::replace(self, fresh);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every asset of a service: hash → (size, name), following pagination.
+pub async fn list_all(
+    c: &reqwest::Client,
+    base_url: &str,
+) -> std::collections::HashMap<String, (u64, String)> {
+    let mut out = std::collections::HashMap::new();
+    let mut after = 0;
+    loop {
+        let page: Value = c
+            .get(format!("{base_url}/api/assets?after={after}&limit=1000"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("list json");
+        for a in page["assets"].as_array().expect("assets") {
+            out.insert(
+                a["hash"].as_str().unwrap_or_default().to_owned(),
+                (
+                    a["size"].as_u64().unwrap_or(0),
+                    a["name"].as_str().unwrap_or_default().to_owned(),
+                ),
+            );
+        }
+        match page["next"].as_u64() {
+            Some(n) => after = n,
+            None => return out,
+        }
+    }
+}

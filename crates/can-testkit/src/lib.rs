@@ -1,0 +1,31 @@
+//! Helpers for integration tests and benchmarks: they start the real binaries
+//! (`can-service`, `can-sync`) as child processes on loopback and talk to them over HTTP.
+
+mod agent;
+mod service;
+
+pub use agent::{Agent, list_all};
+pub use service::*;
+
+use std::path::PathBuf;
+
+/// A workspace binary, built next to the running test (`target/<profile>/<name>`).
+/// `CAN_<NAME>_BIN` (e.g. `CAN_SERVICE_BIN`) overrides it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let var = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    if let Ok(p) = std::env::var(&var) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace` (or set {var})",
+        path.display()
+    );
+    path
+}

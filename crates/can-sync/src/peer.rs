@@ -40,7 +40,17 @@ pub fn close_conn(conn: &Connection, code: u32, reason: &str) {
 pub(crate) async fn run(shared: Arc<Shared>, conn: Connection, role: Role) {
     let remote = conn.remote_id();
     let peer = remote.to_string();
-    match session(&shared, &conn, role).await {
+    let mut result = session(&shared, &conn, role).await;
+    // The side that finds the mismatch first closes at once, so the other may see only
+    // "connection lost": the close code tells it what happened.
+    if matches!(
+        result,
+        Err(SessionError::Admission(AdmissionError::Wire(_)))
+    ) && closed_for_admission(&conn)
+    {
+        result = Err(SessionError::Admission(AdmissionError::WrongPassphrase));
+    }
+    match result {
         Ok(reason) => tracing::info!(peer = %remote.fmt_short(), %reason, "peer connection ended"),
         Err(SessionError::Admission(AdmissionError::WrongPassphrase)) => {
             tracing::warn!(peer = %remote.fmt_short(), "peer refused: it does not know the passphrase");
@@ -61,6 +71,14 @@ pub(crate) async fn run(shared: Arc<Shared>, conn: Connection, role: Role) {
             close_conn(&conn, code, &e.to_string());
         }
     }
+}
+
+fn closed_for_admission(conn: &Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(iroh::endpoint::ConnectionError::ApplicationClosed(app))
+            if app.error_code.into_inner() == u64::from(close::ADMISSION_FAILED)
+    )
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -617,8 +617,9 @@ impl Actor {
             } => {
                 if let Some(existing) = self.peers.get(&id) {
                     // Both ends dialled: keep the connection dialled by the smaller id, which
-                    // both ends compute the same way.
-                    if existing.dialer <= dialer {
+                    // both ends compute the same way. The same end dialling again means its
+                    // old connection is dead (it restarted): the new one wins.
+                    if existing.dialer < dialer {
                         let _ = reply.send(false);
                         return;
                     }
@@ -659,7 +660,7 @@ impl Actor {
                 }
             }
             Cmd::Control { id, conn_id, msg } => {
-                if !self.peers.get(&id).is_some_and(|p| p.conn_id == conn_id) {
+                if self.peers.get(&id).is_none_or(|p| p.conn_id != conn_id) {
                     return;
                 }
                 self.on_control(id, msg);

@@ -127,7 +127,7 @@ fn brute_force_bits(s: &str) -> f64 {
     if s.chars().any(|c| c.is_ascii_punctuation() || c == ' ') {
         alphabet += 33;
     }
-    if s.chars().any(|c| !c.is_ascii()) {
+    if !s.is_ascii() {
         alphabet += 100;
     }
     s.chars().count() as f64 * f64::from(alphabet.max(2)).log2()

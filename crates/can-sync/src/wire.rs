@@ -84,7 +84,7 @@ where
 
 /// Splits concatenated 32-byte hashes; a remainder is malformed.
 pub fn split_hashes(bytes: &[u8]) -> Result<Vec<[u8; 32]>, WireError> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(WireError::Unexpected(
             "hash list length is not a multiple of 32",
         ));

@@ -3,6 +3,7 @@
 
 mod ingest;
 mod proc;
+mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -17,11 +18,14 @@ struct Cli {
 enum Bench {
     /// Ingest throughput of one large upload into can-service vs. BLAKE3 + a plain file write.
     Ingest(ingest::Args),
+    /// Two agents: propagation latency, bulk mirror vs. raw iroh, agent RSS.
+    Sync(sync::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Ingest(args) => ingest::run(args).await,
+        Bench::Sync(args) => sync::run(args).await,
     }
 }

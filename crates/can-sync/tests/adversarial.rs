@@ -127,6 +127,21 @@ async fn malformed_oversized_and_wrong_version_connections_close_cleanly() {
         ep.close().await;
     }
 
+    // Failing again from the same endpoint is rate-limited: refused before any admission.
+    let ep = endpoint().await;
+    for expected in [close::ADMISSION_FAILED, close::RATE_LIMITED] {
+        let conn = ep.connect(addr.clone(), ALPN).await.unwrap();
+        // The rate-limited connection may be closed before we get to write.
+        let streams = conn.open_bi().await;
+        if let Ok((mut send, _recv)) = streams {
+            let _ = send.write_all(&[0xffu8; 12]).await;
+            assert_eq!(closed_code(&conn).await, Some(u64::from(expected)));
+        } else {
+            assert_eq!(closed_code(&conn).await, Some(u64::from(expected)));
+        }
+    }
+    ep.close().await;
+
     // Admitted, then a malformed control frame: closed as a protocol error.
     let keys = can_sync::keys::derive(PASS).unwrap();
     let ep = endpoint().await;

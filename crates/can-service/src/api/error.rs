@@ -31,6 +31,17 @@ impl ApiError {
     }
 }
 
+/// Marks a response to an upload that may not have been read to its end: the client must
+/// not reuse the connection, whose unread request bytes would otherwise be taken for the
+/// next request.
+pub fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (

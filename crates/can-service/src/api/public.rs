@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::error::ApiError;
+use super::error::{ApiError, closing};
 use super::query::{After, ApiQuery, Page};
 use super::sse;
 use crate::hash::AssetHash;
@@ -27,6 +27,18 @@ pub struct UploadQuery {
 
 pub async fn upload(
     State(store): State<Store>,
+    headers: HeaderMap,
+    query: ApiQuery<UploadQuery>,
+    body: Body,
+) -> Response {
+    match store_upload(store, headers, query, body).await {
+        Ok(r) => r,
+        Err(e) => closing(e.into_response()),
+    }
+}
+
+async fn store_upload(
+    store: Store,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<UploadQuery>,
     body: Body,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio_util::io::ReaderStream;
 
-use super::error::ApiError;
+use super::error::{ApiError, closing};
 use super::public::{check_content_length, find};
 use super::query::{After, ApiQuery};
 use super::sse;
@@ -144,11 +144,20 @@ pub async fn fetch(
 }
 
 /// Ingest from a peer: a length-delimited `IngestRequest`, then exactly `asset.size` bytes.
-pub async fn ingest(
-    State(store): State<Store>,
+pub async fn ingest(State(store): State<Store>, headers: HeaderMap, body: Body) -> Response {
+    match store_ingest(store, headers, body).await {
+        Ok((response, true)) => response,
+        Ok((response, false)) => closing(response),
+        Err(e) => closing(e.into_response()),
+    }
+}
+
+/// Returns the response and whether the request body was read to its end.
+async fn store_ingest(
+    store: Store,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<(Response, bool), ApiError> {
     let mut stream = body.into_data_stream();
     let (request, rest): (pb::IngestRequest, _) =
         read_head(&mut stream, MAX_META_FRAME, "IngestRequest")
@@ -172,7 +181,7 @@ pub async fn ingest(
             asset: Some(to_pb(&existing)),
             created: false,
         };
-        return Ok(protobuf(StatusCode::OK, &reply));
+        return Ok((protobuf(StatusCode::OK, &reply), false));
     }
     let new = NewAsset {
         name: asset.name,
@@ -197,7 +206,7 @@ pub async fn ingest(
         asset: Some(to_pb(outcome.meta())),
         created,
     };
-    Ok(protobuf(status, &reply))
+    Ok((protobuf(status, &reply), true))
 }
 
 pub async fn events(

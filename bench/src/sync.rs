@@ -1,0 +1,155 @@
+//! Two CAN Services and two agents on loopback (relays off, linked by ticket): propagation
+//! latency of small uploads, throughput of mirroring one large asset against a raw iroh
+//! stream between two endpoints on the same host, and the agents' peak RSS.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use can_testkit::{Agent, KEY, Service, b3, client, has_asset, pseudo_random, upload};
+use clap::Args as ClapArgs;
+use iroh::endpoint::{PortmapperConfig, presets};
+use iroh::{Endpoint, EndpointAddr, RelayMode};
+
+use crate::proc::{mib, peak_rss};
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Latency samples (1 KiB uploads).
+    #[arg(long, default_value_t = 30)]
+    samples: usize,
+    /// Size of the bulk asset in MiB.
+    #[arg(long, default_value_t = 1024)]
+    size_mib: usize,
+}
+
+const PASS: &str = "bench harbor violet summit cobalt ferry lantern";
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let a = Service::with_key(&work.path().join("svc-a"));
+    let b = Service::with_key(&work.path().join("svc-b"));
+    let agent_a = Agent::start(&work.path().join("agent-a"), &a.url, KEY, PASS, "");
+    let agent_b = Agent::start(
+        &work.path().join("agent-b"),
+        &b.url,
+        KEY,
+        PASS,
+        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+    );
+    ensure!(
+        agent_b.wait_for("peer_up", 60).await,
+        "agents did not connect"
+    );
+    let c = client();
+
+    // Propagation latency: upload on A → GET succeeds on B.
+    let mut lat = Vec::new();
+    for i in 0..args.samples {
+        let body = pseudo_random(1024, 1_000_000 + i as u64);
+        let hash = b3(&body);
+        let start = Instant::now();
+        let (status, _) = upload(&c, &a, "small", body).await;
+        ensure!(status == 201, "upload failed");
+        let deadline = start + Duration::from_secs(30);
+        while !has_asset(&c, &b.url, &hash).await {
+            ensure!(
+                Instant::now() < deadline,
+                "asset {i} did not arrive in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        lat.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    let p50 = lat[lat.len() / 2];
+    let p95 = lat[(lat.len() * 95 / 100).min(lat.len() - 1)];
+
+    // Bulk: one large asset, from A's 201 to B serving it.
+    let size = args.size_mib << 20;
+    let big = pseudo_random(size, 99);
+    let hash = b3(&big);
+    let (status, _) = upload(&c, &a, "big.bin", big).await;
+    ensure!(status == 201, "bulk upload failed");
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(600);
+    while !has_asset(&c, &b.url, &hash).await {
+        ensure!(
+            Instant::now() < deadline,
+            "bulk asset did not arrive in 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mirror_s = start.elapsed().as_secs_f64();
+    let rss_a = peak_rss(agent_a.pid())?;
+    let rss_b = peak_rss(agent_b.pid())?;
+    drop(agent_a);
+    drop(agent_b);
+
+    let raw_s = raw_iroh(size).await?;
+    let mbps = |s: f64| size as f64 / s / 1e6;
+    println!("## CAN Sync engine, two agents on loopback (relays off, ticket)\n");
+    println!("| measure | CAN Sync | baseline | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| propagation of 1 KiB, p50 / p95 ({} samples; goal p50 ≤ 100 ms) | {p50:.1} / {p95:.1} ms | | |",
+        args.samples
+    );
+    println!(
+        "| mirror one {} MiB asset (goal ratio ≥ 0.7) | {mirror_s:.2} s, {:.0} MB/s | raw iroh stream {raw_s:.2} s, {:.0} MB/s | {:.2} |",
+        args.size_mib,
+        mbps(mirror_s),
+        mbps(raw_s),
+        raw_s / mirror_s
+    );
+    println!(
+        "| agent peak RSS, sender / receiver (goal < 100 MiB) | {:.1} / {:.1} MiB | | |",
+        mib(rss_a),
+        mib(rss_b)
+    );
+    Ok(())
+}
+
+/// The ceiling: `size` bytes over one QUIC stream between two iroh endpoints on loopback.
+async fn raw_iroh(size: usize) -> anyhow::Result<f64> {
+    const ALPN: &[u8] = b"can-bench/raw";
+    let bind = || async {
+        Endpoint::builder(presets::Minimal)
+            .relay_mode(RelayMode::Disabled)
+            .clear_ip_transports()
+            .bind_addr("127.0.0.1:0")?
+            .portmapper_config(PortmapperConfig::Disabled)
+            .alpns(vec![ALPN.to_vec()])
+            .bind()
+            .await
+            .context("bind")
+    };
+    let server = bind().await?;
+    let client_ep = bind().await?;
+    let addr = EndpointAddr::new(server.id()).with_ip_addr(server.bound_sockets()[0]);
+    let receiver = tokio::spawn(async move {
+        let conn = server.accept().await.context("accept")?.await?;
+        let (_send, mut recv) = conn.accept_bi().await?;
+        let mut total = 0usize;
+        while let Some(chunk) = recv.read_chunk(1 << 20).await? {
+            total += chunk.len();
+        }
+        conn.close(0u32.into(), b"done");
+        server.close().await;
+        anyhow::Ok(total)
+    });
+    let conn = client_ep.connect(addr, ALPN).await?;
+    let chunk = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let start = Instant::now();
+    let (mut send, _recv) = conn.open_bi().await?;
+    let mut sent = 0usize;
+    while sent < size {
+        send.write_chunk(chunk.clone()).await?;
+        sent += chunk.len();
+    }
+    send.finish()?;
+    let received = receiver.await??;
+    let secs = start.elapsed().as_secs_f64();
+    ensure!(received == sent, "raw stream lost data");
+    client_ep.close().await;
+    Ok(secs)
+}

@@ -72,6 +72,11 @@ pub fn peak_rss(pid: u32) -> anyhow::Result<u64> {
     status_kib(pid, "VmHWM:").map(|k| k * 1024)
 }
 
+/// Current resident set size (VmRSS) of a process, in bytes.
+pub fn current_rss(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS:").map(|k| k * 1024)
+}
+
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status

@@ -74,6 +74,10 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let (graceful_tx, graceful_rx) = oneshot::channel::<()>();
+        // No Nagle: small event and reply writes must not wait for a delayed ACK (≈40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = graceful_rx.await;
         });

@@ -21,6 +21,8 @@ pub struct EngineConfig {
     /// `None`: iroh's public relays. `Some([])`: no relays.
     pub relay_urls: Option<Vec<String>>,
     pub poll_interval: Duration,
+    /// How often rendezvous slots are read and ours rewritten.
+    pub rendezvous_interval: Duration,
     pub ticket_file: Option<PathBuf>,
     pub connect_ticket_files: Vec<PathBuf>,
     /// Accepted now, used by discovery.
@@ -37,6 +39,8 @@ struct FileConfig {
     sync_passphrase: Option<Secret>,
     #[serde(default = "default_poll")]
     poll_interval_secs: u64,
+    #[serde(default = "default_rendezvous")]
+    rendezvous_interval_secs: u64,
     ticket_file: Option<PathBuf>,
     connect_ticket_file: Option<OneOrMany>,
     data_dir: Option<PathBuf>,
@@ -57,6 +61,10 @@ enum OneOrMany {
 
 fn default_poll() -> u64 {
     3
+}
+
+fn default_rendezvous() -> u64 {
+    60
 }
 
 fn default_true() -> bool {
@@ -146,6 +154,9 @@ impl EngineConfig {
         if file.poll_interval_secs == 0 {
             return Err(field("poll_interval_secs", "must be at least 1"));
         }
+        if file.rendezvous_interval_secs == 0 {
+            return Err(field("rendezvous_interval_secs", "must be at least 1"));
+        }
         for (name, list) in [
             ("relay_urls", &file.relay_urls),
             ("pkarr_relays", &file.pkarr_relays),
@@ -172,6 +183,7 @@ impl EngineConfig {
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             relay_urls: file.relay_urls,
             poll_interval: Duration::from_secs(file.poll_interval_secs),
+            rendezvous_interval: Duration::from_secs(file.rendezvous_interval_secs),
             ticket_file: file.ticket_file.map(resolve),
             connect_ticket_files: connect,
             pkarr_relays: file.pkarr_relays,

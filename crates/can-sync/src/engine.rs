@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use can_proto::peer::{Announce, Control, HashList, control};
 use futures_util::StreamExt;
+use iroh::address_lookup::MemoryLookup;
 use iroh::endpoint::{Connection, presets};
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMode, RelayUrl, Watcher as _};
+use iroh_gossip::Gossip;
+use iroh_gossip::api::GossipSender;
 use iroh_tickets::endpoint::EndpointTicket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -19,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::{ALPN, Role};
 use crate::can_client::CanClient;
 use crate::config::EngineConfig;
+use crate::discovery::{self, info, remembered, rendezvous::Rendezvous};
 use crate::events::{EngineEvent, PeerStatus, Status};
 use crate::keys::{self, Keys};
 use crate::peer::{self, FetchError, close, close_conn};
@@ -58,6 +63,12 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<EngineEvent>,
     paused: AtomicBool,
     connected: Mutex<HashSet<EndpointId>>,
+    /// Addresses learnt from discovery, for dialling by id.
+    lookup: MemoryLookup,
+    /// Peers that have a dial loop already.
+    dialing: Mutex<HashSet<EndpointId>>,
+    gossip_tx: Mutex<Option<GossipSender>>,
+    data_dir: PathBuf,
     failures: Mutex<HashMap<EndpointId, (u32, Instant)>>,
     cancel: CancellationToken,
 }
@@ -65,6 +76,48 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
+    }
+
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    pub fn set_gossip_sender(&self, tx: GossipSender) {
+        if let Ok(mut g) = self.gossip_tx.lock() {
+            *g = Some(tx);
+        }
+    }
+
+    /// A peer was discovered (gossip, rendezvous, LAN, memory, ticket): make its address
+    /// known, tell gossip about it, and keep a connection to it.
+    pub fn learn(self: &Arc<Self>, addr: EndpointAddr) {
+        let id = addr.id;
+        if id == self.endpoint.id() {
+            return;
+        }
+        if !addr.is_empty() {
+            self.lookup.add_endpoint_info(addr);
+        }
+        let new = self
+            .dialing
+            .lock()
+            .map(|mut d| d.insert(id))
+            .unwrap_or(false);
+        if !new {
+            return;
+        }
+        tracing::info!(peer = %id.fmt_short(), "discovered a peer");
+        if let Some(tx) = self.gossip_tx.lock().ok().and_then(|g| g.clone()) {
+            tokio::spawn(async move {
+                let _ = tx.join_peers(vec![id]).await;
+            });
+        }
+        // Both ends learn of each other: the smaller id dials first, the other a little
+        // later if still not connected, so most pairs make one connection, not two.
+        let defer = self.endpoint.id() > id;
+        tokio::spawn(keep_connected(self.clone(), defer, move || {
+            Some(EndpointAddr::new(id))
+        }));
     }
 
     fn is_connected(&self, id: &EndpointId) -> bool {
@@ -143,6 +196,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     ticket: String,
     tasks: Vec<JoinHandle<()>>,
+    router: Router,
 }
 
 impl Engine {
@@ -153,11 +207,13 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Config(e.to_string()))??;
         let secret = crate::identity::load_or_create(&config.data_dir)?;
-        let endpoint = bind_endpoint(&config, secret).await?;
+        let lookup = MemoryLookup::new();
+        let (endpoint, mdns_events) = bind_endpoint(&config, secret, &lookup, &keys).await?;
         let can = CanClient::new(&config.can_service_url, &config.sync_api_key)
             .map_err(|e| EngineError::Config(e.to_string()))?;
         let (cmd, cmd_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);
+        let gossip_topic = keys.gossip_topic;
         let shared = Arc::new(Shared {
             keys,
             endpoint: endpoint.clone(),
@@ -167,9 +223,23 @@ impl Engine {
             events,
             paused: AtomicBool::new(false),
             connected: Mutex::new(HashSet::new()),
+            lookup,
+            dialing: Mutex::new(HashSet::new()),
+            gossip_tx: Mutex::new(None),
+            data_dir: config.data_dir.clone(),
             failures: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
         });
+        let gossip = Gossip::builder().spawn(endpoint.clone());
+        let router = Router::builder(endpoint.clone())
+            .accept(
+                ALPN,
+                SyncProtocol {
+                    shared: shared.clone(),
+                },
+            )
+            .accept(iroh_gossip::ALPN, gossip.clone())
+            .spawn();
         let addr = current_addr(&endpoint).await;
         let ticket = EndpointTicket::new(addr).to_string();
         if let Some(path) = &config.ticket_file {
@@ -181,9 +251,61 @@ impl Engine {
         let mut tasks = Vec::new();
         let actor = Actor::new(shared.clone());
         tasks.push(tokio::spawn(actor.run(cmd_rx, config.poll_interval)));
-        tasks.push(tokio::spawn(accept_loop(shared.clone())));
         for file in &config.connect_ticket_files {
             tasks.push(tokio::spawn(dial_loop(shared.clone(), file.clone())));
+        }
+        // Peers from earlier runs first: they also bootstrap gossip.
+        let mut bootstrap = Vec::new();
+        for info in remembered::load(&config.data_dir) {
+            if let Some(addr) = info::to_addr(&info) {
+                bootstrap.push(addr.id);
+                shared.learn(addr);
+            }
+        }
+        tasks.push(tokio::spawn(discovery::gossip::run(
+            shared.clone(),
+            gossip,
+            gossip_topic,
+            bootstrap,
+        )));
+        let pkarr_relays = match &config.pkarr_relays {
+            None => discovery::rendezvous::DEFAULT_RELAYS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            Some(list) => list.clone(),
+        };
+        if !pkarr_relays.is_empty() {
+            let rv = Rendezvous::new(
+                &shared.keys.rendezvous,
+                shared.keys.rendezvous_seal,
+                pkarr_relays,
+                endpoint.id(),
+            );
+            tasks.push(tokio::spawn(rendezvous_loop(
+                shared.clone(),
+                rv,
+                config.rendezvous_interval,
+            )));
+        }
+        if let Some(mut events) = mdns_events {
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                use iroh_mdns_address_lookup::DiscoveryEvent;
+                loop {
+                    let ev = tokio::select! {
+                        ev = events.next() => ev,
+                        _ = shared.cancelled() => return,
+                    };
+                    match ev {
+                        Some(DiscoveryEvent::Discovered { endpoint_info, .. }) => {
+                            shared.learn(endpoint_info.into_endpoint_addr());
+                        }
+                        Some(_) => {}
+                        None => return,
+                    }
+                }
+            }));
         }
         let _ = shared.events.send(EngineEvent::Started {
             endpoint_id: endpoint.id().to_string(),
@@ -194,6 +316,7 @@ impl Engine {
             shared,
             ticket,
             tasks,
+            router,
         })
     }
 
@@ -213,7 +336,7 @@ impl Engine {
             .parse::<EndpointTicket>()
             .map_err(|e| EngineError::Config(format!("invalid ticket: {e}")))?
             .into();
-        tokio::spawn(keep_connected(self.shared.clone(), move || {
+        tokio::spawn(keep_connected(self.shared.clone(), false, move || {
             Some(addr.clone())
         }));
         Ok(())
@@ -266,14 +389,21 @@ impl Engine {
         if let Ok(mut c) = self.shared.connected.lock() {
             c.clear();
         }
+        let _ = self.router.shutdown().await;
         self.shared.endpoint.close().await;
     }
 }
 
+type MdnsEvents = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = iroh_mdns_address_lookup::DiscoveryEvent> + Send>,
+>;
+
 async fn bind_endpoint(
     config: &EngineConfig,
     secret: iroh::SecretKey,
-) -> Result<Endpoint, EngineError> {
+    lookup: &MemoryLookup,
+    keys: &Keys,
+) -> Result<(Endpoint, Option<MdnsEvents>), EngineError> {
     let relay_mode = match &config.relay_urls {
         None => RelayMode::Default,
         Some(urls) if urls.is_empty() => RelayMode::Disabled,
@@ -289,10 +419,30 @@ async fn bind_endpoint(
         }
     };
     let offline = matches!(relay_mode, RelayMode::Disabled);
+    let public = secret.public();
     let mut builder = Endpoint::builder(presets::Minimal)
         .secret_key(secret)
         .alpns(vec![ALPN.to_vec()])
-        .relay_mode(relay_mode);
+        .relay_mode(relay_mode)
+        .address_lookup(lookup.clone());
+    let mut mdns_events = None;
+    if config.local_discovery {
+        // Only agents of the same passphrase use this service name, so the LAN lookup
+        // reports just them.
+        let group = blake3::derive_key("can-sync v1 mdns service", &keys.gossip_topic);
+        let service = format!("cansync-{}", &hex::encode(group)[..12]);
+        match iroh_mdns_address_lookup::MdnsAddressLookup::builder()
+            .service_name(&service)
+            .build(public)
+        {
+            Ok(mdns) => {
+                // Subscribe before the lookup starts, so no early discovery is missed.
+                mdns_events = Some(Box::pin(mdns.subscribe().await) as MdnsEvents);
+                builder = builder.address_lookup(mdns);
+            }
+            Err(e) => tracing::warn!(error = %e, "LAN discovery unavailable"),
+        }
+    }
     if !config.bind_addr.ip().is_unspecified() {
         builder = builder
             .clear_ip_transports()
@@ -307,10 +457,57 @@ async fn bind_endpoint(
         // With relays off this node is on a LAN or a test bed: no UPnP/NAT-PMP probes.
         builder = builder.portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
     }
-    builder
+    let endpoint = builder
         .bind()
         .await
-        .map_err(|e| EngineError::Bind(e.to_string()))
+        .map_err(|e| EngineError::Bind(e.to_string()))?;
+    Ok((endpoint, mdns_events))
+}
+
+/// Our ALPN on the router: rate limit, then the peer session.
+#[derive(Debug, Clone)]
+struct SyncProtocol {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("endpoint", &self.endpoint.id())
+            .finish()
+    }
+}
+
+impl ProtocolHandler for SyncProtocol {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let remote = conn.remote_id();
+        if self.shared.rate_limited(&remote) {
+            close_conn(
+                &conn,
+                close::RATE_LIMITED,
+                "too many failed admissions; try later",
+            );
+            return Ok(());
+        }
+        peer::run(self.shared.clone(), conn, Role::Listener).await;
+        Ok(())
+    }
+}
+
+/// Rendezvous rounds every `interval` (± 25 % jitter).
+async fn rendezvous_loop(shared: Arc<Shared>, rv: Rendezvous, interval: Duration) {
+    loop {
+        let me = info::own_info(&shared.endpoint, &shared.device_name);
+        for peer in rv.round(me).await {
+            if let Some(addr) = info::to_addr(&peer) {
+                shared.learn(addr);
+            }
+        }
+        sleep_or_cancel(&shared, jitter(interval)).await;
+        if shared.cancel.is_cancelled() {
+            return;
+        }
+    }
 }
 
 /// The endpoint's address once it knows at least one way to reach it (bounded wait).
@@ -344,48 +541,25 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-async fn accept_loop(shared: Arc<Shared>) {
-    loop {
-        let incoming = tokio::select! {
-            i = shared.endpoint.accept() => i,
-            _ = shared.cancel.cancelled() => return,
-        };
-        let Some(incoming) = incoming else { return };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(error = %e, "incoming connection failed its handshake");
-                    return;
-                }
-            };
-            let remote = conn.remote_id();
-            if shared.rate_limited(&remote) {
-                close_conn(
-                    &conn,
-                    close::RATE_LIMITED,
-                    "too many failed admissions; try later",
-                );
-                return;
-            }
-            peer::run(shared, conn, Role::Listener).await;
-        });
-    }
-}
-
 /// Keeps a connection to the peer in a ticket file: waits for the file, dials, redials
 /// with backoff when the connection drops.
 async fn dial_loop(shared: Arc<Shared>, ticket_file: PathBuf) {
-    keep_connected(shared, move || {
+    keep_connected(shared, false, move || {
         let text = std::fs::read_to_string(&ticket_file).ok()?;
         text.trim().parse::<EndpointTicket>().ok().map(Into::into)
     })
     .await
 }
 
-async fn keep_connected(shared: Arc<Shared>, target: impl Fn() -> Option<EndpointAddr>) {
+async fn keep_connected(
+    shared: Arc<Shared>,
+    defer: bool,
+    target: impl Fn() -> Option<EndpointAddr>,
+) {
     let mut backoff = Duration::from_millis(250);
+    if defer {
+        sleep_or_cancel(&shared, jitter(Duration::from_secs(2))).await;
+    }
     loop {
         if shared.cancel.is_cancelled() {
             return;
@@ -644,6 +818,7 @@ impl Actor {
                         last_activity: crate::now_rfc3339(),
                     },
                 );
+                self.remember(id, &device_name);
                 self.emit(EngineEvent::PeerUp {
                     peer: id.to_string(),
                     device_name,
@@ -725,6 +900,27 @@ impl Actor {
             Cmd::Status(tx) => {
                 let _ = tx.send(self.status());
             }
+        }
+    }
+
+    /// Writes the peer's current address to the remembered list, for the next start.
+    fn remember(&self, id: EndpointId, device_name: &str) {
+        let Some(p) = self.peers.get(&id) else { return };
+        let mut info = can_proto::peer::PeerInfo {
+            endpoint_id: id.as_bytes().to_vec(),
+            device_name: device_name.chars().take(32).collect(),
+            timestamp_ms: info::now_ms(),
+            ..Default::default()
+        };
+        for path in p.conn.paths().iter() {
+            match path.remote_addr() {
+                iroh::TransportAddr::Ip(sock) => info.direct_addrs.push(sock.to_string()),
+                iroh::TransportAddr::Relay(url) => info.relay_url = url.to_string(),
+                _ => {}
+            }
+        }
+        if let Err(e) = remembered::remember(&self.shared.data_dir, info) {
+            tracing::debug!(error = %e, "cannot write the remembered peers");
         }
     }
 

@@ -9,10 +9,12 @@
 //! - [`wire`]: length-delimited protobuf frames with hard limits.
 //! - [`plan`]: the pure sync decisions (what to fetch from whom, whom to tell).
 //! - [`peer`]: one connection's I/O; [`engine`]: the actor and lifecycle.
+//! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
 
 pub mod admission;
 pub mod can_client;
 pub mod config;
+pub mod discovery;
 pub mod engine;
 pub mod events;
 pub mod identity;

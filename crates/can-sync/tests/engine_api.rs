@@ -32,6 +32,7 @@ async fn status_events_pause_and_resume() {
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         relay_urls: Some(vec![]),
         poll_interval: Duration::from_secs(2),
+        rendezvous_interval: Duration::from_secs(60),
         ticket_file: None,
         connect_ticket_files: vec![agent_b.ticket_path()],
         pkarr_relays: Some(vec![]),

@@ -28,13 +28,26 @@ impl Agent {
     ) -> Agent {
         std::fs::create_dir_all(dir).expect("agent dir");
         let config = dir.join("config.yaml");
-        let text = format!(
+        // Loopback defaults; a key given in `extra_yaml` replaces its default line.
+        let defaults = [
+            ("bind_addr", "127.0.0.1:0"),
+            ("relay_urls", "[]"),
+            ("pkarr_relays", "[]"),
+            ("local_discovery", "false"),
+            ("poll_interval_secs", "2"),
+        ];
+        let mut text = format!(
             "can_service_url: {can_url}\nsync_api_key: {key}\nsync_passphrase: \"{passphrase}\"\n\
-             data_dir: {data}\nticket_file: {ticket}\nbind_addr: 127.0.0.1:0\nrelay_urls: []\n\
-             pkarr_relays: []\nlocal_discovery: false\npoll_interval_secs: 2\n{extra_yaml}",
+             data_dir: {data}\nticket_file: {ticket}\n",
             data = dir.join("state").display(),
             ticket = dir.join("ticket").display(),
         );
+        for (k, v) in defaults {
+            if !extra_yaml.lines().any(|l| l.starts_with(&format!("{k}:"))) {
+                text.push_str(&format!("{k}: {v}\n"));
+            }
+        }
+        text.push_str(extra_yaml);
         std::fs::write(&config, text).expect("write agent config");
         Self::spawn(dir, config)
     }
@@ -96,6 +109,12 @@ impl Agent {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Rewrites the config file (takes effect at the next [`Agent::restart`]).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).expect("read agent config");
+        std::fs::write(&self.config, edit(text)).expect("write agent config");
     }
 
     /// Starts the agent again with the same config (after [`Agent::kill`]); events restart empty.

@@ -1,0 +1,130 @@
+//! Announcements on a gossip topic derived from the passphrase.
+//!
+//! Each agent broadcasts its endpoint id, name and addresses every [`ANNOUNCE_EVERY`] and when
+//! a neighbour joins, as an [`Announcement`] MACed with a key derived from the admission key:
+//! a node without the passphrase can neither find the topic nor inject a valid announcement.
+//! Every valid, fresh announcement of another agent is handed to the engine, which dials it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use can_proto::peer::{Announcement, PeerInfo};
+use futures_util::StreamExt;
+use iroh::EndpointId;
+use iroh_gossip::api::{Event, GossipSender};
+use iroh_gossip::{Gossip, TopicId};
+use prost::Message;
+use subtle::ConstantTimeEq;
+
+use super::info::{endpoint_id, is_fresh, mac, now_ms, own_info, to_addr};
+use crate::engine::Shared;
+
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
+
+/// The key that MACs announcements.
+pub fn mac_key(admission_key: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key("can-sync v1 gossip announcement mac", admission_key)
+}
+
+pub fn encode(info: &PeerInfo, key: &[u8; 32]) -> Vec<u8> {
+    let bytes = info.encode_to_vec();
+    Announcement {
+        mac: mac(key, &bytes).to_vec(),
+        info: bytes,
+    }
+    .encode_to_vec()
+}
+
+/// A valid announcement's content; `None` for anything forged or malformed.
+pub fn decode(bytes: &[u8], key: &[u8; 32]) -> Option<PeerInfo> {
+    let a = Announcement::decode(bytes).ok()?;
+    let expected = mac(key, &a.info);
+    if a.mac.len() != 32 || !bool::from(a.mac.as_slice().ct_eq(&expected)) {
+        return None;
+    }
+    PeerInfo::decode(a.info.as_slice()).ok()
+}
+
+/// Joins the topic and runs until the engine stops.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    gossip: Gossip,
+    topic: [u8; 32],
+    bootstrap: Vec<EndpointId>,
+) {
+    let key = mac_key(&shared.keys.admission);
+    let topic = match gossip
+        .subscribe(TopicId::from_bytes(topic), bootstrap)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot join the gossip topic");
+            return;
+        }
+    };
+    let (tx, mut rx) = topic.split();
+    shared.set_gossip_sender(tx.clone());
+    let me = shared.endpoint.id();
+    let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => announce(&shared, &tx, &key).await,
+            ev = rx.next() => match ev {
+                Some(Ok(Event::Received(msg))) => {
+                    let Some(info) = decode(&msg.content, &key) else {
+                        tracing::debug!("ignoring an announcement with a bad MAC");
+                        continue;
+                    };
+                    if endpoint_id(&info) == Some(me) || !is_fresh(&info, now_ms()) {
+                        continue;
+                    }
+                    if let Some(addr) = to_addr(&info) {
+                        shared.learn(addr);
+                    }
+                }
+                Some(Ok(Event::NeighborUp(_))) => announce(&shared, &tx, &key).await,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "gossip receiver error");
+                }
+                None => return,
+            },
+            _ = shared.cancelled() => return,
+        }
+    }
+}
+
+async fn announce(shared: &Shared, tx: &GossipSender, key: &[u8; 32]) {
+    let info = own_info(&shared.endpoint, &shared.device_name);
+    if let Err(e) = tx.broadcast(encode(&info, key).into()).await {
+        tracing::debug!(error = %e, "gossip broadcast failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forged_announcements_are_dropped() {
+        let key = mac_key(&[3u8; 32]);
+        let info = PeerInfo {
+            endpoint_id: vec![1; 32],
+            device_name: "a".into(),
+            relay_url: String::new(),
+            direct_addrs: vec![],
+            timestamp_ms: 5,
+        };
+        let bytes = encode(&info, &key);
+        assert_eq!(decode(&bytes, &key), Some(info.clone()));
+        assert_eq!(decode(&bytes, &mac_key(&[4u8; 32])), None);
+        let forged = Announcement {
+            info: info.encode_to_vec(),
+            mac: vec![0; 32],
+        }
+        .encode_to_vec();
+        assert_eq!(decode(&forged, &key), None);
+        assert_eq!(decode(b"garbage", &key), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! Discovery with nothing but the passphrase, against real local servers started in-process:
+//! a pkarr relay (iroh-dns-server, mainline DHT off) and an iroh relay (plain HTTP), both on
+//! 127.0.0.1. Nothing public is configured.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use can_testkit::*;
+
+const PASS: &str = "copper meadow falcon ripple sundial garnet otter";
+
+struct Servers {
+    pkarr: iroh_dns_server::Server,
+    relay: iroh_relay::server::Server,
+    _dir: tempfile::TempDir,
+}
+
+impl Servers {
+    async fn start() -> Servers {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = iroh_dns_server::config::Config::default();
+        cfg.https = None;
+        if let Some(http) = cfg.http.as_mut() {
+            http.port = 0;
+            http.bind_addr = Some(Ipv4Addr::LOCALHOST.into());
+        }
+        cfg.dns.port = 0;
+        cfg.dns.bind_addr = Some(Ipv4Addr::LOCALHOST.into());
+        cfg.metrics = Some(iroh_dns_server::config::MetricsConfig::disabled());
+        cfg.mainline = None;
+        cfg.pkarr_put_rate_limit = iroh_dns_server::config::RateLimitConfig::Disabled;
+        cfg.data_dir = Some(dir.path().to_owned());
+        let pkarr = iroh_dns_server::Server::bind(cfg)
+            .await
+            .expect("pkarr relay");
+
+        let mut relay_cfg = iroh_relay::server::ServerConfig::default();
+        relay_cfg.relay = Some(iroh_relay::server::RelayConfig::new((
+            Ipv4Addr::LOCALHOST,
+            0,
+        )));
+        let relay = iroh_relay::server::Server::spawn(relay_cfg)
+            .await
+            .expect("iroh relay");
+        Servers {
+            pkarr,
+            relay,
+            _dir: dir,
+        }
+    }
+
+    fn agent_yaml(&self) -> String {
+        format!(
+            "pkarr_relays: [\"http://{}/pkarr\"]\nrelay_urls: [\"http://{}\"]\nrendezvous_interval_secs: 2\n",
+            self.pkarr.http_addr().expect("pkarr http"),
+            self.relay.http_addr().expect("relay http"),
+        )
+    }
+}
+
+async fn hashes(c: &reqwest::Client, svc: &Service) -> HashSet<String> {
+    list_all(c, &svc.url).await.into_keys().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_find_each_other_with_only_the_passphrase() {
+    let servers = Servers::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let mut services = Vec::new();
+    let mut agents = Vec::new();
+    let mut all = HashSet::new();
+    for i in 0..3 {
+        let svc = Service::with_key(&dir.path().join(format!("svc-{i}")));
+        for j in 0..3 {
+            let (_, m) = upload(
+                &c,
+                &svc,
+                &format!("from {i}"),
+                format!("asset {j} of agent {i}").into_bytes(),
+            )
+            .await;
+            all.insert(m["hash"].as_str().unwrap().to_owned());
+        }
+        agents.push(Agent::start(
+            &dir.path().join(format!("agent-{i}")),
+            &svc.url,
+            KEY,
+            PASS,
+            &format!("device_name: node-{i}\n{}", servers.agent_yaml()),
+        ));
+        services.push(svc);
+    }
+    // An agent with another passphrase on the same servers.
+    let stranger_svc = Service::with_key(&dir.path().join("svc-x"));
+    upload(
+        &c,
+        &stranger_svc,
+        "secret",
+        b"the stranger's own asset".to_vec(),
+    )
+    .await;
+    let stranger = Agent::start(
+        &dir.path().join("agent-x"),
+        &stranger_svc.url,
+        KEY,
+        "a completely different passphrase 99",
+        &servers.agent_yaml(),
+    );
+
+    let converged = eventually_async(120, || async {
+        for svc in &services {
+            if hashes(&c, svc).await != all {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(converged, "the three stores did not converge");
+    // Full mesh: every agent connects to both others.
+    let peers_of = |agent: &Agent| -> HashSet<String> {
+        agent
+            .events()
+            .iter()
+            .filter(|e| e["event"] == "peer_up")
+            .map(|e| e["peer"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mesh = eventually(60, || agents.iter().all(|a| peers_of(a).len() == 2)).await;
+    assert!(
+        mesh,
+        "not a full mesh: {:?}",
+        agents.iter().map(peers_of).collect::<Vec<_>>()
+    );
+    // The stranger was never dialled and never got anything.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stranger.count("peer_up"), 0);
+    assert_eq!(
+        stranger.count("admission_refused"),
+        0,
+        "someone dialled the stranger"
+    );
+    for agent in &agents {
+        assert_eq!(agent.count("admission_refused"), 0);
+    }
+    assert_eq!(hashes(&c, &stranger_svc).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_reconnects_from_its_remembered_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Service::with_key(&dir.path().join("svc-a"));
+    let b = Service::with_key(&dir.path().join("svc-b"));
+    let c = client();
+    let agent_a = Agent::start(&dir.path().join("agent-a"), &a.url, KEY, PASS, "");
+    let mut agent_b = Agent::start(
+        &dir.path().join("agent-b"),
+        &b.url,
+        KEY,
+        PASS,
+        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+    );
+    assert!(agent_b.wait_for("peer_up", 60).await);
+    // No ticket, no rendezvous, no LAN: only the remembered list is left.
+    agent_b.kill();
+    agent_b.edit_config(|t| {
+        t.lines()
+            .filter(|l| !l.starts_with("connect_ticket_file"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    agent_b.restart();
+    assert!(
+        agent_b.wait_for("peer_up", 60).await,
+        "did not reconnect from memory"
+    );
+    let (_, m) = upload(&c, &a, "after restart", b"after restart".to_vec()).await;
+    let h = m["hash"].as_str().unwrap().to_owned();
+    assert!(eventually_async(30, || has_asset(&c, &b.url, &h)).await);
+}

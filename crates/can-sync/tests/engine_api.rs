@@ -102,6 +102,17 @@ async fn status_events_pause_and_resume() {
         eventually_async(30, || has_asset(&c, &b.url, &held_out)).await,
         "outbound not caught up"
     );
+    // The sender counts a transfer once the receiver has acknowledged its last byte, which
+    // can come just after the receiver's store has the asset.
+    let counted = eventually_async(10, || async {
+        engine
+            .status()
+            .await
+            .map(|s| s.assets_sent == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(counted, "the sent asset was not counted");
     let status = engine.status().await.unwrap();
     assert!(!status.paused);
     assert_eq!(status.assets_received, 2);

@@ -28,6 +28,8 @@ pub struct EngineConfig {
     /// Accepted now, used by discovery.
     pub pkarr_relays: Option<Vec<String>>,
     pub local_discovery: bool,
+    /// Never use direct paths: no UDP sockets, every connection through `relay_urls`.
+    pub relay_only: bool,
 }
 
 /// `config.yaml` as written by a person. Unknown keys are rejected.
@@ -49,6 +51,8 @@ struct FileConfig {
     pkarr_relays: Option<Vec<String>>,
     #[serde(default = "default_true")]
     local_discovery: bool,
+    #[serde(default)]
+    relay_only: bool,
     device_name: Option<String>,
 }
 
@@ -188,6 +192,7 @@ impl EngineConfig {
             connect_ticket_files: connect,
             pkarr_relays: file.pkarr_relays,
             local_discovery: file.local_discovery,
+            relay_only: file.relay_only,
         })
     }
 }

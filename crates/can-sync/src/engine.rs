@@ -443,7 +443,18 @@ async fn bind_endpoint(
             Err(e) => tracing::warn!(error = %e, "LAN discovery unavailable"),
         }
     }
-    if !config.bind_addr.ip().is_unspecified() {
+    if config.relay_only {
+        if offline {
+            return Err(EngineError::Config(
+                "relay_only needs relay_urls (it is [] here)".into(),
+            ));
+        }
+        // No UDP sockets at all: peers never learn our IP addresses and every connection
+        // goes through the relay.
+        builder = builder
+            .clear_ip_transports()
+            .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
+    } else if !config.bind_addr.ip().is_unspecified() {
         builder = builder
             .clear_ip_transports()
             .bind_addr(config.bind_addr)
@@ -819,9 +830,14 @@ impl Actor {
                     },
                 );
                 self.remember(id, &device_name);
+                let path = self
+                    .peers
+                    .get(&id)
+                    .map_or("unknown", |p| path_of(&p.conn).0);
                 self.emit(EngineEvent::PeerUp {
                     peer: id.to_string(),
                     device_name,
+                    path: path.to_owned(),
                 });
                 self.send_hash_list(id, !self.shared.is_paused());
             }
@@ -1087,13 +1103,7 @@ impl Actor {
             .peers
             .iter()
             .map(|(id, p)| {
-                let paths = p.conn.paths();
-                let selected = paths.iter().find(|path| path.is_selected());
-                let (path, rtt_ms) = match selected {
-                    Some(s) if s.is_ip() => ("direct", Some(s.rtt().as_secs_f64() * 1000.0)),
-                    Some(s) if s.is_relay() => ("relay", Some(s.rtt().as_secs_f64() * 1000.0)),
-                    _ => ("unknown", None),
-                };
+                let (path, rtt_ms) = path_of(&p.conn);
                 PeerStatus {
                     endpoint_id: id.to_string(),
                     device_name: p.device_name.clone(),
@@ -1122,6 +1132,17 @@ impl Actor {
             bytes_received: self.totals.bytes_received,
             last_error: self.last_error.clone(),
         }
+    }
+}
+
+/// The connection's selected path ("direct", "relay" or "unknown") and its round-trip time.
+fn path_of(conn: &Connection) -> (&'static str, Option<f64>) {
+    let paths = conn.paths();
+    let selected = paths.iter().find(|path| path.is_selected());
+    match selected {
+        Some(s) if s.is_ip() => ("direct", Some(s.rtt().as_secs_f64() * 1000.0)),
+        Some(s) if s.is_relay() => ("relay", Some(s.rtt().as_secs_f64() * 1000.0)),
+        _ => ("unknown", None),
     }
 }
 

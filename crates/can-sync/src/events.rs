@@ -50,6 +50,8 @@ pub enum EngineEvent {
     PeerUp {
         peer: String,
         device_name: String,
+        /// "direct", "relay" or "unknown" when the connection came up.
+        path: String,
     },
     PeerDown {
         peer: String,

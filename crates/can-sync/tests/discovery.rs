@@ -65,6 +65,21 @@ async fn hashes(c: &reqwest::Client, svc: &Service) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_agents_find_each_other_with_only_the_passphrase() {
+    converge_three("").await;
+}
+
+/// With no UDP sockets, direct paths are impossible: everything goes through the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_converge_through_the_relay_alone() {
+    let agents = converge_three("relay_only: true\n").await;
+    for agent in &agents {
+        for e in agent.events().iter().filter(|e| e["event"] == "peer_up") {
+            assert_eq!(e["path"], "relay", "{e}");
+        }
+    }
+}
+
+async fn converge_three(extra: &str) -> Vec<Agent> {
     let servers = Servers::start().await;
     let dir = tempfile::tempdir().unwrap();
     let c = client();
@@ -88,7 +103,7 @@ async fn three_agents_find_each_other_with_only_the_passphrase() {
             &svc.url,
             KEY,
             PASS,
-            &format!("device_name: node-{i}\n{}", servers.agent_yaml()),
+            &format!("device_name: node-{i}\n{extra}{}", servers.agent_yaml()),
         ));
         services.push(svc);
     }
@@ -146,6 +161,7 @@ async fn three_agents_find_each_other_with_only_the_passphrase() {
         assert_eq!(agent.count("admission_refused"), 0);
     }
     assert_eq!(hashes(&c, &stranger_svc).await.len(), 1);
+    agents
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

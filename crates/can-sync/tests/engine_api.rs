@@ -37,6 +37,7 @@ async fn status_events_pause_and_resume() {
         connect_ticket_files: vec![agent_b.ticket_path()],
         pkarr_relays: Some(vec![]),
         local_discovery: false,
+        relay_only: false,
     };
     let engine = Engine::start(config).await.unwrap();
     let mut events = engine.subscribe();

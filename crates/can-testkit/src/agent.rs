@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,15 +17,13 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Writes `dir/config.yaml` (loopback only: no relays, no LAN discovery) plus `extra_yaml`,
-    /// and starts the agent. Its ticket is written to `dir/ticket`.
-    pub fn start(
+    fn write_config(
         dir: &Path,
         can_url: &str,
         key: &str,
         passphrase: &str,
         extra_yaml: &str,
-    ) -> Agent {
+    ) -> PathBuf {
         std::fs::create_dir_all(dir).expect("agent dir");
         let config = dir.join("config.yaml");
         // Loopback defaults; a key given in `extra_yaml` replaces its default line.
@@ -49,11 +47,37 @@ impl Agent {
         }
         text.push_str(extra_yaml);
         std::fs::write(&config, text).expect("write agent config");
-        Self::spawn(dir, config)
+        config
     }
 
-    fn spawn(dir: &Path, config: PathBuf) -> Agent {
-        let mut child = Command::new(crate::workspace_bin("can-sync"))
+    /// Writes `dir/config.yaml` (loopback only: no relays, no LAN discovery) plus `extra_yaml`,
+    /// and starts the agent. Its ticket is written to `dir/ticket`.
+    pub fn start(
+        dir: &Path,
+        can_url: &str,
+        key: &str,
+        passphrase: &str,
+        extra_yaml: &str,
+    ) -> Agent {
+        let config = Self::write_config(dir, can_url, key, passphrase, extra_yaml);
+        Self::spawn(dir, config, None)
+    }
+
+    /// Like [`Agent::start`], inside a network namespace the test created.
+    pub fn start_in(
+        dir: &Path,
+        can_url: &str,
+        key: &str,
+        passphrase: &str,
+        extra_yaml: &str,
+        netns: &str,
+    ) -> Agent {
+        let config = Self::write_config(dir, can_url, key, passphrase, extra_yaml);
+        Self::spawn(dir, config, Some(netns))
+    }
+
+    fn spawn(dir: &Path, config: PathBuf, netns: Option<&str>) -> Agent {
+        let mut child = crate::command("can-sync", netns)
             .arg(&config)
             .env(
                 "RUST_LOG",
@@ -120,7 +144,7 @@ impl Agent {
     /// Starts the agent again with the same config (after [`Agent::kill`]); events restart empty.
     pub fn restart(&mut self) {
         self.kill();
-        let fresh = Self::spawn(&self.dir.clone(), self.config.clone());
+        let fresh = Self::spawn(&self.dir.clone(), self.config.clone(), None);
         let _old = std::mem::replace(self, fresh);
     }
 

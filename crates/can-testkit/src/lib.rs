@@ -29,3 +29,16 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     path
 }
+
+/// A command for a workspace binary, run inside the named network namespace if given
+/// (`ip netns exec` execs the binary, so the child's pid is the binary's).
+pub fn command(name: &str, netns: Option<&str>) -> std::process::Command {
+    match netns {
+        None => std::process::Command::new(workspace_bin(name)),
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(workspace_bin(name));
+            c
+        }
+    }
+}

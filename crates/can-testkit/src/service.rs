@@ -24,6 +24,11 @@ impl Service {
 
     /// Starts it listening on `listen` (e.g. the port of an earlier run, to restart it).
     pub fn start_on(dir: &Path, extra_yaml: &str, listen: &str) -> Service {
+        Self::start_in(dir, extra_yaml, listen, None)
+    }
+
+    /// Starts it inside a network namespace the test created.
+    pub fn start_in(dir: &Path, extra_yaml: &str, listen: &str, netns: Option<&str>) -> Service {
         std::fs::create_dir_all(dir).expect("service dir");
         let config = dir.join("config.yaml");
         std::fs::write(
@@ -31,7 +36,7 @@ impl Service {
             format!("data_dir: {}\n{extra_yaml}", dir.join("data").display()),
         )
         .expect("write config");
-        let mut child = Command::new(crate::workspace_bin("can-service"))
+        let mut child = crate::command("can-service", netns)
             .arg("--config")
             .arg(&config)
             .args(["--listen", listen])

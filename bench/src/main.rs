@@ -1,6 +1,7 @@
 //! `can-bench`: benchmarks that print figures and ratios against a baseline run in the same
 //! process tree on the same machine. See bench/README.md.
 
+mod discovery;
 mod ingest;
 mod proc;
 mod sync;
@@ -20,6 +21,8 @@ enum Bench {
     Ingest(ingest::Args),
     /// Two agents: propagation latency, bulk mirror vs. raw iroh, agent RSS.
     Sync(sync::Args),
+    /// Time from agent start to first peer via pkarr rendezvous and via mDNS.
+    Discovery(discovery::Args),
 }
 
 #[tokio::main]
@@ -27,5 +30,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Ingest(args) => ingest::run(args).await,
         Bench::Sync(args) => sync::run(args).await,
+        Bench::Discovery(args) => discovery::run(args).await,
     }
 }

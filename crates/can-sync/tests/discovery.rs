@@ -196,3 +196,79 @@ async fn a_restarted_agent_reconnects_from_its_remembered_peers() {
     let h = m["hash"].as_str().unwrap().to_owned();
     assert!(eventually_async(30, || has_asset(&c, &b.url, &h)).await);
 }
+
+/// NAT traversal: a peer known only by its relay URL is reached through the relay, and the
+/// connection moves to a direct path once hole punching finds one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_connection_moves_to_a_direct_path() {
+    use can_sync::{Engine, EngineConfig, EngineEvent, Secret};
+    let servers = Servers::start().await;
+    let relay_url = format!("http://{}", servers.relay.http_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let a = Service::with_key(&dir.path().join("svc-a"));
+    let b = Service::with_key(&dir.path().join("svc-b"));
+    let agent_a = Agent::start(
+        &dir.path().join("agent-a"),
+        &a.url,
+        KEY,
+        PASS,
+        &format!("relay_urls: [\"{relay_url}\"]\n"),
+    );
+    assert!(eventually(60, || agent_a.ticket_path().exists()).await);
+    let full: iroh::EndpointAddr = std::fs::read_to_string(agent_a.ticket_path())
+        .unwrap()
+        .trim()
+        .parse::<iroh_tickets::endpoint::EndpointTicket>()
+        .unwrap()
+        .into();
+    // A ticket with A's relay only: no direct address is known at first.
+    let relay_only = iroh::EndpointAddr::new(full.id).with_relay_url(relay_url.parse().unwrap());
+    let ticket = dir.path().join("relay-only.ticket");
+    std::fs::write(
+        &ticket,
+        iroh_tickets::endpoint::EndpointTicket::new(relay_only).to_string(),
+    )
+    .unwrap();
+
+    let engine = Engine::start(EngineConfig {
+        can_service_url: b.url.clone(),
+        sync_api_key: Secret::new(KEY),
+        passphrase: Secret::new(PASS),
+        device_name: "B".into(),
+        data_dir: dir.path().join("engine-b"),
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        relay_urls: Some(vec![relay_url.clone()]),
+        poll_interval: Duration::from_secs(2),
+        rendezvous_interval: Duration::from_secs(60),
+        ticket_file: None,
+        connect_ticket_files: vec![ticket],
+        pkarr_relays: Some(vec![]),
+        local_discovery: false,
+        relay_only: false,
+    })
+    .await
+    .unwrap();
+    // B knows no direct address of A (discovery off, fresh data dir): the connection can only
+    // start through the relay. On loopback hole punching wins within a few round trips, often
+    // before admission is done, so the switch itself is not observable at peer_up.
+    let mut events = engine.subscribe();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(EngineEvent::PeerUp { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("no connection through the relay");
+    let direct = eventually_async(30, || async {
+        engine
+            .status()
+            .await
+            .map(|s| s.peers.first().is_some_and(|p| p.path == "direct"))
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(direct, "the connection never moved to a direct path");
+    engine.shutdown().await;
+}

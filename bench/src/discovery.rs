@@ -4,12 +4,11 @@
 //! itself in a private network namespace (`unshare -n`) with multicast on its loopback, so
 //! mDNS can be measured without touching the host's network; otherwise mDNS is skipped.
 
-use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
-use can_testkit::{Agent, KEY, Service};
+use anyhow::ensure;
+use can_testkit::{Agent, KEY, LocalServers, Service};
 use clap::Args as ClapArgs;
 
 #[derive(ClapArgs)]
@@ -55,23 +54,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let work = tempfile::tempdir()?;
-    let mut cfg = iroh_dns_server::config::Config::default();
-    cfg.https = None;
-    if let Some(http) = cfg.http.as_mut() {
-        http.port = 0;
-        http.bind_addr = Some(Ipv4Addr::LOCALHOST.into());
-    }
-    cfg.dns.port = 0;
-    cfg.dns.bind_addr = Some(Ipv4Addr::LOCALHOST.into());
-    cfg.metrics = Some(iroh_dns_server::config::MetricsConfig::disabled());
-    cfg.mainline = None;
-    cfg.pkarr_put_rate_limit = iroh_dns_server::config::RateLimitConfig::Disabled;
-    cfg.data_dir = Some(work.path().join("pkarr"));
-    let pkarr = iroh_dns_server::Server::bind(cfg)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pkarr_url = format!("http://{}/pkarr", pkarr.http_addr().context("pkarr addr")?);
-
+    let servers = LocalServers::start().await;
+    let pkarr_url = servers.pkarr_url();
     let rendezvous = format!("pkarr_relays: [\"{pkarr_url}\"]\nrendezvous_interval_secs: 60\n");
     let mut results = vec![(
         "pkarr rendezvous",
@@ -99,7 +83,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if !inside {
         println!("\nmDNS not measured: run as root (the bench needs a private network namespace).");
     }
-    let _ = pkarr.shutdown().await;
     Ok(())
 }
 

@@ -3,58 +3,24 @@
 //! 127.0.0.1. Nothing public is configured.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use can_testkit::*;
 
 const PASS: &str = "copper meadow falcon ripple sundial garnet otter";
 
-struct Servers {
-    pkarr: iroh_dns_server::Server,
-    relay: iroh_relay::server::Server,
-    _dir: tempfile::TempDir,
-}
+struct Servers(LocalServers);
 
 impl Servers {
     async fn start() -> Servers {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = iroh_dns_server::config::Config::default();
-        cfg.https = None;
-        if let Some(http) = cfg.http.as_mut() {
-            http.port = 0;
-            http.bind_addr = Some(Ipv4Addr::LOCALHOST.into());
-        }
-        cfg.dns.port = 0;
-        cfg.dns.bind_addr = Some(Ipv4Addr::LOCALHOST.into());
-        cfg.metrics = Some(iroh_dns_server::config::MetricsConfig::disabled());
-        cfg.mainline = None;
-        cfg.pkarr_put_rate_limit = iroh_dns_server::config::RateLimitConfig::Disabled;
-        cfg.data_dir = Some(dir.path().to_owned());
-        let pkarr = iroh_dns_server::Server::bind(cfg)
-            .await
-            .expect("pkarr relay");
-
-        let mut relay_cfg = iroh_relay::server::ServerConfig::default();
-        relay_cfg.relay = Some(iroh_relay::server::RelayConfig::new((
-            Ipv4Addr::LOCALHOST,
-            0,
-        )));
-        let relay = iroh_relay::server::Server::spawn(relay_cfg)
-            .await
-            .expect("iroh relay");
-        Servers {
-            pkarr,
-            relay,
-            _dir: dir,
-        }
+        Servers(LocalServers::start().await)
     }
 
     fn agent_yaml(&self) -> String {
         format!(
-            "pkarr_relays: [\"http://{}/pkarr\"]\nrelay_urls: [\"http://{}\"]\nrendezvous_interval_secs: 2\n",
-            self.pkarr.http_addr().expect("pkarr http"),
-            self.relay.http_addr().expect("relay http"),
+            "pkarr_relays: [\"{}\"]\nrelay_urls: [\"{}\"]\nrendezvous_interval_secs: 2\n",
+            self.0.pkarr_url(),
+            self.0.relay_url(),
         )
     }
 }
@@ -203,7 +169,7 @@ async fn a_restarted_agent_reconnects_from_its_remembered_peers() {
 async fn a_relayed_connection_moves_to_a_direct_path() {
     use can_sync::{Engine, EngineConfig, EngineEvent, Secret};
     let servers = Servers::start().await;
-    let relay_url = format!("http://{}", servers.relay.http_addr().unwrap());
+    let relay_url = servers.0.relay_url();
     let dir = tempfile::tempdir().unwrap();
     let a = Service::with_key(&dir.path().join("svc-a"));
     let b = Service::with_key(&dir.path().join("svc-b"));

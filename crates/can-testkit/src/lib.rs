@@ -2,9 +2,11 @@
 //! (`can-service`, `can-sync`) as child processes on loopback and talk to them over HTTP.
 
 mod agent;
+mod servers;
 mod service;
 
 pub use agent::{Agent, list_all};
+pub use servers::LocalServers;
 pub use service::*;
 
 use std::path::PathBuf;

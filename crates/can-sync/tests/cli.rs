@@ -52,3 +52,50 @@ fn help_version_and_config_errors() {
     assert_ne!(code, 0);
     assert!(err.contains("/nonexistent/agent.yaml"), "{err}");
 }
+
+#[test]
+fn a_weak_passphrase_is_warned_about_without_printing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "can_service_url: http://127.0.0.1:9\nsync_api_key: k\nsync_passphrase: hunter2\n\
+             data_dir: {}\nrelay_urls: []\npkarr_relays: []\nlocal_discovery: false\nbind_addr: 127.0.0.1:0\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(can_testkit::workspace_bin("can-sync"))
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the log until the warning shows up (it comes before the key derivation).
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("weak") {
+                break;
+            }
+        }
+        let _ = tx.send(seen);
+    });
+    let err = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(err.contains("weak"), "{err}");
+    assert!(!err.contains("hunter2"), "passphrase leaked: {err}");
+}

@@ -377,15 +377,7 @@ async fn oversized_uploads_are_refused_and_leave_nothing() {
     // Exactly at the limit is fine.
     let (status, _) = upload(&c, &svc, "limit", vec![9u8; 1000]).await;
     assert_eq!(status, 201);
-    let list: serde_json::Value = c
-        .get(svc.url("/api/assets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["assets"].as_array().unwrap().len(), 1);
+    assert_eq!(list_all(&c, &svc.url).await.len(), 1);
     assert!(eventually(10, || svc.temp_files() == 0).await);
     assert_eq!(svc.content_files(), 1);
 }
@@ -424,15 +416,7 @@ async fn bad_names_and_types_are_refused() {
     assert_eq!(r.status(), 400);
     let r = c.get(svc.url("/no/such/route")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let list: serde_json::Value = c
-        .get(svc.url("/api/assets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(list["assets"].as_array().unwrap().is_empty());
+    assert!(list_all(&c, &svc.url).await.is_empty());
 }
 
 #[tokio::test]
@@ -460,15 +444,7 @@ async fn client_disconnect_mid_upload_stores_nothing() {
         "temp file left behind"
     );
     let c = client();
-    let list: serde_json::Value = c
-        .get(svc.url("/api/assets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(list["assets"].as_array().unwrap().is_empty());
+    assert!(list_all(&c, &svc.url).await.is_empty());
     assert_eq!(svc.content_files(), 0);
     // And the service is still fine.
     let (status, _) = upload(&c, &svc, "after", b"after".to_vec()).await;
@@ -483,13 +459,5 @@ async fn client_disconnect_mid_upload_stores_nothing() {
     let mut reply = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut reply)).await;
     assert!(eventually(10, || svc.temp_files() == 0).await);
-    let list: serde_json::Value = c
-        .get(svc.url("/api/assets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["assets"].as_array().unwrap().len(), 1);
+    assert_eq!(list_all(&c, &svc.url).await.len(), 1);
 }

@@ -8,7 +8,10 @@ use can_sync::admission::{ALPN, Role, admit};
 use can_sync::peer::close;
 use can_sync::wire::{MAX_FRAME, expect_frame, write_frame};
 use can_testkit::*;
-use iroh::endpoint::{ApplicationClose, Connection, ConnectionError, PortmapperConfig, presets};
+use iroh::endpoint::{
+    ApplicationClose, Connection, ConnectionError, PortmapperConfig, RecvStream, SendStream,
+    presets,
+};
 use iroh::{Endpoint, EndpointAddr, RelayMode};
 use iroh_tickets::endpoint::EndpointTicket;
 use tokio::io::AsyncWriteExt;
@@ -34,6 +37,38 @@ async fn ticket_addr(agent: &Agent) -> EndpointAddr {
     );
     let text = std::fs::read_to_string(agent.ticket_path()).unwrap();
     text.trim().parse::<EndpointTicket>().unwrap().into()
+}
+
+/// Connects with the right passphrase, passes admission and exchanges Hello; returns the
+/// connection and its control stream.
+async fn admitted_peer(
+    ep: &Endpoint,
+    addr: &EndpointAddr,
+    keys: &can_sync::keys::Keys,
+    name: &str,
+) -> (Connection, SendStream, tokio::io::BufReader<RecvStream>) {
+    let conn = ep.connect(addr.clone(), ALPN).await.unwrap();
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    let mut recv = tokio::io::BufReader::new(recv);
+    admit(
+        &mut recv,
+        &mut send,
+        &keys.admission,
+        ep.id(),
+        addr.id,
+        Role::Dialer,
+    )
+    .await
+    .unwrap();
+    let hello = Control {
+        kind: Some(control::Kind::Hello(Hello {
+            device_name: name.into(),
+            agent_version: "t".into(),
+        })),
+    };
+    write_frame(&mut send, &hello).await.unwrap();
+    let _: Control = expect_frame(&mut recv, MAX_FRAME).await.unwrap();
+    (conn, send, recv)
 }
 
 async fn closed_code(conn: &Connection) -> Option<u64> {
@@ -145,27 +180,7 @@ async fn malformed_oversized_and_wrong_version_connections_close_cleanly() {
     // Admitted, then a malformed control frame: closed as a protocol error.
     let keys = can_sync::keys::derive(PASS).unwrap();
     let ep = endpoint().await;
-    let conn = ep.connect(addr.clone(), ALPN).await.unwrap();
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    let mut recv = tokio::io::BufReader::new(recv);
-    admit(
-        &mut recv,
-        &mut send,
-        &keys.admission,
-        ep.id(),
-        addr.id,
-        Role::Dialer,
-    )
-    .await
-    .unwrap();
-    let hello = Control {
-        kind: Some(control::Kind::Hello(Hello {
-            device_name: "probe".into(),
-            agent_version: "t".into(),
-        })),
-    };
-    write_frame(&mut send, &hello).await.unwrap();
-    let _: Control = expect_frame(&mut recv, MAX_FRAME).await.unwrap();
+    let (conn, mut send, _recv) = admitted_peer(&ep, &addr, &keys, "probe").await;
     let mut oversized = Vec::new();
     prost::encoding::encode_varint((MAX_FRAME + 1) as u64, &mut oversized);
     send.write_all(&oversized).await.unwrap();
@@ -208,27 +223,7 @@ async fn a_peer_sending_content_that_does_not_match_its_hash_is_cut_off() {
     let sent = b"malware, not the asset at all".to_vec();
 
     let ep = endpoint().await;
-    let conn = ep.connect(addr.clone(), ALPN).await.unwrap();
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    let mut recv = tokio::io::BufReader::new(recv);
-    admit(
-        &mut recv,
-        &mut send,
-        &keys.admission,
-        ep.id(),
-        addr.id,
-        Role::Dialer,
-    )
-    .await
-    .unwrap();
-    let hello = Control {
-        kind: Some(control::Kind::Hello(Hello {
-            device_name: "liar".into(),
-            agent_version: "t".into(),
-        })),
-    };
-    write_frame(&mut send, &hello).await.unwrap();
-    let _: Control = expect_frame(&mut recv, MAX_FRAME).await.unwrap();
+    let (conn, mut send, mut recv) = admitted_peer(&ep, &addr, &keys, "liar").await;
     let list = Control {
         kind: Some(control::Kind::HashList(HashList {
             round: 1,

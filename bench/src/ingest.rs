@@ -3,12 +3,14 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, ensure};
 use clap::Args as ClapArgs;
 
-use crate::proc::{ServiceProcess, mib, peak_rss};
+use can_testkit::Service;
+
+use crate::proc::{mib, peak_rss};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -130,10 +132,9 @@ fn baseline(source: &Path, copy: &Path) -> anyhow::Result<f64> {
 }
 
 async fn upload(source: &Path, data_dir: &Path, expected: &str) -> anyhow::Result<(f64, u64)> {
-    let service = ServiceProcess::start(data_dir)?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()?;
+    let service = Service::start(data_dir, "");
+    // The test kit's client installs the TLS provider that reqwest lacks beside iroh.
+    let client = can_testkit::client();
     let file = tokio::fs::File::open(source).await?;
     let len = file.metadata().await?.len();
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, CHUNK));
@@ -156,5 +157,5 @@ async fn upload(source: &Path, data_dir: &Path, expected: &str) -> anyhow::Resul
         meta["hash"] == expected,
         "stored hash differs from the source's"
     );
-    Ok((secs, peak_rss(service.pid())?))
+    Ok((secs, peak_rss(service.child.id())?))
 }

@@ -350,3 +350,25 @@ where
         .expect("event within 10 s")
         .expect("stream open")
 }
+
+#[tokio::test]
+async fn ingest_over_the_size_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(
+        dir.path(),
+        &format!("sync_api_key: {KEY}\nmax_asset_bytes: 100\n"),
+    );
+    let c = client();
+    let content = vec![1u8; 200];
+    let r = ingest(
+        &c,
+        &svc,
+        ingest_body(asset_for(&content, "big", "peer:a"), &content),
+    )
+    .await;
+    assert_eq!(r.status(), 413);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert!(e["error"].as_str().unwrap().contains("100"), "{e}");
+    assert!(public_list(&c, &svc).await.is_empty());
+    assert!(eventually(10, || svc.temp_files() == 0).await);
+}

@@ -608,9 +608,9 @@ async fn keep_connected(
     }
 }
 
+/// `d` ± 25 %, so agents that started together do not retry in lockstep.
 fn jitter(d: Duration) -> Duration {
-    let nanos = Instant::now().elapsed().subsec_nanos() as u64 ^ std::process::id() as u64;
-    d + Duration::from_millis(nanos % (d.as_millis() as u64 / 4 + 1))
+    d.mul_f64(rand::random_range(0.75..=1.25))
 }
 
 async fn sleep_or_cancel(shared: &Shared, d: Duration) {

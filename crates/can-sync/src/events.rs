@@ -82,7 +82,4 @@ pub enum EngineEvent {
     },
     Paused,
     Resumed,
-    Error {
-        message: String,
-    },
 }

@@ -65,7 +65,6 @@ pub(crate) async fn run(shared: Arc<Shared>, conn: Connection, role: Role) {
                     shared.admission_failed(remote);
                     close::ADMISSION_FAILED
                 }
-                SessionError::Wire(_) => close::PROTOCOL_ERROR,
                 _ => close::PROTOCOL_ERROR,
             };
             close_conn(&conn, code, &e.to_string());

@@ -54,10 +54,6 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         }
     }
 
-    pub fn has_local(&self, h: &Hash) -> bool {
-        self.local.contains(h)
-    }
-
     pub fn local_count(&self) -> usize {
         self.local.len()
     }
@@ -102,10 +98,6 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
 
     pub fn peer_connected(&mut self, p: P) {
         self.remote.entry(p).or_default();
-    }
-
-    pub fn is_connected(&self, p: &P) -> bool {
-        self.remote.contains_key(p)
     }
 
     /// The peer has these hashes (hash list page or announcement). Marks what we lack as wanted.

@@ -190,22 +190,10 @@ async fn malformed_oversized_and_wrong_version_connections_close_cleanly() {
     );
     ep.close().await;
 
-    // The agent is still up and still answers an honest peer's admission.
+    // The agent is still up and still admits an honest peer and greets it.
     assert!(agent.is_running(), "the agent died");
     let ep = endpoint().await;
-    let conn = ep.connect(addr.clone(), ALPN).await.unwrap();
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    let mut recv = tokio::io::BufReader::new(recv);
-    admit(
-        &mut recv,
-        &mut send,
-        &keys.admission,
-        ep.id(),
-        addr.id,
-        Role::Dialer,
-    )
-    .await
-    .unwrap();
+    let _honest = admitted_peer(&ep, &addr, &keys, "honest").await;
     ep.close().await;
 }
 

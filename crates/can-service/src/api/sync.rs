@@ -167,13 +167,8 @@ async fn store_ingest(
         .asset
         .ok_or_else(|| ApiError::bad_request("IngestRequest.asset is missing"))?;
     let hash = AssetHash::from_slice(&asset.hash)?;
+    // The claimed size against max_asset_bytes is checked by the store's ingest.
     let limit = store.max_asset_bytes();
-    if asset.size > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("asset is larger than the limit of {limit} bytes"),
-        ));
-    }
     check_content_length(&headers, limit.saturating_add(MAX_META_FRAME as u64 + 10))?;
     if let Some(existing) = store.get(hash).await? {
         // Idempotent: the content is already here, so it need not be read.

@@ -30,6 +30,9 @@ pub struct EngineConfig {
     pub local_discovery: bool,
     /// Never use direct paths: no UDP sockets, every connection through `relay_urls`.
     pub relay_only: bool,
+    /// Start paused (the app persists the user's pause across restarts); nothing moves
+    /// until `Engine::resume`.
+    pub start_paused: bool,
 }
 
 /// `config.yaml` as written by a person. Unknown keys are rejected.
@@ -193,6 +196,7 @@ impl EngineConfig {
             pkarr_relays: file.pkarr_relays,
             local_discovery: file.local_discovery,
             relay_only: file.relay_only,
+            start_paused: false,
         })
     }
 }

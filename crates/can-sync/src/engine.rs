@@ -221,7 +221,7 @@ impl Engine {
             device_name: config.device_name.clone(),
             cmd,
             events,
-            paused: AtomicBool::new(false),
+            paused: AtomicBool::new(config.start_paused),
             connected: Mutex::new(HashSet::new()),
             lookup,
             dialing: Mutex::new(HashSet::new()),

@@ -1,0 +1,571 @@
+//! Everything the app does, without a window: settings, keychain, the built-in store, the
+//! engine's lifecycle, history, notifications. The Tauri shell (`crate::commands`,
+//! `crate::tray`) is a thin layer over [`Backend`], so all of this is testable headless.
+
+pub mod coalesce;
+pub mod error;
+pub mod history;
+pub mod notifier;
+pub mod passphrase;
+pub mod secrets;
+pub mod settings;
+pub mod store;
+pub mod wizard;
+
+mod runner;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use can_sync::{EngineEvent, Secret, Status};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+pub use error::{AppError, ErrorCode};
+use history::{History, HistoryItem};
+use runner::Running;
+use secrets::{Keychain, SecretKind};
+use settings::{Settings, SettingsPatch, StoreSetting};
+use wizard::{Input, Step, StoreChoice, Wizard};
+
+/// Where the app keeps things.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// settings.json.
+    pub config_dir: PathBuf,
+    /// history.sqlite, engine/ (node key, remembered peers), store/ (built-in store).
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Setup,
+    Running,
+    Error,
+}
+
+/// The store as the UI shows it (never with a key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StoreView {
+    Builtin { url: String },
+    External { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppState {
+    pub phase: Phase,
+    pub error: Option<AppError>,
+    pub store: Option<StoreView>,
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WizardView {
+    pub step: Step,
+    pub store: Option<StoreView>,
+    pub device_name_default: String,
+    pub passphrase_floor_bits: f64,
+    pub passphrase_recommended_bits: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    pub notifications: bool,
+    pub launch_at_login: bool,
+    pub start_hidden: bool,
+    pub device_name: String,
+    pub store: Option<StoreView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pairing {
+    pub device_name: String,
+    pub endpoint_id: String,
+    pub ticket: String,
+}
+
+/// What the shell forwards to the UI, the tray and the OS.
+#[derive(Debug, Clone)]
+pub enum AppEvent {
+    State(AppState),
+    Status(Status),
+    HistoryAdded(HistoryItem),
+    Engine(EngineEvent),
+    /// A desktop notification was shown (summary, body).
+    Notified(coalesce::Note),
+}
+
+pub struct Backend {
+    paths: Paths,
+    keychain: Keychain,
+    settings: Mutex<Settings>,
+    wizard: Mutex<Wizard>,
+    history: Arc<History>,
+    running: tokio::sync::Mutex<Option<Running>>,
+    error: Mutex<Option<AppError>>,
+    events: broadcast::Sender<AppEvent>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take the app down with it: the data is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AppError::io("background task", e))?
+}
+
+impl Backend {
+    /// Loads settings and history. Starts nothing: call [`Backend::boot`].
+    pub fn new(paths: Paths, keychain_service: &str) -> Result<Arc<Self>, AppError> {
+        let settings = Settings::load(&paths.config_dir)?;
+        let history = History::open(
+            &paths.data_dir.join("history.sqlite"),
+            history::DEFAULT_MAX_ROWS,
+        )?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Arc::new(Self {
+            keychain: Keychain::new(keychain_service),
+            settings: Mutex::new(settings),
+            wizard: Mutex::new(Wizard::default()),
+            history: Arc::new(history),
+            running: tokio::sync::Mutex::new(None),
+            error: Mutex::new(None),
+            events,
+            paths,
+        }))
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AppEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    fn emit(&self, e: AppEvent) {
+        let _ = self.events.send(e);
+    }
+
+    /// Starts syncing if set up; a failure (e.g. no keychain) becomes the "error" phase.
+    pub async fn boot(self: &Arc<Self>) {
+        if !self.settings().setup_complete {
+            self.emit_state().await;
+            return;
+        }
+        if let Err(e) = self.start_engine().await {
+            tracing::warn!(error = %e, "could not start syncing");
+            *lock(&self.error) = Some(e);
+        }
+        self.emit_state().await;
+    }
+
+    pub async fn app_state(&self) -> AppState {
+        let running = self.running.lock().await;
+        let settings = self.settings();
+        let error = lock(&self.error).clone();
+        let phase = if running.is_some() {
+            Phase::Running
+        } else if error.is_some() {
+            Phase::Error
+        } else if settings.setup_complete {
+            // Set up but not started (yet): report the reason if there is one.
+            Phase::Error
+        } else {
+            Phase::Setup
+        };
+        let error = if phase == Phase::Error && error.is_none() {
+            Some(AppError::new(ErrorCode::NotReady, "CAN Sync is starting…"))
+        } else if phase == Phase::Error {
+            error
+        } else {
+            None
+        };
+        AppState {
+            phase,
+            error,
+            store: store_view(&settings, running.as_ref()),
+            paused: settings.paused,
+        }
+    }
+
+    async fn emit_state(&self) {
+        let s = self.app_state().await;
+        self.emit(AppEvent::State(s));
+    }
+
+    /// Retries starting (the UI's Retry on the error panel).
+    pub async fn retry(self: &Arc<Self>) -> AppState {
+        if self.running.lock().await.is_none() {
+            *lock(&self.error) = None;
+            self.boot().await;
+        }
+        self.app_state().await
+    }
+
+    // ---- wizard ----
+
+    pub fn wizard_view(&self) -> WizardView {
+        let w = lock(&self.wizard);
+        WizardView {
+            step: if self.settings().setup_complete {
+                Step::Done
+            } else {
+                w.step()
+            },
+            store: w.store().map(|s| match s {
+                StoreChoice::Builtin => StoreView::Builtin { url: String::new() },
+                StoreChoice::External { url, .. } => StoreView::External { url: url.clone() },
+            }),
+            device_name_default: can_sync::config::default_device_name(),
+            passphrase_floor_bits: can_sync::keys::MIN_BITS,
+            passphrase_recommended_bits: can_sync::keys::RECOMMENDED_BITS,
+        }
+    }
+
+    pub async fn wizard_submit(self: &Arc<Self>, input: Input) -> Result<WizardView, AppError> {
+        if self.settings().setup_complete {
+            return Err(AppError::invalid("CAN Sync is already set up"));
+        }
+        // An external store must answer before we move on: a typo found now saves a
+        // confusing "store offline" later.
+        if let Input::Store {
+            store: StoreChoice::External { url, api_key },
+        } = &input
+        {
+            StoreChoice::External {
+                url: url.clone(),
+                api_key: api_key.clone(),
+            }
+            .validate()?;
+            store::test(url, &Secret::new(api_key.clone())).await?;
+        }
+        let answers = lock(&self.wizard).apply(input)?;
+        if let Some(answers) = answers
+            && let Err(e) = self.finish_setup(answers).await
+        {
+            lock(&self.wizard).reopen(Step::Device);
+            return Err(e);
+        }
+        Ok(self.wizard_view())
+    }
+
+    async fn finish_setup(self: &Arc<Self>, answers: wizard::Answers) -> Result<(), AppError> {
+        let keychain = self.keychain.clone();
+        let passphrase = answers.passphrase.clone();
+        let api_key = match &answers.store {
+            StoreChoice::External { api_key, .. } => Some(Secret::new(api_key.clone())),
+            StoreChoice::Builtin => None,
+        };
+        blocking(move || {
+            keychain.set(SecretKind::Passphrase, &passphrase)?;
+            match api_key {
+                Some(key) => keychain.set(SecretKind::SyncApiKey, &key),
+                None => keychain.delete(SecretKind::SyncApiKey),
+            }
+        })
+        .await?;
+        {
+            let mut s = lock(&self.settings);
+            s.store = Some(match answers.store {
+                StoreChoice::Builtin => StoreSetting::Builtin,
+                StoreChoice::External { url, .. } => StoreSetting::External {
+                    url: url.trim_end_matches('/').to_owned(),
+                },
+            });
+            s.device_name = answers.device_name;
+            s.paused = false;
+            s.setup_complete = true;
+            s.save(&self.paths.config_dir)?;
+        }
+        *lock(&self.error) = None;
+        let started = self.start_engine().await;
+        if let Err(e) = &started {
+            *lock(&self.error) = Some(e.clone());
+        }
+        self.emit_state().await;
+        started
+    }
+
+    pub async fn test_store(&self, url: &str, api_key: &str) -> Result<u64, AppError> {
+        if api_key.trim().is_empty() {
+            return Err(AppError::invalid("Sync API key: enter the key from the CAN Service's configuration."));
+        }
+        store::test(url.trim(), &Secret::new(api_key.trim())).await
+    }
+
+    pub fn generate_passphrase(&self) -> passphrase::Generated {
+        let g = passphrase::generate();
+        lock(&self.wizard).remember_generated(&g.passphrase);
+        g
+    }
+
+    pub fn check_passphrase(&self, p: &str) -> passphrase::Check {
+        let generated = lock(&self.wizard).is_generated(p);
+        passphrase::check(p, generated)
+    }
+
+    // ---- running ----
+
+    async fn start_engine(self: &Arc<Self>) -> Result<(), AppError> {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return Ok(());
+        }
+        let settings = self.settings();
+        let keychain = self.keychain.clone();
+        let external = matches!(settings.store, Some(StoreSetting::External { .. }));
+        let (passphrase, api_key) = blocking(move || {
+            let p = keychain.get(SecretKind::Passphrase)?;
+            let k = if external {
+                keychain.get(SecretKind::SyncApiKey)?
+            } else {
+                None
+            };
+            Ok((p, k))
+        })
+        .await?;
+        let passphrase = passphrase.ok_or_else(|| {
+            AppError::new(
+                ErrorCode::KeychainUnavailable,
+                "The passphrase is missing from the keychain. Reset this device in Settings and set it up again.",
+            )
+        })?;
+        let r = runner::start(self.clone(), &settings, passphrase, api_key).await?;
+        *running = Some(r);
+        Ok(())
+    }
+
+    async fn stop_engine(&self) {
+        let r = self.running.lock().await.take();
+        if let Some(r) = r {
+            r.stop().await;
+        }
+    }
+
+    async fn restart_engine(self: &Arc<Self>) -> Result<(), AppError> {
+        self.stop_engine().await;
+        let started = self.start_engine().await;
+        *lock(&self.error) = started.as_ref().err().cloned();
+        self.emit_state().await;
+        started
+    }
+
+    /// Stops the engine and the built-in store cleanly (Quit).
+    pub async fn shutdown(&self) {
+        self.stop_engine().await;
+    }
+
+    pub async fn status(&self) -> Result<Status, AppError> {
+        let running = self.running.lock().await;
+        let r = running.as_ref().ok_or_else(AppError::not_ready)?;
+        Ok(r.engine.status().await?)
+    }
+
+    /// Pauses or resumes; persisted at once so a crash or restart keeps it.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), AppError> {
+        {
+            let mut s = lock(&self.settings);
+            s.paused = paused;
+            s.save(&self.paths.config_dir)?;
+        }
+        if let Some(r) = self.running.lock().await.as_ref() {
+            if paused {
+                r.engine.pause().await?;
+            } else {
+                r.engine.resume().await?;
+            }
+        }
+        self.emit_state().await;
+        Ok(())
+    }
+
+    pub async fn pairing(&self) -> Result<Pairing, AppError> {
+        let running = self.running.lock().await;
+        let r = running.as_ref().ok_or_else(AppError::not_ready)?;
+        Ok(Pairing {
+            device_name: self.settings().device_name,
+            endpoint_id: r.engine.endpoint_id(),
+            ticket: r.engine.ticket().to_owned(),
+        })
+    }
+
+    /// The passphrase, for the Pairing page (after the UI asked for confirmation).
+    pub async fn reveal_passphrase(&self) -> Result<String, AppError> {
+        let keychain = self.keychain.clone();
+        let p = blocking(move || keychain.get(SecretKind::Passphrase)).await?;
+        p.map(|s| s.expose().to_owned())
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, "No passphrase is stored."))
+    }
+
+    pub async fn connect_ticket(&self, ticket: &str) -> Result<(), AppError> {
+        let running = self.running.lock().await;
+        let r = running.as_ref().ok_or_else(AppError::not_ready)?;
+        r.engine
+            .connect_ticket(ticket)
+            .map_err(|e| AppError::invalid(format!("Ticket: {e}")))
+    }
+
+    pub fn history(&self, q: &history::Query) -> Result<history::Page, AppError> {
+        self.history.query(q)
+    }
+
+    // ---- settings ----
+
+    pub async fn settings_view(&self) -> SettingsView {
+        let running = self.running.lock().await;
+        let s = self.settings();
+        SettingsView {
+            notifications: s.notifications,
+            launch_at_login: s.launch_at_login,
+            start_hidden: s.start_hidden,
+            device_name: s.device_name.clone(),
+            store: store_view(&s, running.as_ref()),
+        }
+    }
+
+    pub async fn update_settings(&self, patch: &SettingsPatch) -> Result<SettingsView, AppError> {
+        {
+            let mut s = lock(&self.settings);
+            let mut next = s.clone();
+            next.apply(patch);
+            next.save(&self.paths.config_dir)?;
+            *s = next;
+        }
+        Ok(self.settings_view().await)
+    }
+
+    pub async fn set_store(self: &Arc<Self>, choice: StoreChoice) -> Result<SettingsView, AppError> {
+        choice.validate()?;
+        let keychain = self.keychain.clone();
+        let setting = match &choice {
+            StoreChoice::Builtin => {
+                blocking(move || keychain.delete(SecretKind::SyncApiKey)).await?;
+                StoreSetting::Builtin
+            }
+            StoreChoice::External { url, api_key } => {
+                let key = Secret::new(api_key.trim());
+                store::test(url, &key).await?;
+                blocking(move || keychain.set(SecretKind::SyncApiKey, &key)).await?;
+                StoreSetting::External {
+                    url: url.trim_end_matches('/').to_owned(),
+                }
+            }
+        };
+        {
+            let mut s = lock(&self.settings);
+            s.store = Some(setting);
+            s.save(&self.paths.config_dir)?;
+        }
+        self.restart_engine().await?;
+        Ok(self.settings_view().await)
+    }
+
+    pub async fn change_passphrase(self: &Arc<Self>, p: &str) -> Result<(), AppError> {
+        let check = passphrase::check(p, lock(&self.wizard).is_generated(p));
+        if check.verdict == passphrase::Verdict::Refused {
+            return Err(AppError::new(ErrorCode::WeakPassphrase, check.message));
+        }
+        let keychain = self.keychain.clone();
+        let secret = Secret::new(p);
+        blocking(move || keychain.set(SecretKind::Passphrase, &secret)).await?;
+        self.restart_engine().await
+    }
+
+    /// Forgets this device's setup: secrets, settings, history, node identity and
+    /// remembered peers. The built-in store's assets stay (they are the user's data).
+    pub async fn reset_device(&self) -> Result<(), AppError> {
+        self.stop_engine().await;
+        let keychain = self.keychain.clone();
+        blocking(move || {
+            keychain.delete(SecretKind::Passphrase)?;
+            keychain.delete(SecretKind::SyncApiKey)
+        })
+        .await?;
+        self.history.clear()?;
+        let engine_dir = self.paths.data_dir.join("engine");
+        if engine_dir.exists() {
+            std::fs::remove_dir_all(&engine_dir)
+                .map_err(|e| AppError::io("cannot remove the device identity", e))?;
+        }
+        {
+            let mut s = lock(&self.settings);
+            let fresh = Settings {
+                advanced: s.advanced.clone(),
+                ..Settings::default()
+            };
+            fresh.save(&self.paths.config_dir)?;
+            *s = fresh;
+        }
+        *lock(&self.wizard) = Wizard::default();
+        *lock(&self.error) = None;
+        self.emit_state().await;
+        Ok(())
+    }
+
+    // ---- assets (built-in store) ----
+
+    async fn store_url(&self) -> Result<String, AppError> {
+        let running = self.running.lock().await;
+        Ok(running
+            .as_ref()
+            .ok_or_else(AppError::not_ready)?
+            .store_url
+            .clone())
+    }
+
+    /// Adds files to the store; returns how many were added. Stops at the first failure,
+    /// naming the file.
+    pub async fn add_files(&self, paths: &[PathBuf]) -> Result<usize, AppError> {
+        let url = self.store_url().await?;
+        for p in paths {
+            store::add_file(&url, p).await?;
+        }
+        Ok(paths.len())
+    }
+
+    /// Downloads an asset to `dest` (whole or not at all).
+    pub async fn save_asset(&self, hash: &str, dest: &std::path::Path) -> Result<(), AppError> {
+        let url = self.store_url().await?;
+        store::download(&url, hash, dest).await
+    }
+
+    /// A file name for an asset, from history (or the hash).
+    pub fn asset_file_name(&self, hash: &str) -> String {
+        let name = self
+            .history
+            .find(hash)
+            .ok()
+            .flatten()
+            .map(|i| i.name)
+            .unwrap_or_default();
+        store::safe_file_name(&name, hash)
+    }
+
+    /// Downloads an asset into the app's cache to open it with the default app.
+    pub async fn asset_for_opening(&self, hash: &str) -> Result<PathBuf, AppError> {
+        let dir = self.paths.data_dir.join("open").join(hash.get(..16).unwrap_or(hash));
+        std::fs::create_dir_all(&dir).map_err(|e| AppError::io("cannot create a cache dir", e))?;
+        let dest = dir.join(self.asset_file_name(hash));
+        if !dest.exists() {
+            self.save_asset(hash, &dest).await?;
+        }
+        Ok(dest)
+    }
+}
+
+fn store_view(settings: &Settings, running: Option<&Running>) -> Option<StoreView> {
+    match settings.store.as_ref()? {
+        StoreSetting::Builtin => Some(StoreView::Builtin {
+            url: running.map(|r| r.store_url.clone()).unwrap_or_default(),
+        }),
+        StoreSetting::External { url } => Some(StoreView::External { url: url.clone() }),
+    }
+}

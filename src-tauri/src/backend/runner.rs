@@ -1,0 +1,228 @@
+//! A running sync: the engine, the built-in store if used, and the task that turns engine
+//! events into history rows, status pushes and notifications.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use can_sync::{Engine, EngineConfig, EngineEvent, Secret};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::coalesce::Coalescer;
+use super::error::AppError;
+use super::history::{Direction, NewItem};
+use super::settings::{Settings, StoreSetting};
+use super::store::Builtin;
+use super::{AppEvent, Backend, lock, notifier};
+
+/// Status is pushed at most this often while things happen, and at least every `IDLE_PUSH`.
+const STATUS_THROTTLE: Duration = Duration::from_millis(300);
+const IDLE_PUSH: Duration = Duration::from_secs(2);
+
+pub(super) struct Running {
+    pub engine: Arc<Engine>,
+    pub store_url: String,
+    builtin: Option<Builtin>,
+    forward: JoinHandle<()>,
+    cancel: CancellationToken,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.forward.await;
+        match Arc::try_unwrap(self.engine) {
+            Ok(engine) => engine.shutdown().await,
+            Err(_) => tracing::warn!("engine still referenced at stop; dropping it"),
+        }
+        if let Some(b) = self.builtin {
+            b.shutdown().await;
+        }
+    }
+}
+
+pub(super) async fn start(
+    backend: Arc<Backend>,
+    settings: &Settings,
+    passphrase: Secret,
+    api_key: Option<Secret>,
+) -> Result<Running, AppError> {
+    let (builtin, url, key) = match &settings.store {
+        Some(StoreSetting::Builtin) | None => {
+            let b = Builtin::start(
+                &backend.paths.data_dir.join("store"),
+                settings.advanced.builtin_listen.as_deref(),
+            )
+            .await?;
+            let (url, key) = (b.url.clone(), b.sync_key.clone());
+            (Some(b), url, key)
+        }
+        Some(StoreSetting::External { url }) => {
+            let key = api_key.ok_or_else(|| {
+                AppError::new(
+                    super::ErrorCode::KeychainUnavailable,
+                    "The CAN Service's sync API key is missing from the keychain. Enter it again in Settings → Store.",
+                )
+            })?;
+            (None, url.clone(), key)
+        }
+    };
+    let bind_addr: SocketAddr = match &settings.advanced.bind_addr {
+        Some(a) => a
+            .parse()
+            .map_err(|_| AppError::invalid("advanced.bind_addr is not an address"))?,
+        None => SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let config = EngineConfig {
+        can_service_url: url.clone(),
+        sync_api_key: key,
+        passphrase,
+        device_name: settings.device_name.clone(),
+        data_dir: backend.paths.data_dir.join("engine"),
+        bind_addr,
+        relay_urls: settings.advanced.relay_urls.clone(),
+        poll_interval: Duration::from_secs(3),
+        rendezvous_interval: Duration::from_secs(60),
+        ticket_file: None,
+        connect_ticket_files: Vec::new(),
+        pkarr_relays: settings.advanced.pkarr_relays.clone(),
+        local_discovery: settings.advanced.local_discovery.unwrap_or(true),
+        relay_only: false,
+        start_paused: settings.paused,
+    };
+    let engine = match Engine::start(config).await {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            if let Some(b) = builtin {
+                b.shutdown().await;
+            }
+            return Err(e.into());
+        }
+    };
+    let cancel = CancellationToken::new();
+    let forward = tokio::spawn(forward(backend, engine.clone(), cancel.clone()));
+    Ok(Running {
+        engine,
+        store_url: url,
+        builtin,
+        forward,
+        cancel,
+    })
+}
+
+/// Engine events → history, UI events, notifications; status pushes.
+async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: CancellationToken) {
+    let mut events = engine.subscribe();
+    let mut coalescer = Coalescer::new();
+    // What arrives right after start is a catch-up: one summary at most.
+    coalescer.begin_backlog(Instant::now(), None);
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut dirty = true;
+    let mut last_push = Instant::now() - IDLE_PUSH;
+    loop {
+        let now = Instant::now();
+        let status_due = if dirty {
+            last_push + STATUS_THROTTLE
+        } else {
+            last_push + IDLE_PUSH
+        };
+        let wake = coalescer
+            .next_deadline()
+            .map_or(status_due, |d| d.min(status_due))
+            .max(now);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    handle(&backend, &mut coalescer, &mut names, &ev);
+                    backend.emit(AppEvent::Engine(ev));
+                    dirty = true;
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "UI fell behind the engine's events");
+                    dirty = true;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let now = Instant::now();
+        if now >= status_due {
+            if let Ok(status) = engine.status().await {
+                coalescer.set_busy(status.pending + status.in_flight > 0);
+                backend.emit(AppEvent::Status(status));
+            }
+            last_push = now;
+            dirty = false;
+        }
+        let notes = coalescer.poll(Instant::now());
+        if !notes.is_empty() && backend.settings().notifications {
+            for note in notes {
+                let shown = note.clone();
+                let b = backend.clone();
+                tokio::task::spawn_blocking(move || match notifier::show(&shown) {
+                    Ok(()) => b.emit(AppEvent::Notified(shown)),
+                    Err(e) => tracing::warn!(error = %e, "notification not shown"),
+                });
+            }
+        }
+    }
+}
+
+fn handle(
+    backend: &Backend,
+    coalescer: &mut Coalescer,
+    names: &mut HashMap<String, String>,
+    ev: &EngineEvent,
+) {
+    let now = Instant::now();
+    let record = |direction, peer: &str, hash: &str, name: &str, size: u64, names: &HashMap<String, String>| {
+        let item = NewItem {
+            hash: hash.to_owned(),
+            name: name.to_owned(),
+            size,
+            direction,
+            peer_id: peer.to_owned(),
+            peer_name: names.get(peer).cloned().unwrap_or_else(|| short(peer)),
+        };
+        match backend.history.add(item) {
+            Ok(row) => backend.emit(AppEvent::HistoryAdded(row)),
+            Err(e) => tracing::warn!(error = %e, "history row not written"),
+        }
+    };
+    match ev {
+        EngineEvent::PeerUp {
+            peer, device_name, ..
+        } => {
+            names.insert(peer.clone(), device_name.clone());
+            coalescer.begin_backlog(now, Some(device_name));
+        }
+        EngineEvent::AssetReceived {
+            peer,
+            hash,
+            name,
+            size,
+        } => {
+            record(Direction::Received, peer, hash, name, *size, names);
+            if lock(&backend.settings).notifications {
+                let device = names.get(peer).cloned().unwrap_or_else(|| short(peer));
+                coalescer.push(now, &device, name);
+            }
+        }
+        EngineEvent::AssetSent {
+            peer,
+            hash,
+            name,
+            size,
+        } => record(Direction::Sent, peer, hash, name, *size, names),
+        EngineEvent::Resumed => coalescer.begin_backlog(now, None),
+        _ => {}
+    }
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(10).collect()
+}

@@ -1,0 +1,153 @@
+//! CAN Sync, the desktop app: a Tauri 2 tray app embedding the sync engine.
+//!
+//! - [`backend`]: all app logic, no window (settings, keychain, store, engine, history,
+//!   notifications); tested headless.
+//! - [`commands`]: the UI's commands (docs/app-ipc.md), thin wrappers over the backend.
+//! - [`tray`], [`window`], [`autostart`]: the shell around it.
+
+pub mod autostart;
+pub mod backend;
+pub mod commands;
+pub mod tray;
+pub mod window;
+
+use std::sync::Arc;
+
+use backend::{AppEvent, AppState, Backend, Paths};
+use tauri::{Emitter, Manager, RunEvent, WindowEvent};
+use tauri_plugin_autostart::MacosLauncher;
+
+/// The keychain's service name and the app identifier (tauri.conf.json).
+pub const APP_ID: &str = "net.cansync.app";
+
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,iroh=warn,iroh_gossip=warn,tao=warn,wry=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let launched_hidden = std::env::args().any(|a| a == autostart::HIDDEN_ARG);
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            // A second launch focuses the first.
+            window::show_main(app);
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            MacosLauncher::LaunchAgent,
+            Some(vec![autostart::HIDDEN_ARG]),
+        ))
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_opener::init())
+        .setup(move |app| {
+            let paths = Paths {
+                config_dir: app.path().app_config_dir()?,
+                data_dir: app.path().app_data_dir()?,
+            };
+            let backend = Backend::new(paths, APP_ID)?;
+            app.manage(backend.clone());
+            let tray = tray::Tray::create(app.handle(), backend.clone())?;
+            tauri::async_runtime::spawn(forward(app.handle().clone(), backend.clone(), tray));
+            let settings = backend.settings();
+            let hidden = launched_hidden || (settings.start_hidden && settings.setup_complete);
+            if !hidden {
+                window::show_main(app.handle());
+            }
+            let b = backend.clone();
+            tauri::async_runtime::spawn(async move { b.boot().await });
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            if let WindowEvent::CloseRequested { api, .. } = event
+                && window.label() == window::MAIN
+            {
+                // Closing the window keeps syncing in the tray; Quit is in the tray menu.
+                api.prevent_close();
+                if let Some(w) = window.app_handle().get_webview_window(window::MAIN) {
+                    window::hide(&w);
+                }
+            }
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::app_state,
+            commands::wizard_view,
+            commands::wizard_submit,
+            commands::test_store,
+            commands::generate_passphrase,
+            commands::check_passphrase,
+            commands::status,
+            commands::pause,
+            commands::resume,
+            commands::pairing,
+            commands::reveal_passphrase,
+            commands::connect_ticket,
+            commands::history,
+            commands::settings,
+            commands::update_settings,
+            commands::set_store,
+            commands::change_passphrase,
+            commands::reset_device,
+            commands::add_files,
+            commands::pick_files,
+            commands::open_asset,
+            commands::save_asset,
+        ])
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("CAN Sync could not start: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|app, event| match event {
+        // The last window closing must not end the app: it lives in the tray.
+        RunEvent::ExitRequested { api, code, .. } if code.is_none() => api.prevent_exit(),
+        RunEvent::Exit => {
+            if let Some(b) = app.try_state::<Arc<Backend>>() {
+                let b = b.inner().clone();
+                tauri::async_runtime::block_on(async move { b.shutdown().await });
+            }
+        }
+        _ => {}
+    });
+}
+
+/// Backend events → the UI (Tauri events, docs/app-ipc.md) and the tray.
+async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray) {
+    let mut events = backend.subscribe();
+    let mut state: AppState = backend.app_state().await;
+    let mut status = None;
+    tray.update(&tray::view(&state, status.as_ref()));
+    loop {
+        let ev = match events.recv().await {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        match ev {
+            AppEvent::State(s) => {
+                let _ = app.emit("app-state", &s);
+                if s.phase != backend::Phase::Running {
+                    status = None;
+                }
+                state = s;
+            }
+            AppEvent::Status(s) => {
+                let _ = app.emit("status", &s);
+                status = Some(s);
+            }
+            AppEvent::HistoryAdded(item) => {
+                let _ = app.emit("history-added", &item);
+                continue;
+            }
+            AppEvent::Engine(e) => {
+                let _ = app.emit("engine-event", &e);
+                continue;
+            }
+            AppEvent::Notified(_) => continue,
+        }
+        tray.update(&tray::view(&state, status.as_ref()));
+    }
+}

@@ -1,0 +1,115 @@
+//! Shared by the app's integration tests: a real notification server on a private bus.
+
+#![allow(dead_code)]
+
+pub mod sni;
+pub mod webdriver;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One `Notify` call as the server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub app_name: String,
+    pub summary: String,
+    pub body: String,
+}
+
+struct Server {
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Server {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        _actions: Vec<String>,
+        _hints: HashMap<String, zbus::OwnedVariant>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut r = self.received.lock().unwrap();
+        r.push(Received {
+            app_name,
+            summary,
+            body,
+        });
+        r.len() as u32
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into()]
+    }
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        (
+            "test-server".into(),
+            "can-sync tests".into(),
+            "1.0".into(),
+            "1.2".into(),
+        )
+    }
+
+    fn close_notification(&self, _id: u32) {}
+}
+
+/// An `org.freedesktop.Notifications` server on the bus at `address`, recording every call.
+pub struct NotificationServer {
+    _conn: zbus::Connection,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl NotificationServer {
+    pub async fn start(address: &str) -> NotificationServer {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let conn = zbus::connection::Builder::address(address)
+            .name("org.freedesktop.Notifications")
+            .serve_at(
+                "/org/freedesktop/Notifications",
+                Server {
+                    received: received.clone(),
+                },
+            )
+            .build()
+            .await
+            .expect("notification server on the test bus");
+        NotificationServer {
+            _conn: conn,
+            received,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until at least `n` notifications arrived.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let r = self.received();
+            if r.len() >= n {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.received()
+    }
+}
+
+/// Points this test process at the private bus and home (call first, before any thread
+/// that reads the environment is started).
+pub fn use_bus(bus: &can_testkit::desktop::SessionBus) {
+    for (k, v) in bus.env() {
+        // SAFETY: called at the start of a test binary's only test, before other threads
+        // of ours read the environment.
+        unsafe { std::env::set_var(k, v) };
+    }
+}

@@ -1,0 +1,231 @@
+//! The real app, end to end: the built binary under Xvfb with a private session bus (GNOME
+//! Keyring, a notification server, a StatusNotifierWatcher stand-in for the tray), driven
+//! through tauri-driver + WebKitWebDriver, syncing with a peer made of a real `can-service`
+//! and `can-sync` agent. Screenshots of each page are written to
+//! `$CAN_SYNC_SCREENSHOTS` (default: `<target>/tmp/screenshots`).
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use can_sync_app::backend::settings::{Advanced, Settings};
+use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
+use can_testkit::{Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload};
+use common::NotificationServer;
+use common::sni::SniWatcher;
+use common::webdriver::Session;
+
+const PASS: &str = "velvet atlas copper lagoon thistle orbit quarry";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn tauri_driver() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = Path::new(&home).join(".cargo/bin/tauri-driver");
+    if cargo_bin.exists() {
+        return cargo_bin;
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v tauri-driver"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    assert!(
+        !found.is_empty(),
+        "tauri-driver is not installed: `cargo install tauri-driver --locked` (scripts/setup does it)"
+    );
+    PathBuf::from(found)
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn shots_dir() -> PathBuf {
+    std::env::var_os("CAN_SYNC_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_app_end_to_end() {
+    let bus = SessionBus::start();
+    let _keyring = Keyring::start(&bus);
+    let notes = NotificationServer::start(&bus.address).await;
+    let tray = SniWatcher::start(&bus.address).await;
+    let x = Xvfb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let shots = shots_dir();
+
+    // The other machine.
+    let peer_svc = Service::with_key(&dir.path().join("peer-svc"));
+    let peer = Agent::start(
+        &dir.path().join("peer-agent"),
+        &peer_svc.url(""),
+        KEY,
+        PASS,
+        "device_name: Beta\n",
+    );
+    assert!(eventually(60, || peer.ticket_path().exists()).await);
+    let peer_ticket = std::fs::read_to_string(peer.ticket_path()).unwrap();
+
+    // The app's environment: private home, loopback-only advanced settings.
+    let env = bus.env();
+    let home_config = env
+        .iter()
+        .find(|(k, _)| k == "XDG_CONFIG_HOME")
+        .map(|(_, v)| PathBuf::from(v))
+        .unwrap();
+    let store_port = free_port();
+    let store_url = format!("http://127.0.0.1:{store_port}");
+    let config_dir = home_config.join("net.cansync.app");
+    Settings {
+        advanced: Advanced {
+            relay_urls: Some(vec![]),
+            pkarr_relays: Some(vec![]),
+            local_discovery: Some(false),
+            builtin_listen: Some(format!("127.0.0.1:{store_port}")),
+            bind_addr: Some("127.0.0.1:0".into()),
+        },
+        ..Settings::default()
+    }
+    .save(&config_dir)
+    .unwrap();
+
+    let port = free_port();
+    let _driver = Killed(
+        Command::new(tauri_driver())
+            .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
+            .envs(env.iter().cloned())
+            .env("DISPLAY", &x.display)
+            .env("RUST_LOG", "info,iroh=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tauri-driver"),
+    );
+    let s = Session::start(port, env!("CARGO_BIN_EXE_can-sync-app")).await;
+
+    // ---- wizard: built-in store, a refused weak passphrase, then a good one
+    s.find("[data-testid=wizard-step-store]", 60).await;
+    s.screenshot(&shots.join("1-wizard-store.png")).await;
+    s.click("[data-testid=store-builtin]").await;
+    s.click("[data-testid=wizard-next]").await;
+    s.find("[data-testid=wizard-step-passphrase]", 20).await;
+    s.click("[data-testid=passphrase-mode-join]").await;
+    s.type_into("[data-testid=join-passphrase]", "password").await;
+    s.wait_text("[data-testid=strength-message]", 10, |t| t.contains("too easy"))
+        .await;
+    assert_eq!(
+        s.execute("return document.querySelector('[data-testid=wizard-next]').disabled")
+            .await,
+        serde_json::Value::Bool(true),
+        "Next must be disabled for a refused passphrase"
+    );
+    s.type_into("[data-testid=join-passphrase]", PASS).await;
+    s.wait_text("[data-testid=strength-message]", 10, |t| t.contains("strong"))
+        .await;
+    s.screenshot(&shots.join("2-wizard-passphrase.png")).await;
+    s.click("[data-testid=wizard-next]").await;
+    s.find("[data-testid=wizard-step-device]", 20).await;
+    s.type_into("[data-testid=device-name]", "Alpha").await;
+    s.click("[data-testid=wizard-finish]").await;
+    s.find("[data-testid=wizard-step-done]", 60).await;
+    s.click("[data-testid=wizard-open]").await;
+
+    // ---- pairing: link to the peer by its ticket (advanced direct connect)
+    s.click("[data-testid=nav-pairing]").await;
+    s.wait_text("[data-testid=pairing-device-name]", 20, |t| t.contains("Alpha"))
+        .await;
+    s.type_into("[data-testid=peer-ticket]", peer_ticket.trim()).await;
+    s.click("[data-testid=connect-ticket]").await;
+    s.wait_text("[data-testid=connect-result]", 20, |t| !t.is_empty())
+        .await;
+    s.screenshot(&shots.join("3-pairing.png")).await;
+
+    // ---- peers: Beta appears, live
+    s.click("[data-testid=nav-peers]").await;
+    s.wait_text("[data-testid=peer-name]", 60, |t| t.contains("Beta"))
+        .await;
+    s.screenshot(&shots.join("4-peers.png")).await;
+
+    // ---- an asset uploaded on the peer: history row + notification
+    let (status, _) = upload(&c, &peer_svc, "postcard.txt", b"greetings from beta".to_vec()).await;
+    assert_eq!(status, 201);
+    s.click("[data-testid=nav-history]").await;
+    s.wait_text("[data-testid=history-name]", 60, |t| t.contains("postcard.txt"))
+        .await;
+    let got = notes.wait_for(1, Duration::from_secs(30)).await;
+    assert!(
+        got.iter()
+            .any(|n| n.summary == "New asset from Beta" && n.body == "postcard.txt"),
+        "{got:?}"
+    );
+    s.screenshot(&shots.join("5-history.png")).await;
+
+    // ---- the tray: status line, then Pause clicked over D-Bus stops transfers
+    let (item_bus, item_path) = tray.item(30).await;
+    let menu = tray.menu(&item_bus, &item_path).await;
+    assert!(
+        menu.iter().any(|e| e.label.starts_with("Up to date") || e.label.starts_with("Syncing")),
+        "{menu:?}"
+    );
+    tray.click(&item_bus, &item_path, "Pause sync").await;
+    s.wait_text("[data-testid=status-line]", 10, |t| t.contains("Paused"))
+        .await;
+    assert!(
+        Settings::load(&config_dir).unwrap().paused,
+        "pause is persisted"
+    );
+    let (status, _) = upload(&c, &peer_svc, "while-paused.txt", b"held back".to_vec()).await;
+    assert_eq!(status, 201);
+    tokio::time::sleep(Duration::from_secs(5)).await; // bounded check of an absence
+    assert!(
+        !has_asset(&c, &store_url, &b3(b"held back")).await,
+        "transfer while paused"
+    );
+    let menu = tray.menu(&item_bus, &item_path).await;
+    assert!(menu.iter().any(|e| e.label.replace('_', "") == "Resume sync"), "{menu:?}");
+
+    s.click("[data-testid=nav-settings]").await;
+    s.find("[data-testid=page-settings]", 10).await;
+    s.screenshot(&shots.join("6-settings.png")).await;
+
+    // ---- resume from the tray: the held-back asset arrives
+    tray.click(&item_bus, &item_path, "Resume sync").await;
+    let held = b3(b"held back");
+    assert!(
+        eventually_async(60, || has_asset(&c, &store_url, &held)).await,
+        "resumed, yet nothing arrived"
+    );
+
+    // ---- Quit from the tray stops the engine and the built-in store
+    tray.click(&item_bus, &item_path, "Quit").await;
+    assert!(
+        eventually_async(30, || async {
+            c.get(format!("{store_url}/healthz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_err()
+        })
+        .await,
+        "the built-in store still answers after Quit"
+    );
+    s.close().await;
+    eprintln!("screenshots in {}", shots.display());
+}

@@ -1,0 +1,272 @@
+// The one module that talks to the Tauri backend. Types and names follow docs/app-ipc.md
+// exactly; nothing else in the UI imports @tauri-apps/api.
+import { invoke } from '@tauri-apps/api/core';
+import { listen } from '@tauri-apps/api/event';
+import { getCurrentWebview } from '@tauri-apps/api/webview';
+
+// ---------------------------------------------------------------- errors
+
+export type ErrorCode =
+  | 'keychain_unavailable'
+  | 'keychain_locked'
+  | 'invalid_input'
+  | 'weak_passphrase'
+  | 'store_unreachable'
+  | 'store_auth'
+  | 'not_ready'
+  | 'not_found'
+  | 'engine'
+  | 'io';
+
+export interface AppError {
+  code: ErrorCode;
+  message: string;
+}
+
+export function isAppError(e: unknown): e is AppError {
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof (e as AppError).code === 'string' &&
+    typeof (e as AppError).message === 'string'
+  );
+}
+
+/** Whatever a command rejected with, as an AppError (IPC failures become code "engine"). */
+export function toAppError(e: unknown): AppError {
+  if (isAppError(e)) return e;
+  if (typeof e === 'string') return { code: 'engine', message: e };
+  if (e instanceof Error) return { code: 'engine', message: e.message };
+  return { code: 'engine', message: 'Unexpected error.' };
+}
+
+// ---------------------------------------------------------------- types
+
+export type StoreChoice =
+  | { kind: 'builtin' }
+  | { kind: 'external'; url: string; api_key: string };
+
+export type WizardStep = 'store' | 'passphrase' | 'device' | 'done';
+
+export interface WizardView {
+  step: WizardStep;
+  store: { kind: 'builtin' } | { kind: 'external'; url: string } | null;
+  device_name_default: string;
+  passphrase_floor_bits: number;
+  passphrase_recommended_bits: number;
+}
+
+export type WizardInput =
+  | { step: 'store'; store: StoreChoice }
+  | { step: 'passphrase'; passphrase: string; generated: boolean }
+  | { step: 'device'; device_name: string }
+  | { step: 'back' };
+
+export interface PassphraseCheck {
+  bits: number;
+  verdict: 'refused' | 'weak' | 'ok';
+  message: string;
+}
+
+export interface GeneratedPassphrase {
+  passphrase: string;
+  bits: number;
+  words: number;
+}
+
+export interface StoreTest {
+  asset_count: number;
+}
+
+export type StoreInfo = { kind: 'builtin'; url: string } | { kind: 'external'; url: string };
+
+export type Phase = 'setup' | 'running' | 'error';
+
+export interface AppState {
+  phase: Phase;
+  error: AppError | null;
+  store: StoreInfo | null;
+  paused: boolean;
+}
+
+export interface PeerStatus {
+  endpoint_id: string;
+  device_name: string;
+  path: 'direct' | 'relay' | 'unknown';
+  rtt_ms: number | null;
+  assets_sent: number;
+  assets_received: number;
+  bytes_sent: number;
+  bytes_received: number;
+  last_activity: string;
+}
+
+export interface Status {
+  endpoint_id: string;
+  device_name: string;
+  paused: boolean;
+  store_online: boolean;
+  local_assets: number;
+  pending: number;
+  in_flight: number;
+  peers: PeerStatus[];
+  assets_sent: number;
+  assets_received: number;
+  bytes_sent: number;
+  bytes_received: number;
+  last_error: string | null;
+}
+
+export interface Pairing {
+  device_name: string;
+  endpoint_id: string;
+  ticket: string;
+}
+
+export type Direction = 'received' | 'sent';
+
+export interface HistoryItem {
+  id: number;
+  time: string;
+  hash: string;
+  name: string;
+  size: number;
+  direction: Direction;
+  peer_id: string;
+  peer_name: string;
+}
+
+export interface HistoryQuery {
+  text: string;
+  direction: 'all' | Direction;
+  offset: number;
+  limit: number;
+}
+
+export interface HistoryPage {
+  items: HistoryItem[];
+  total: number;
+}
+
+export interface Settings {
+  notifications: boolean;
+  launch_at_login: boolean;
+  start_hidden: boolean;
+  device_name: string;
+  store: StoreInfo;
+}
+
+export type SettingsPatch = Partial<
+  Pick<Settings, 'notifications' | 'launch_at_login' | 'start_hidden'>
+>;
+
+export interface EngineEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+export type Unlisten = () => void;
+
+// ---------------------------------------------------------------- commands
+
+function backendPresent(): boolean {
+  const internals = (window as unknown as { __TAURI_INTERNALS__?: { invoke?: unknown } })
+    .__TAURI_INTERNALS__;
+  return typeof internals?.invoke === 'function';
+}
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  if (!backendPresent()) {
+    throw {
+      code: 'engine',
+      message: 'The CAN Sync backend is not available: this page only works inside the CAN Sync app.',
+    } satisfies AppError;
+  }
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    throw toAppError(e);
+  }
+}
+
+export const api = {
+  appState: () => call<AppState>('app_state'),
+  wizardView: () => call<WizardView>('wizard_view'),
+  wizardSubmit: (input: WizardInput) => call<WizardView>('wizard_submit', { input }),
+  testStore: (url: string, apiKey: string) => call<StoreTest>('test_store', { url, apiKey }),
+  generatePassphrase: () => call<GeneratedPassphrase>('generate_passphrase'),
+  checkPassphrase: (passphrase: string) =>
+    call<PassphraseCheck>('check_passphrase', { passphrase }),
+  status: () => call<Status>('status'),
+  pause: () => call<null>('pause'),
+  resume: () => call<null>('resume'),
+  pairing: () => call<Pairing>('pairing'),
+  revealPassphrase: () => call<string>('reveal_passphrase'),
+  connectTicket: (ticket: string) => call<null>('connect_ticket', { ticket }),
+  history: (query: HistoryQuery) => call<HistoryPage>('history', { query }),
+  settings: () => call<Settings>('settings'),
+  updateSettings: (patch: SettingsPatch) => call<Settings>('update_settings', { patch }),
+  setStore: (store: StoreChoice) => call<Settings>('set_store', { store }),
+  changePassphrase: (passphrase: string) => call<null>('change_passphrase', { passphrase }),
+  resetDevice: () => call<null>('reset_device'),
+  addFiles: (paths: string[]) => call<number>('add_files', { paths }),
+  pickFiles: () => call<number>('pick_files'),
+  openAsset: (hash: string) => call<null>('open_asset', { hash }),
+  saveAsset: (hash: string) => call<boolean>('save_asset', { hash }),
+
+  // ------------------------------------------------------------ events
+  onAppState: (cb: (s: AppState) => void) => on<AppState>('app-state', cb),
+  onStatus: (cb: (s: Status) => void) => on<Status>('status', cb),
+  onHistoryAdded: (cb: (item: HistoryItem) => void) => on<HistoryItem>('history-added', cb),
+  onEngineEvent: (cb: (e: EngineEvent) => void) => on<EngineEvent>('engine-event', cb),
+
+  /**
+   * Files dropped on the window (Tauri's webview drag-drop event). `onHover` reports whether
+   * files are being dragged over the window. Outside Tauri it logs a warning and does nothing.
+   */
+  onFileDrop(cb: (paths: string[]) => void, onHover?: (hovering: boolean) => void): Unlisten {
+    return deferred((alive) =>
+      getCurrentWebview().onDragDropEvent((event) => {
+        if (!alive()) return;
+        const p = event.payload;
+        if (p.type === 'enter' || p.type === 'over') onHover?.(true);
+        else if (p.type === 'leave') onHover?.(false);
+        else if (p.type === 'drop') {
+          onHover?.(false);
+          if (p.paths.length > 0) cb(p.paths);
+        }
+      }),
+    );
+  },
+};
+
+/** listen() is async; hand back a synchronous unlisten that also works before it resolved. */
+function on<T>(event: string, cb: (payload: T) => void): Unlisten {
+  return deferred((alive) => listen<T>(event, (e) => alive() && cb(e.payload)));
+}
+
+function deferred(start: (alive: () => boolean) => Promise<() => void>): Unlisten {
+  let stopped = false;
+  let stop: (() => void) | null = null;
+  const alive = () => !stopped;
+  Promise.resolve()
+    .then(() => start(alive))
+    .then((u) => {
+      if (stopped) return (u as () => unknown)();
+      stop = u;
+    })
+    .catch((e: unknown) => {
+      console.warn('CAN Sync: could not subscribe to an event', e);
+    });
+  return () => {
+    stopped = true;
+    const s = stop as (() => unknown) | null;
+    stop = null;
+    if (!s) return;
+    // Tauri's unlisten functions are async; a window that is already gone must not surface
+    // as an unhandled rejection.
+    Promise.resolve()
+      .then(s)
+      .catch(() => {});
+  };
+}

@@ -1,0 +1,66 @@
+// Small display helpers. Pure functions, no Svelte.
+
+const UNITS = ['KB', 'MB', 'GB', 'TB', 'PB'];
+
+/** 0 B, 999 B, 1.2 KB, 34 MB (decimal units, as file managers show them). */
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n) || n < 0) return '–';
+  if (n < 1000) return `${Math.round(n)} B`;
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1000;
+    i++;
+  } while (v >= 999.5 && i < UNITS.length - 1);
+  return `${v < 9.95 ? v.toFixed(1) : Math.round(v)} ${UNITS[i]}`;
+}
+
+/** "just now", "12 s ago", "5 min ago", "3 h ago", "2 d ago", then a date. */
+export function formatRelative(iso: string, now: number = Date.now()): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return '–';
+  const s = Math.round((now - t) / 1000);
+  if (s < 5) return 'just now';
+  if (s < 60) return `${s} s ago`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h} h ago`;
+  const d = Math.floor(h / 24);
+  if (d < 7) return `${d} d ago`;
+  return new Date(t).toLocaleDateString();
+}
+
+/** Local date and time for tables: "14:03" today, otherwise "12 May, 14:03" (or with year). */
+export function formatTime(iso: string, now: number = Date.now()): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return '–';
+  const d = new Date(t);
+  const today = new Date(now);
+  const time = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  if (d.toDateString() === today.toDateString()) return time;
+  const opts: Intl.DateTimeFormatOptions =
+    d.getFullYear() === today.getFullYear()
+      ? { day: 'numeric', month: 'short' }
+      : { day: 'numeric', month: 'short', year: 'numeric' };
+  return `${d.toLocaleDateString(undefined, opts)}, ${time}`;
+}
+
+/** Full local timestamp, for tooltips. */
+export function formatFullTime(iso: string): string {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? iso : new Date(t).toLocaleString();
+}
+
+/** First 10 characters of an endpoint id or hash. */
+export function shortId(id: string): string {
+  return id.slice(0, 10);
+}
+
+export function plural(n: number, one: string, many: string = `${one}s`): string {
+  return `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
+}
+
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}

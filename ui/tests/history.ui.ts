@@ -1,0 +1,155 @@
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import {
+  FakeBackend,
+  eventually,
+  historyItem,
+  sharedEnv,
+  closeSharedEnv,
+  openApp,
+  runningState,
+  type Handler,
+} from './harness.ts';
+
+// 312 items, newest (highest id) first; odd ids received, even ids sent.
+const ALL = Array.from({ length: 312 }, (_, i) => historyItem(312 - i));
+
+const historyHandler: Handler = ({ query }) => {
+  const items = ALL.filter(
+    (it) =>
+      (query.direction === 'all' || it.direction === query.direction) &&
+      it.name.toLowerCase().includes(query.text.toLowerCase()),
+  );
+  return { items: items.slice(query.offset, query.offset + query.limit), total: items.length };
+};
+
+after(closeSharedEnv);
+
+describe('history page', () => {
+  let browser: Browser;
+  let server: { url: string };
+  let context: BrowserContext | undefined;
+
+  before(async () => {
+    ({ browser, server } = await sharedEnv());
+  });
+  afterEach(async () => {
+    await context?.close();
+    context = undefined;
+  });
+
+  async function start(over: Record<string, Handler> = {}): Promise<{ page: Page; backend: FakeBackend }> {
+    const backend = new FakeBackend({ history: historyHandler, ...over });
+    const opened = await openApp(browser, server.url, backend);
+    context = opened.context;
+    await opened.page.getByTestId('nav-history').click();
+    await opened.page.getByTestId('page-history').waitFor();
+    return { page: opened.page, backend };
+  }
+
+  it('filters, pages and prepends live items', { timeout: 30_000 }, async () => {
+    const { page, backend } = await start();
+    const t = (id: string) => page.getByTestId(id);
+    const rows = t('history-row');
+    const range = async () => (await t('history-range').textContent())?.trim();
+    const firstId = async () => rows.first().getAttribute('data-history-id');
+
+    await eventually(async () => assert.equal(await range(), '1–50 of 312'));
+    assert.equal(await rows.count(), 50);
+    assert.equal(await firstId(), '312');
+    assert.equal(await t('history-prev').isDisabled(), true);
+
+    await t('history-next').click();
+    await eventually(async () => assert.equal(await range(), '51–100 of 312'));
+    assert.equal(await firstId(), '262');
+    await t('history-next').click();
+    await eventually(async () => assert.equal(await range(), '101–150 of 312'));
+    await t('history-prev').click();
+    await eventually(async () => assert.equal(await range(), '51–100 of 312'));
+
+    // Text filter (debounced) goes back to the first page.
+    await t('history-filter').fill('file-1');
+    await eventually(async () => assert.equal(await range(), '1–50 of 111'));
+    // Direction filter keeps the text.
+    await t('history-direction').selectOption('sent');
+    await eventually(async () => assert.equal(await range(), '1–50 of 55'));
+    assert.equal(await firstId(), '198');
+
+    assert.deepEqual(backend.callsOf('history'), [
+      { query: { text: '', direction: 'all', offset: 0, limit: 50 } },
+      { query: { text: '', direction: 'all', offset: 50, limit: 50 } },
+      { query: { text: '', direction: 'all', offset: 100, limit: 50 } },
+      { query: { text: '', direction: 'all', offset: 50, limit: 50 } },
+      { query: { text: 'file-1', direction: 'all', offset: 0, limit: 50 } },
+      { query: { text: 'file-1', direction: 'sent', offset: 0, limit: 50 } },
+    ]);
+
+    // A matching history-added event is prepended and bumps the total.
+    await backend.emit('history-added', historyItem(400, { name: 'file-1-new.png', direction: 'sent' }));
+    await eventually(async () => assert.equal(await firstId(), '400'));
+    assert.equal(await range(), '1–50 of 56');
+    assert.equal(await rows.count(), 50);
+    assert.equal(await rows.first().getByTestId('history-name').textContent(), 'file-1-new.png');
+
+    // Not matching the filter (received): ignored.
+    await backend.emit('history-added', historyItem(401, { name: 'file-1-in.png', direction: 'received' }));
+    await backend.emit('history-added', historyItem(402, { name: 'other.png', direction: 'sent' }));
+    await page.waitForTimeout(100);
+    assert.equal(await firstId(), '400');
+    assert.equal(await range(), '1–50 of 56');
+
+    // On a later page: the total grows but the rows stay.
+    await t('history-filter').fill('');
+    await t('history-direction').selectOption('all');
+    await eventually(async () => assert.equal(await range(), '1–50 of 312'));
+    await t('history-next').click();
+    await eventually(async () => assert.equal(await range(), '51–100 of 312'));
+    await backend.emit('history-added', historyItem(403));
+    await eventually(async () => assert.equal(await range(), '51–100 of 313'));
+    assert.equal(await firstId(), '262');
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('built-in store: Open, Save…, Add files… and dropped files', { timeout: 20_000 }, async () => {
+    const { page, backend } = await start({
+      open_asset: () => null,
+      save_asset: () => true,
+      pick_files: () => 2,
+      add_files: ({ paths }) => paths.length,
+    });
+    const t = (id: string) => page.getByTestId(id);
+    const first = t('history-row').first();
+    await first.waitFor();
+
+    await first.getByTestId('history-open').click();
+    await first.getByTestId('history-save').click();
+    await eventually(async () => assert.match((await t('notices').textContent()) ?? '', /Saved file-312\.jpg\./));
+    assert.deepEqual(backend.callsOf('open_asset'), [{ hash: ALL[0].hash }]);
+    assert.deepEqual(backend.callsOf('save_asset'), [{ hash: ALL[0].hash }]);
+    assert.equal(await first.getByTestId('history-open').getAttribute('aria-label'), 'Open file-312.jpg');
+
+    await t('add-files').click();
+    await eventually(async () => assert.match((await t('notices').textContent()) ?? '', /Added 2 files to the store\./));
+    assert.equal(backend.callsOf('pick_files').length, 1);
+    assert.equal(await t('drop-note').textContent(), 'or drop files on this window');
+
+    await backend.emit('tauri://drag-drop', { paths: ['/home/me/a.txt', '/home/me/b.txt'], position: { x: 5, y: 5 } });
+    await eventually(async () =>
+      assert.deepEqual(backend.callsOf('add_files'), [{ paths: ['/home/me/a.txt', '/home/me/b.txt'] }]),
+    );
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('external store: no file actions', { timeout: 20_000 }, async () => {
+    const { page, backend } = await start({
+      app_state: () => runningState({ store: { kind: 'external', url: 'http://10.0.0.5:3210' } }),
+    });
+    const t = (id: string) => page.getByTestId(id);
+    await t('history-row').first().waitFor();
+    assert.equal(await t('add-files').count(), 0);
+    assert.equal(await t('history-open').count(), 0);
+    assert.equal(await t('history-save').count(), 0);
+    assert.deepEqual(backend.unhandled, []);
+  });
+});

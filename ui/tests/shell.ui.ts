@@ -1,0 +1,207 @@
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import {
+  FakeBackend,
+  appError,
+  eventually,
+  sharedEnv,
+  closeSharedEnv,
+  openApp,
+  peer,
+  runningState,
+  status,
+  type Handler,
+} from './harness.ts';
+
+after(closeSharedEnv);
+
+describe('app shell, pairing and settings', () => {
+  let browser: Browser;
+  let server: { url: string };
+  let context: BrowserContext | undefined;
+
+  before(async () => {
+    ({ browser, server } = await sharedEnv());
+  });
+  afterEach(async () => {
+    await context?.close();
+    context = undefined;
+  });
+
+  async function start(over: Record<string, Handler> = {}): Promise<{ page: Page; backend: FakeBackend }> {
+    const backend = new FakeBackend(over);
+    const opened = await openApp(browser, server.url, backend);
+    context = opened.context;
+    return { page: opened.page, backend };
+  }
+
+  it('pause toggle calls pause/resume and follows app-state events', { timeout: 20_000 }, async () => {
+    const { page, backend } = await start({ status: () => status({ peers: [peer(1)] }) });
+    const t = (id: string) => page.getByTestId(id);
+    const toggle = t('pause-toggle');
+
+    await eventually(async () => assert.equal(await t('status-line').textContent(), 'Up to date · 1 peer'));
+    assert.equal(await toggle.textContent(), 'Pause');
+
+    await toggle.click();
+    await eventually(() => assert.equal(backend.callsOf('pause').length, 1));
+    // The button follows the backend's state, not the click.
+    assert.equal(await toggle.textContent(), 'Pause');
+    await backend.emit('app-state', runningState({ paused: true }));
+    await eventually(async () => assert.equal(await toggle.textContent(), 'Resume'));
+    assert.equal(await t('status-line').textContent(), 'Paused');
+
+    await toggle.click();
+    await eventually(() => assert.equal(backend.callsOf('resume').length, 1));
+    await backend.emit('app-state', runningState({ paused: false }));
+    await eventually(async () => assert.equal(await toggle.textContent(), 'Pause'));
+    assert.equal(await t('status-line').textContent(), 'Up to date · 1 peer');
+    assert.equal(backend.callsOf('pause').length, 1);
+    assert.equal(backend.callsOf('status').length, 1, 'app-state events do not re-subscribe');
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('error phase shows the message and Retry re-reads app_state', { timeout: 20_000 }, async () => {
+    const msg =
+      'No Secret Service keychain is reachable. Install and unlock GNOME Keyring or KWallet, then retry.';
+    let fail = true;
+    const { page, backend } = await start({
+      app_state: () =>
+        fail
+          ? { phase: 'error', error: appError('keychain_unavailable', msg), store: null, paused: false }
+          : runningState(),
+    });
+    const t = (id: string) => page.getByTestId(id);
+    await t('error-panel').waitFor();
+    assert.equal(await t('error-message').textContent(), msg);
+    fail = false;
+    await t('error-retry').click();
+    await t('shell').waitFor();
+    assert.equal(backend.callsOf('app_state').length, 2);
+
+    // app-state events switch phases live.
+    await backend.emit('app-state', { phase: 'setup', error: null, store: null, paused: false });
+    await eventually(async () => assert.equal(await t('wizard').count(), 1));
+  });
+
+  it('pairing: reveal asks first; direct connect shows the result', { timeout: 20_000 }, async () => {
+    const { page, backend } = await start({
+      reveal_passphrase: () => 'seven secret words go right here now',
+      connect_ticket: ({ ticket }) => {
+        if (ticket !== 'good-ticket') throw appError('invalid_input', 'ticket: not a valid endpoint ticket');
+        return null;
+      },
+    });
+    const t = (id: string) => page.getByTestId(id);
+    await t('nav-pairing').click();
+    await eventually(async () => assert.equal(await t('pairing-device-name').textContent(), 'Desk'));
+
+    await t('reveal-passphrase').click();
+    await t('reveal-confirm').waitFor();
+    assert.equal(backend.callsOf('reveal_passphrase').length, 0, 'asks before revealing');
+    await t('reveal-confirm-no').click();
+    await t('reveal-passphrase').click();
+    await t('reveal-confirm-yes').click();
+    await eventually(async () =>
+      assert.equal(await t('revealed-passphrase').inputValue(), 'seven secret words go right here now'),
+    );
+    await t('hide-passphrase').click();
+    assert.equal(await t('revealed-passphrase').count(), 0);
+    assert.equal(backend.callsOf('reveal_passphrase').length, 1);
+
+    await page.locator('[data-testid="direct-connect"] > summary').click();
+    assert.equal(await t('own-ticket').inputValue(), 'endpointticketAAAA');
+    await t('peer-ticket').fill('junk');
+    await t('connect-ticket').click();
+    await eventually(async () =>
+      assert.equal(await t('connect-result').textContent(), 'ticket: not a valid endpoint ticket'),
+    );
+    await t('peer-ticket').fill('good-ticket');
+    await t('connect-ticket').click();
+    await eventually(async () => assert.match((await t('connect-result').textContent()) ?? '', /^Connected/));
+    assert.deepEqual(backend.callsOf('connect_ticket'), [{ ticket: 'junk' }, { ticket: 'good-ticket' }]);
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('settings: toggles, passphrase, store, reset back to the wizard', { timeout: 20_000 }, async () => {
+    let phase = 'running';
+    const settings = {
+      notifications: true,
+      launch_at_login: false,
+      start_hidden: false,
+      device_name: 'Desk',
+      store: { kind: 'builtin', url: 'http://127.0.0.1:3210' },
+    };
+    const { page, backend } = await start({
+      app_state: () => (phase === 'running' ? runningState() : { phase, error: null, store: null, paused: false }),
+      update_settings: ({ patch }) => Object.assign(settings, patch),
+      check_passphrase: ({ passphrase }) =>
+        passphrase.length < 10
+          ? { bits: 20, verdict: 'refused', message: 'About 20 bits: too easy to guess (minimum 50).' }
+          : { bits: 90, verdict: 'ok', message: 'About 90 bits: strong.' },
+      change_passphrase: () => null,
+      test_store: () => ({ asset_count: 1 }),
+      set_store: ({ store }) => Object.assign(settings, { store: { kind: store.kind, url: store.url } }),
+      reset_device: () => {
+        phase = 'setup';
+        return null;
+      },
+      wizard_view: () => ({
+        step: 'store',
+        store: null,
+        device_name_default: 'test-host',
+        passphrase_floor_bits: 50,
+        passphrase_recommended_bits: 80,
+      }),
+    });
+    const t = (id: string) => page.getByTestId(id);
+    await t('nav-settings').click();
+    await eventually(async () => assert.equal(await t('settings-device-name').textContent(), 'Desk'));
+    assert.equal(await t('setting-notifications').isChecked(), true);
+    await t('setting-launch-at-login').check();
+    await t('setting-notifications').uncheck();
+    await eventually(() =>
+      assert.deepEqual(backend.callsOf('update_settings'), [
+        { patch: { launch_at_login: true } },
+        { patch: { notifications: false } },
+      ]),
+    );
+
+    // Change passphrase: strength-checked, confirmed inline.
+    await t('passphrase-edit').click();
+    await t('new-passphrase').fill('short');
+    await eventually(async () => assert.equal(await t('strength-verdict').getAttribute('data-verdict'), 'refused'));
+    assert.equal(await t('passphrase-change').isDisabled(), true);
+    await t('new-passphrase').fill('a much longer passphrase');
+    await eventually(async () => assert.equal(await t('strength-verdict').getAttribute('data-verdict'), 'ok'));
+    await t('passphrase-change').click();
+    await t('passphrase-confirm').waitFor();
+    assert.equal(backend.callsOf('change_passphrase').length, 0);
+    await t('passphrase-confirm-yes').click();
+    await eventually(() =>
+      assert.deepEqual(backend.callsOf('change_passphrase'), [{ passphrase: 'a much longer passphrase' }]),
+    );
+
+    // Switch to an external store.
+    await t('store-edit').click();
+    await t('store-external').check();
+    await t('store-url').fill('http://nas.local:3210');
+    await t('store-api-key').fill('k3y');
+    await t('store-test').click();
+    await eventually(async () => assert.equal(await t('store-test-result').textContent(), 'Connected — 1 asset'));
+    await t('store-save').click();
+    await eventually(async () => assert.match((await t('settings-store').textContent()) ?? '', /CAN Service at\s+http:\/\/nas\.local:3210/));
+    assert.deepEqual(backend.callsOf('set_store'), [
+      { store: { kind: 'external', url: 'http://nas.local:3210', api_key: 'k3y' } },
+    ]);
+
+    await t('reset-device').click();
+    await t('reset-confirm').waitFor();
+    assert.equal(backend.callsOf('reset_device').length, 0);
+    await t('reset-confirm-yes').click();
+    await t('wizard-step-store').waitFor();
+    assert.equal(backend.callsOf('reset_device').length, 1);
+    assert.deepEqual(backend.unhandled, []);
+  });
+});

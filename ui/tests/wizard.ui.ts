@@ -1,0 +1,223 @@
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import {
+  FakeBackend,
+  appError,
+  closeSharedEnv,
+  eventually,
+  openApp,
+  sharedEnv,
+  type Handler,
+} from './harness.ts';
+
+const REFUSED = 'password';
+const WEAK = 'sunny meadow river';
+const STRONG = 'correct horse battery staple orbit lantern';
+const REFUSED_MSG = 'About 12 bits: too easy to guess (minimum 50).';
+const WEAK_MSG = 'About 60 bits: acceptable, but 80 or more is recommended.';
+const WEAK_REJECT_MSG = 'About 48 bits by the final estimate: below the minimum of 50.';
+const OK_MSG = 'About 95 bits: strong.';
+const AUTH_MSG = 'The CAN Service refused the sync API key (HTTP 401).';
+
+/** A fake backend that walks the wizard's steps like the real one. */
+function wizardBackend(): Record<string, Handler> {
+  const order = ['store', 'passphrase', 'device', 'done'];
+  let step = 'store';
+  let store: unknown = null;
+  let generated = 0;
+  const view = () => ({
+    step,
+    store,
+    device_name_default: 'test-host',
+    passphrase_floor_bits: 50,
+    passphrase_recommended_bits: 80,
+  });
+  return {
+    app_state: () => ({
+      phase: step === 'done' ? 'running' : 'setup',
+      error: null,
+      store: step === 'done' ? { kind: 'builtin', url: 'http://127.0.0.1:3210' } : null,
+      paused: false,
+    }),
+    wizard_view: view,
+    wizard_submit: ({ input }) => {
+      switch (input.step) {
+        case 'store':
+          if (input.store.kind === 'external' && input.store.api_key !== 'good-key') {
+            throw appError('store_auth', AUTH_MSG);
+          }
+          store =
+            input.store.kind === 'builtin' ? { kind: 'builtin' } : { kind: 'external', url: input.store.url };
+          break;
+        case 'passphrase':
+          if (input.passphrase === WEAK) throw appError('weak_passphrase', WEAK_REJECT_MSG);
+          break;
+        case 'back':
+          step = order[Math.max(0, order.indexOf(step) - 1)];
+          return view();
+      }
+      step = order[order.indexOf(step) + 1];
+      return view();
+    },
+    generate_passphrase: () => {
+      generated++;
+      return { passphrase: `generated words number ${generated} alpha beta`, bits: 77.5, words: 6 };
+    },
+    check_passphrase: ({ passphrase }) => {
+      if (passphrase === STRONG) return { bits: 95, verdict: 'ok', message: OK_MSG };
+      if (passphrase === WEAK) return { bits: 60, verdict: 'weak', message: WEAK_MSG };
+      return { bits: 12, verdict: 'refused', message: REFUSED_MSG };
+    },
+    test_store: ({ apiKey }) => {
+      if (apiKey === 'good-key') return { asset_count: 1234 };
+      throw appError('store_auth', AUTH_MSG);
+    },
+  };
+}
+
+after(closeSharedEnv);
+
+describe('setup wizard', () => {
+  let browser: Browser;
+  let server: { url: string };
+  let context: BrowserContext | undefined;
+
+  before(async () => {
+    ({ browser, server } = await sharedEnv());
+  });
+  afterEach(async () => {
+    await context?.close();
+    context = undefined;
+  });
+
+  async function start(): Promise<{ page: Page; backend: FakeBackend }> {
+    const backend = new FakeBackend(wizardBackend());
+    const opened = await openApp(browser, server.url, backend);
+    context = opened.context;
+    return { page: opened.page, backend };
+  }
+
+  it('built-in store, refused/weak/strong passphrase, device name, done', { timeout: 30_000 }, async () => {
+    const { page, backend } = await start();
+    const t = (id: string) => page.getByTestId(id);
+
+    // Store step: built-in is the default.
+    await t('wizard-step-store').waitFor();
+    assert.equal(await t('store-builtin').isChecked(), true);
+    await t('wizard-next').click();
+
+    // Passphrase step opens on "create" with a generated passphrase.
+    await t('wizard-step-passphrase').waitFor();
+    await eventually(async () => assert.equal(await t('generated-info').textContent(), '6 words, about 78 bits'));
+
+    // Join with a refused passphrase: debounced check, Next disabled, message shown.
+    await t('passphrase-mode-join').check();
+    await t('join-passphrase').fill('pass');
+    await t('join-passphrase').fill(REFUSED);
+    await eventually(async () => assert.equal(await t('strength-message').textContent(), REFUSED_MSG));
+    assert.equal(await t('strength-verdict').getAttribute('data-verdict'), 'refused');
+    assert.equal(await t('wizard-next').isDisabled(), true);
+    assert.deepEqual(backend.callsOf('check_passphrase'), [{ passphrase: REFUSED }], 'debounced: one check');
+
+    // A "weak" one warns but allows Next; the backend still rejects it here.
+    await t('join-passphrase').fill(WEAK);
+    await t('strength-warning').waitFor();
+    assert.equal(await t('strength-message').textContent(), WEAK_MSG);
+    assert.equal(await t('wizard-next').isEnabled(), true);
+    await t('wizard-next').click();
+    await eventually(async () => assert.equal(await t('wizard-error').textContent(), WEAK_REJECT_MSG));
+    assert.equal(await t('wizard-error').getAttribute('role'), 'alert');
+    await t('wizard-step-passphrase').waitFor();
+
+    // A strong one goes through.
+    await t('join-passphrase').fill(STRONG);
+    await eventually(async () => assert.equal(await t('strength-message').textContent(), OK_MSG));
+    await t('wizard-next').click();
+
+    // Device step: prefilled; Back keeps the typed passphrase.
+    await t('wizard-step-device').waitFor();
+    assert.equal(await t('device-name').inputValue(), 'test-host');
+    await t('wizard-back').click();
+    await t('wizard-step-passphrase').waitFor();
+    assert.equal(await t('join-passphrase').inputValue(), STRONG);
+    await t('wizard-next').click();
+    await t('wizard-step-device').waitFor();
+    await t('device-name').fill('  Laptop ');
+    await t('wizard-finish').click();
+
+    // Done, then the pages.
+    await t('wizard-step-done').waitFor();
+    assert.match((await t('wizard-step-done').textContent()) ?? '', /CAN Sync is running/);
+    await t('wizard-open').click();
+    await t('shell').waitFor();
+    await t('page-peers').waitFor();
+
+    assert.deepEqual(backend.callsOf('wizard_submit'), [
+      { input: { step: 'store', store: { kind: 'builtin' } } },
+      { input: { step: 'passphrase', passphrase: WEAK, generated: false } },
+      { input: { step: 'passphrase', passphrase: STRONG, generated: false } },
+      { input: { step: 'back' } },
+      { input: { step: 'passphrase', passphrase: STRONG, generated: false } },
+      { input: { step: 'device', device_name: 'Laptop' } },
+    ]);
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('generated passphrase is submitted with generated: true', { timeout: 20_000 }, async () => {
+    const { page, backend } = await start();
+    const t = (id: string) => page.getByTestId(id);
+    await t('wizard-next').click();
+    await eventually(async () =>
+      assert.equal(await t('generated-passphrase').inputValue(), 'generated words number 1 alpha beta'),
+    );
+    await t('generate-another').click();
+    await eventually(async () =>
+      assert.equal(await t('generated-passphrase').inputValue(), 'generated words number 2 alpha beta'),
+    );
+    await t('wizard-next').click();
+    await t('wizard-step-device').waitFor();
+    assert.deepEqual(backend.callsOf('wizard_submit')[1], {
+      input: { step: 'passphrase', passphrase: 'generated words number 2 alpha beta', generated: true },
+    });
+    assert.deepEqual(backend.callsOf('check_passphrase'), []);
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('external store: Test shows the asset count or the exact error', { timeout: 20_000 }, async () => {
+    const { page, backend } = await start();
+    const t = (id: string) => page.getByTestId(id);
+    await t('wizard-step-store').waitFor();
+    await t('store-external').check();
+    assert.equal(await t('store-url').inputValue(), 'http://127.0.0.1:3210');
+    await t('store-url').fill('http://10.0.0.5:3210');
+
+    await t('store-api-key').fill('good-key');
+    assert.equal(await t('store-api-key').getAttribute('type'), 'password');
+    await t('store-test').click();
+    await eventually(async () => assert.equal(await t('store-test-result').textContent(), 'Connected — 1,234 assets'));
+
+    await t('store-api-key').fill('bad-key');
+    assert.equal(await t('store-test-result').count(), 0, 'stale result hidden after an edit');
+    await t('store-test').click();
+    await eventually(async () => assert.equal(await t('store-test-result').textContent(), AUTH_MSG));
+
+    // Next with the bad key: the step's error shows in the alert region.
+    await t('wizard-next').click();
+    await eventually(async () => assert.equal(await t('wizard-error').textContent(), AUTH_MSG));
+
+    await t('store-api-key').fill('good-key');
+    await t('wizard-next').click();
+    await t('wizard-step-passphrase').waitFor();
+
+    assert.deepEqual(backend.callsOf('test_store'), [
+      { url: 'http://10.0.0.5:3210', apiKey: 'good-key' },
+      { url: 'http://10.0.0.5:3210', apiKey: 'bad-key' },
+    ]);
+    assert.deepEqual(backend.callsOf('wizard_submit'), [
+      { input: { step: 'store', store: { kind: 'external', url: 'http://10.0.0.5:3210', api_key: 'bad-key' } } },
+      { input: { step: 'store', store: { kind: 'external', url: 'http://10.0.0.5:3210', api_key: 'good-key' } } },
+    ]);
+    assert.deepEqual(backend.unhandled, []);
+  });
+});

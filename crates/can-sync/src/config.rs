@@ -30,6 +30,21 @@ pub struct EngineConfig {
     pub local_discovery: bool,
     /// Never use direct paths: no UDP sockets, every connection through `relay_urls`.
     pub relay_only: bool,
+    /// How to find what differs when a peer connects (docs/protocol.md, "3. Reconciliation").
+    pub reconcile: ReconcileMode,
+}
+
+/// How an agent reconciles with a peer at connection start and on resume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReconcileMode {
+    /// Offer range-based set reconciliation ("rbsr-v1" in Hello); used when the peer offers
+    /// it too, else full hash lists.
+    #[default]
+    Rbsr,
+    /// Offer nothing: always full hash lists, exactly as agents before RBSR do. For
+    /// compatibility tests and as a way out should RBSR misbehave.
+    Full,
 }
 
 /// `config.yaml` as written by a person. Unknown keys are rejected.
@@ -53,6 +68,8 @@ struct FileConfig {
     local_discovery: bool,
     #[serde(default)]
     relay_only: bool,
+    #[serde(default)]
+    reconcile: ReconcileMode,
     device_name: Option<String>,
 }
 
@@ -193,6 +210,7 @@ impl EngineConfig {
             pkarr_relays: file.pkarr_relays,
             local_discovery: file.local_discovery,
             relay_only: file.relay_only,
+            reconcile: file.reconcile,
         })
     }
 }
@@ -211,6 +229,13 @@ mod tests {
         assert!(c.relay_urls.is_none());
         assert_eq!(c.bind_addr.port(), 0);
         assert!(c.connect_ticket_files.is_empty());
+        assert_eq!(c.reconcile, ReconcileMode::Rbsr);
+        let c =
+            EngineConfig::parse(&format!("{BASE}reconcile: full\n"), Path::new("/c.yaml")).unwrap();
+        assert_eq!(c.reconcile, ReconcileMode::Full);
+        assert!(
+            EngineConfig::parse(&format!("{BASE}reconcile: fast\n"), Path::new("/c.yaml")).is_err()
+        );
     }
 
     #[test]

@@ -211,6 +211,7 @@ async fn a_relayed_connection_moves_to_a_direct_path() {
         pkarr_relays: Some(vec![]),
         local_discovery: false,
         relay_only: false,
+        reconcile: Default::default(),
     })
     .await
     .unwrap();

@@ -38,6 +38,7 @@ async fn status_events_pause_and_resume() {
         pkarr_relays: Some(vec![]),
         local_discovery: false,
         relay_only: false,
+        reconcile: Default::default(),
     };
     let engine = Engine::start(config).await.unwrap();
     let mut events = engine.subscribe();

@@ -57,11 +57,15 @@ struct Run {
     bytes: u64,
     frames: u64,
     turns: u32,
+    /// Both sides' work on the messages (sorting the snapshots excluded: the engine caches
+    /// its sorted snapshot).
+    elapsed: std::time::Duration,
 }
 
 /// A starts; messages cross one at a time in each direction (interleaved, as on the wire).
 fn reconcile(a_ids: &HashSet<Hash>, b_ids: &HashSet<Hash>) -> Run {
     let (a_items, b_items) = (sorted(a_ids), sorted(b_ids));
+    let started = Instant::now();
     let mut a = Side::default();
     let mut b = Side::default();
     let mut to_b: VecDeque<Reconcile> = a.recon.start(a_items.clone()).into();
@@ -82,6 +86,7 @@ fn reconcile(a_ids: &HashSet<Hash>, b_ids: &HashSet<Hash>) -> Run {
         }
         assert!(frames < 1_000_000, "does not terminate");
     }
+    let elapsed = started.elapsed();
     assert_eq!(a.summaries.len(), 1, "A finished once");
     assert_eq!(b.summaries.len(), 1, "B finished once");
     assert!(!a.recon.busy() && !b.recon.busy());
@@ -96,6 +101,7 @@ fn reconcile(a_ids: &HashSet<Hash>, b_ids: &HashSet<Hash>) -> Run {
         bytes,
         frames,
         turns,
+        elapsed,
     }
 }
 
@@ -119,17 +125,15 @@ fn full_list_bytes(a: usize, b: usize) -> u64 {
 fn equal_100k_sets_take_one_round_trip_and_few_bytes() {
     let mut rng = StdRng::seed_from_u64(1);
     let ids = random_ids(&mut rng, 100_000);
-    let started = Instant::now();
     let run = reconcile(&ids, &ids);
-    let elapsed = started.elapsed();
     assert_exact(&ids, &ids, &run);
     eprintln!(
-        "rbsr 100,000 equal: {} bytes in {} frames, {} turns ({} round trip), {:.1} ms (this build); full lists: {} bytes",
+        "rbsr 100,000 equal: {} bytes in {} frames, {} turns ({} round trip), {:.1} ms (this build, both sides); full lists: {} bytes",
         run.bytes,
         run.frames,
         run.turns,
         run.turns.div_ceil(2),
-        elapsed.as_secs_f64() * 1e3,
+        run.elapsed.as_secs_f64() * 1e3,
         full_list_bytes(ids.len(), ids.len()),
     );
     assert_eq!(run.turns, 2, "one round trip");
@@ -151,9 +155,7 @@ fn one_percent_missing_on_each_side_of_100k() {
         };
     }
     assert_eq!((a.len(), b.len()), (100_000, 100_000));
-    let started = Instant::now();
     let run = reconcile(&a, &b);
-    let elapsed = started.elapsed();
     assert_exact(&a, &b, &run);
     let full = full_list_bytes(a.len(), b.len());
     let ids_only = 32 * 2_000;
@@ -163,11 +165,11 @@ fn one_percent_missing_on_each_side_of_100k() {
         run.bytes,
         run.frames,
         run.turns,
-        elapsed.as_secs_f64() * 1e3,
+        run.elapsed.as_secs_f64() * 1e3,
         100.0 * run.bytes as f64 / full as f64,
     );
-    assert!(run.bytes < full / 5, "{} bytes", run.bytes);
-    assert!(run.turns <= 12, "{} turns", run.turns);
+    assert!(run.bytes < full / 8, "{} bytes", run.bytes);
+    assert!(run.turns <= 8, "{} turns", run.turns);
 }
 
 #[test]

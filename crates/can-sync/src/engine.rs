@@ -1019,9 +1019,9 @@ impl Actor {
                 if list.reply_wanted && list.last {
                     self.send_hash_list(id, false);
                 }
-                let Ok(hashes) = split_hashes(&list.hashes) else {
-                    self.misbehaved(id, close::MISBEHAVING, "malformed hash list");
-                    return;
+                let hashes = match split_hashes(&list.hashes) {
+                    Ok(hashes) => hashes,
+                    Err(e) => return self.misbehaved(id, close::MISBEHAVING, &e.to_string()),
                 };
                 self.list_page(id, &list, &hashes);
                 self.planner.peer_has(id, hashes);

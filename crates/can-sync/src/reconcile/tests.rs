@@ -327,6 +327,44 @@ fn replaced_sessions_are_ignored_and_the_new_one_finishes() {
     ));
 }
 
+#[test]
+fn both_sides_starting_at_once_run_two_sessions_on_one_stream() {
+    // E.g. both resume together: each side runs the session it started and the peer's.
+    let mut rng = StdRng::seed_from_u64(7);
+    let shared = random_ids(&mut rng, 3_000);
+    let mut a_ids = shared.clone();
+    let mut b_ids = shared;
+    a_ids.extend(random_ids(&mut rng, 30));
+    b_ids.extend(random_ids(&mut rng, 20));
+    let (a_items, b_items) = (sorted(&a_ids), sorted(&b_ids));
+    let mut a = Side::default();
+    let mut b = Side::default();
+    let mut to_b: VecDeque<Reconcile> = a.recon.start(a_items.clone()).into();
+    let mut to_a: VecDeque<Reconcile> = b.recon.start(b_items.clone()).into();
+    while !to_a.is_empty() || !to_b.is_empty() {
+        if let Some(m) = to_b.pop_front() {
+            let p = b.recon.receive(&m, || b_items.clone()).unwrap();
+            // Each session reports its own learning; the union is what matters here.
+            b.need.extend(p.need);
+            b.have.extend(p.have);
+            b.summaries.extend(p.finished);
+            to_a.extend(p.out);
+        }
+        if let Some(m) = to_a.pop_front() {
+            let p = a.recon.receive(&m, || a_items.clone()).unwrap();
+            a.need.extend(p.need);
+            a.have.extend(p.have);
+            a.summaries.extend(p.finished);
+            to_b.extend(p.out);
+        }
+    }
+    assert_eq!(a.summaries.len(), 2);
+    assert_eq!(b.summaries.len(), 2);
+    assert!(!a.recon.busy() && !b.recon.busy());
+    assert!(a.need == b_ids.difference(&a_ids).copied().collect());
+    assert!(b.need == a_ids.difference(&b_ids).copied().collect());
+}
+
 // --- A hostile or broken peer: every malformed frame is an error, never a panic. ---
 
 fn items(n: u8) -> Arc<[Hash]> {

@@ -33,6 +33,21 @@ pub struct EngineConfig {
     /// Start paused (the app persists the user's pause across restarts); nothing moves
     /// until `Engine::resume`.
     pub start_paused: bool,
+    /// How to find what differs when a peer connects (docs/protocol.md, "3. Reconciliation").
+    pub reconcile: ReconcileMode,
+}
+
+/// How an agent reconciles with a peer at connection start and on resume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReconcileMode {
+    /// Offer range-based set reconciliation ("rbsr-v1" in Hello); used when the peer offers
+    /// it too, else full hash lists.
+    #[default]
+    Rbsr,
+    /// Offer nothing: always full hash lists, exactly as agents before RBSR do. For
+    /// compatibility tests and as a way out should RBSR misbehave.
+    Full,
 }
 
 /// `config.yaml` as written by a person. Unknown keys are rejected.
@@ -56,6 +71,8 @@ struct FileConfig {
     local_discovery: bool,
     #[serde(default)]
     relay_only: bool,
+    #[serde(default)]
+    reconcile: ReconcileMode,
     device_name: Option<String>,
 }
 
@@ -197,6 +214,7 @@ impl EngineConfig {
             local_discovery: file.local_discovery,
             relay_only: file.relay_only,
             start_paused: false,
+            reconcile: file.reconcile,
         })
     }
 }
@@ -215,6 +233,13 @@ mod tests {
         assert!(c.relay_urls.is_none());
         assert_eq!(c.bind_addr.port(), 0);
         assert!(c.connect_ticket_files.is_empty());
+        assert_eq!(c.reconcile, ReconcileMode::Rbsr);
+        let c =
+            EngineConfig::parse(&format!("{BASE}reconcile: full\n"), Path::new("/c.yaml")).unwrap();
+        assert_eq!(c.reconcile, ReconcileMode::Full);
+        assert!(
+            EngineConfig::parse(&format!("{BASE}reconcile: fast\n"), Path::new("/c.yaml")).is_err()
+        );
     }
 
     #[test]

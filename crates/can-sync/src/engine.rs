@@ -22,12 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::{ALPN, Role};
 use crate::can_client::CanClient;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, ReconcileMode};
 use crate::discovery::{self, info, remembered, rendezvous::Rendezvous};
 use crate::events::{EngineEvent, PeerStatus, Status};
 use crate::keys::{self, Keys};
 use crate::peer::{self, FetchError, close, close_conn};
 use crate::plan::{Hash, Outcome, Planner};
+use crate::reconcile::{self, Reconciliations};
 use crate::wire::{HASHES_PER_FRAME, join_hashes, split_hashes};
 
 /// Transfers from one peer at a time, and in all.
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub endpoint: Endpoint,
     pub can: CanClient,
     pub device_name: String,
+    /// Features offered in our Hello (docs/protocol.md, "2. Hello").
+    pub features: Vec<String>,
     pub cmd: mpsc::Sender<Cmd>,
     pub events: broadcast::Sender<EngineEvent>,
     paused: AtomicBool,
@@ -157,6 +160,8 @@ pub(crate) enum Cmd {
         conn_id: usize,
         dialer: EndpointId,
         device_name: String,
+        /// Both Hellos offered "rbsr-v1".
+        rbsr: bool,
         conn: Connection,
         control: mpsc::UnboundedSender<Control>,
         reply: oneshot::Sender<bool>,
@@ -219,6 +224,10 @@ impl Engine {
             endpoint: endpoint.clone(),
             can,
             device_name: config.device_name.clone(),
+            features: match config.reconcile {
+                ReconcileMode::Rbsr => vec![reconcile::FEATURE.to_owned()],
+                ReconcileMode::Full => Vec::new(),
+            },
             cmd,
             events,
             paused: AtomicBool::new(config.start_paused),
@@ -684,6 +693,20 @@ struct PeerEntry {
     control: mpsc::UnboundedSender<Control>,
     stats: Stats,
     last_activity: String,
+    /// Reconcile with RBSR (both offered it); else full hash lists.
+    rbsr: bool,
+    recon: Reconciliations,
+    /// The hash list the peer is sending (full mode), for the `reconciled` event.
+    list_in: ListProgress,
+    /// Bytes of the last hash list we sent it.
+    list_bytes_sent: u64,
+}
+
+#[derive(Default)]
+struct ListProgress {
+    round: u64,
+    missing_here: usize,
+    bytes: u64,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -705,6 +728,24 @@ struct Actor {
     loaded: bool,
     hold_until: Option<Instant>,
     last_error: Option<String>,
+    /// Our hashes sorted for reconciliation, and the planner's local version they reflect.
+    snapshot: Option<(u64, Arc<[Hash]>)>,
+}
+
+/// Our hashes, sorted (what a reconciliation session works on), rebuilt only when the set
+/// has grown since the last call. A free function so it can borrow beside `peers`.
+fn snapshot(cache: &mut Option<(u64, Arc<[Hash]>)>, planner: &Planner<EndpointId>) -> Arc<[Hash]> {
+    let version = planner.local_version();
+    if let Some((v, items)) = cache
+        && *v == version
+    {
+        return items.clone();
+    }
+    let mut items: Vec<Hash> = planner.local_hashes().copied().collect();
+    items.sort_unstable();
+    let items: Arc<[Hash]> = items.into();
+    *cache = Some((version, items.clone()));
+    items
 }
 
 impl Actor {
@@ -719,6 +760,7 @@ impl Actor {
             loaded: false,
             hold_until: None,
             last_error: None,
+            snapshot: None,
         }
     }
 
@@ -796,6 +838,7 @@ impl Actor {
                 conn_id,
                 dialer,
                 device_name,
+                rbsr,
                 conn,
                 control,
                 reply,
@@ -827,6 +870,10 @@ impl Actor {
                         control,
                         stats: Stats::default(),
                         last_activity: crate::now_rfc3339(),
+                        rbsr,
+                        recon: Reconciliations::default(),
+                        list_in: ListProgress::default(),
+                        list_bytes_sent: 0,
                     },
                 );
                 self.remember(id, &device_name);
@@ -839,7 +886,15 @@ impl Actor {
                     device_name,
                     path: path.to_owned(),
                 });
-                self.send_hash_list(id, !self.shared.is_paused());
+                if rbsr {
+                    // One session per connection is enough (both sides learn the whole
+                    // difference); the dialer starts it, so exactly one side does.
+                    if dialer == self.shared.endpoint.id() {
+                        self.start_reconcile(id);
+                    }
+                } else {
+                    self.send_hash_list(id, !self.shared.is_paused());
+                }
             }
             Cmd::PeerDown {
                 id,
@@ -905,10 +960,15 @@ impl Actor {
                 } else {
                     tracing::info!("sync resumed");
                     self.emit(EngineEvent::Resumed);
-                    // Catch up: a fresh round in both directions with every peer.
+                    // Catch up: a fresh round in both directions with every peer (a new RBSR
+                    // session teaches both sides what each lacks, like two hash lists).
                     let ids: Vec<_> = self.peers.keys().copied().collect();
                     for id in ids {
-                        self.send_hash_list(id, true);
+                        if self.peers.get(&id).is_some_and(|p| p.rbsr) {
+                            self.start_reconcile(id);
+                        } else {
+                            self.send_hash_list(id, true);
+                        }
                     }
                     self.pump();
                 }
@@ -959,21 +1019,126 @@ impl Actor {
                 if list.reply_wanted && list.last {
                     self.send_hash_list(id, false);
                 }
-                list.hashes
+                let hashes = match split_hashes(&list.hashes) {
+                    Ok(hashes) => hashes,
+                    Err(e) => return self.misbehaved(id, close::MISBEHAVING, &e.to_string()),
+                };
+                self.list_page(id, &list, &hashes);
+                self.planner.peer_has(id, hashes);
+                return;
             }
             Some(control::Kind::Announce(a)) => a.hashes,
+            Some(control::Kind::Reconcile(r)) => {
+                self.on_reconcile(id, &r);
+                return;
+            }
             Some(control::Kind::Hello(_)) | None => return,
         };
         match split_hashes(&hashes) {
             Ok(hashes) => self.planner.peer_has(id, hashes),
-            Err(e) => self.misbehaved(id, &e.to_string()),
+            Err(e) => self.misbehaved(id, close::MISBEHAVING, &e.to_string()),
         }
     }
 
-    fn misbehaved(&mut self, id: EndpointId, reason: &str) {
+    /// Counts a page of the peer's hash list; the last page reports the round.
+    fn list_page(&mut self, id: EndpointId, list: &HashList, hashes: &[Hash]) {
+        let missing = hashes.iter().filter(|h| !self.planner.has_local(h)).count();
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.list_in.round != list.round {
+            p.list_in = ListProgress {
+                round: list.round,
+                ..ListProgress::default()
+            };
+        }
+        p.list_in.missing_here += missing;
+        p.list_in.bytes += hash_list_wire_len(list);
+        if list.last {
+            let (missing_here, bytes_received) = (p.list_in.missing_here, p.list_in.bytes);
+            let bytes_sent = p.list_bytes_sent;
+            tracing::info!(peer = %id.fmt_short(), method = "full", missing_here, bytes_received, "reconciled");
+            self.emit(EngineEvent::Reconciled {
+                peer: id.to_string(),
+                method: "full".into(),
+                missing_here,
+                missing_there: None,
+                turns: 1,
+                bytes_sent,
+                bytes_received,
+            });
+        }
+    }
+
+    /// Starts a new RBSR session with the peer (replacing one we started earlier).
+    fn start_reconcile(&mut self, id: EndpointId) {
+        let items = snapshot(&mut self.snapshot, &self.planner);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        for msg in peer.recon.start(items) {
+            let _ = peer.control.send(Control {
+                kind: Some(control::Kind::Reconcile(msg)),
+            });
+        }
+    }
+
+    /// One RBSR frame from the peer: answer it, fetch what we lack. What the peer lacks it
+    /// learns from our answers and fetches itself (pull), so nothing needs announcing.
+    fn on_reconcile(&mut self, id: EndpointId, msg: &can_proto::peer::Reconcile) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.rbsr {
+            self.misbehaved(
+                id,
+                close::PROTOCOL_ERROR,
+                "reconcile message without rbsr-v1 negotiated",
+            );
+            return;
+        }
+        let (cache, planner) = (&mut self.snapshot, &self.planner);
+        let progress = match peer.recon.receive(msg, || snapshot(cache, planner)) {
+            Ok(p) => p,
+            Err(e) => {
+                self.misbehaved(id, close::PROTOCOL_ERROR, &e.to_string());
+                return;
+            }
+        };
+        for out in progress.out {
+            let _ = peer.control.send(Control {
+                kind: Some(control::Kind::Reconcile(out)),
+            });
+        }
+        self.planner.peer_has(id, progress.need);
+        if let Some(s) = progress.finished {
+            tracing::info!(
+                peer = %id.fmt_short(),
+                method = "rbsr",
+                initiated = s.initiated,
+                missing_here = s.need,
+                missing_there = s.have,
+                turns = s.turns,
+                bytes_sent = s.bytes_sent,
+                bytes_received = s.bytes_received,
+                "reconciled"
+            );
+            self.emit(EngineEvent::Reconciled {
+                peer: id.to_string(),
+                method: "rbsr".into(),
+                missing_here: s.need,
+                missing_there: Some(s.have),
+                turns: s.turns,
+                bytes_sent: s.bytes_sent,
+                bytes_received: s.bytes_received,
+            });
+        }
+    }
+
+    fn misbehaved(&mut self, id: EndpointId, code: u32, reason: &str) {
         tracing::warn!(peer = %id.fmt_short(), %reason, "peer misbehaved; disconnecting");
         if let Some(p) = self.peers.get(&id) {
-            close_conn(&p.conn, close::MISBEHAVING, reason);
+            close_conn(&p.conn, code, reason);
         }
         self.emit(EngineEvent::PeerMisbehaved {
             peer: id.to_string(),
@@ -984,24 +1149,27 @@ impl Actor {
 
     /// Sends our full hash list to one peer, in pages.
     fn send_hash_list(&mut self, id: EndpointId, reply_wanted: bool) {
-        let Some(peer) = self.peers.get(&id) else {
+        let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
         self.round += 1;
         let all: Vec<&Hash> = self.planner.local_hashes().collect();
         let mut pages = all.chunks(HASHES_PER_FRAME).peekable();
+        let mut bytes = 0;
+        let mut send = |msg: Control| {
+            if let Some(control::Kind::HashList(l)) = &msg.kind {
+                bytes += hash_list_wire_len(l);
+            }
+            let _ = peer.control.send(msg);
+        };
         if pages.peek().is_none() {
-            let _ = peer
-                .control
-                .send(hash_list(self.round, &[], true, reply_wanted));
-            return;
+            send(hash_list(self.round, &[], true, reply_wanted));
         }
         while let Some(page) = pages.next() {
             let last = pages.peek().is_none();
-            let _ = peer
-                .control
-                .send(hash_list(self.round, page, last, reply_wanted));
+            send(hash_list(self.round, page, last, reply_wanted));
         }
+        peer.list_bytes_sent = bytes;
     }
 
     fn announce(&self, hash: Hash, targets: Vec<EndpointId>) {
@@ -1070,7 +1238,7 @@ impl Actor {
             }
             Err(FetchError::Misbehaved(reason)) => {
                 self.planner.finished(id, hash, Outcome::Drop);
-                self.misbehaved(id, &reason);
+                self.misbehaved(id, close::MISBEHAVING, &reason);
             }
             Err(FetchError::Refused(reason)) => {
                 if reason == "paused" {
@@ -1144,6 +1312,14 @@ fn path_of(conn: &Connection) -> (&'static str, Option<f64>) {
         Some(s) if s.is_relay() => ("relay", Some(s.rtt().as_secs_f64() * 1000.0)),
         _ => ("unknown", None),
     }
+}
+
+/// Bytes a hash-list page takes on the control stream (length prefix included).
+fn hash_list_wire_len(list: &HashList) -> u64 {
+    use prost::Message;
+    let inner = list.encoded_len();
+    let control = 1 + prost::encoding::encoded_len_varint(inner as u64) + inner;
+    (control + prost::encoding::encoded_len_varint(control as u64)) as u64
 }
 
 fn hash_list(round: u64, page: &[&Hash], last: bool, reply_wanted: bool) -> Control {

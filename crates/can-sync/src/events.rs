@@ -69,6 +69,22 @@ pub enum EngineEvent {
         name: String,
         size: u64,
     },
+    /// A reconciliation with a peer finished (at connection start or after a resume).
+    Reconciled {
+        peer: String,
+        /// "rbsr" (range-based, both sides offered "rbsr-v1") or "full" (hash lists).
+        method: String,
+        /// Assets the peer has and we lack (we fetch them).
+        missing_here: usize,
+        /// Assets we have and the peer lacks (it fetches them); unknown with "full".
+        missing_there: Option<usize>,
+        /// Turns taken (two make a round trip); 1 with "full".
+        turns: u32,
+        /// Bytes of reconciliation frames sent and received (for "full": our last list and
+        /// the peer's list).
+        bytes_sent: u64,
+        bytes_received: u64,
+    },
     AdmissionRefused {
         peer: String,
     },

@@ -8,6 +8,7 @@
 //! - [`admission`]: SPAKE2 + key confirmation before anything else on a connection.
 //! - [`wire`]: length-delimited protobuf frames with hard limits.
 //! - [`plan`]: the pure sync decisions (what to fetch from whom, whom to tell).
+//! - [`reconcile`]: range-based set reconciliation (RBSR) of hash sets, pure.
 //! - [`peer`]: one connection's I/O; [`engine`]: the actor and lifecycle.
 //! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
 
@@ -21,10 +22,11 @@ pub mod identity;
 pub mod keys;
 pub mod peer;
 pub mod plan;
+pub mod reconcile;
 pub mod secret;
 pub mod wire;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, ReconcileMode};
 pub use engine::{Engine, EngineError};
 pub use events::{EngineEvent, PeerStatus, Status};
 pub use secret::Secret;

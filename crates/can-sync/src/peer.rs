@@ -15,6 +15,7 @@ use crate::admission::{AdmissionError, Role, admit};
 use crate::can_client::CanError;
 use crate::engine::{Cmd, Shared};
 use crate::events::EngineEvent;
+use crate::reconcile::FEATURE;
 use crate::wire::{
     MAX_FRAME, MAX_PRE_ADMISSION_FRAME, WireError, expect_frame, read_frame, write_frame,
 };
@@ -127,9 +128,12 @@ async fn session(
         kind: Some(control::Kind::Hello(Hello {
             device_name: shared.device_name.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            features: shared.features.clone(),
         })),
     };
     write_frame(&mut send, &hello).await?;
+    // Both sides send Hello before anything else, so waiting for the peer's (bounded) tells
+    // us which features it speaks before the first reconciliation message.
     let theirs: Control =
         tokio::time::timeout(HANDSHAKE_TIMEOUT, expect_frame(&mut recv, MAX_FRAME))
             .await
@@ -137,6 +141,8 @@ async fn session(
     let Some(control::Kind::Hello(their_hello)) = theirs.kind else {
         return Err(WireError::Unexpected("first control message must be Hello").into());
     };
+    let rbsr = shared.features.iter().any(|f| f == FEATURE)
+        && their_hello.features.iter().any(|f| f == FEATURE);
 
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
     let (reply, accepted) = oneshot::channel();
@@ -152,6 +158,7 @@ async fn session(
             conn_id,
             dialer,
             device_name: their_hello.device_name.chars().take(128).collect(),
+            rbsr,
             conn: conn.clone(),
             control: control_tx,
             reply,

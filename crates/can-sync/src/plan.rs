@@ -29,6 +29,8 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Planner<P> {
     local: HashSet<Hash>,
+    /// Bumped whenever `local` grows, so callers can cache views of it.
+    local_version: u64,
     /// What each connected peer is known to have.
     remote: HashMap<P, HashSet<Hash>>,
     /// Wanted hashes and the peers that have them, in the order we learnt of them.
@@ -44,6 +46,7 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
     pub fn new(per_peer: usize, total: usize) -> Self {
         Self {
             local: HashSet::new(),
+            local_version: 0,
             remote: HashMap::new(),
             sources: HashMap::new(),
             queue: VecDeque::new(),
@@ -60,6 +63,15 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
 
     pub fn local_hashes(&self) -> impl Iterator<Item = &Hash> {
         self.local.iter()
+    }
+
+    pub fn has_local(&self, h: &Hash) -> bool {
+        self.local.contains(h)
+    }
+
+    /// Changes whenever our store's set grows.
+    pub fn local_version(&self) -> u64 {
+        self.local_version
     }
 
     /// Hashes we want and have not stored yet.
@@ -80,6 +92,7 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         if !self.local.insert(h) {
             return Vec::new();
         }
+        self.local_version += 1;
         self.sources.remove(&h);
         let mut targets: Vec<P> = self
             .remote
@@ -94,6 +107,7 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
     /// Seeds our own store's hashes without announcing them (start-up).
     pub fn load_local(&mut self, hashes: impl IntoIterator<Item = Hash>) {
         self.local.extend(hashes);
+        self.local_version += 1;
     }
 
     pub fn peer_connected(&mut self, p: P) {

@@ -115,6 +115,7 @@ mod tests {
             kind: Some(control::Kind::Hello(Hello {
                 device_name: "laptop".into(),
                 agent_version: "1".into(),
+                features: vec!["rbsr-v1".into()],
             })),
         };
         write_frame(&mut a, &msg).await.unwrap();

@@ -64,6 +64,8 @@ async fn admitted_peer(
         kind: Some(control::Kind::Hello(Hello {
             device_name: name.into(),
             agent_version: "t".into(),
+            // Offers no features: the agent treats it as an older peer (full hash lists).
+            features: Vec::new(),
         })),
     };
     write_frame(&mut send, &hello).await.unwrap();

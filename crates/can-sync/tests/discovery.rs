@@ -212,6 +212,7 @@ async fn a_relayed_connection_moves_to_a_direct_path() {
         local_discovery: false,
         relay_only: false,
         start_paused: false,
+        reconcile: Default::default(),
     })
     .await
     .unwrap();

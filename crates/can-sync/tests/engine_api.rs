@@ -39,6 +39,7 @@ async fn status_events_pause_and_resume() {
         local_discovery: false,
         relay_only: false,
         start_paused: false,
+        reconcile: Default::default(),
     };
     let engine = Engine::start(config).await.unwrap();
     let mut events = engine.subscribe();

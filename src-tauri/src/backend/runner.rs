@@ -92,6 +92,7 @@ pub(super) async fn start(
         local_discovery: settings.advanced.local_discovery.unwrap_or(true),
         relay_only: false,
         start_paused: settings.paused,
+        reconcile: Default::default(),
     };
     let engine = match Engine::start(config).await {
         Ok(e) => Arc::new(e),

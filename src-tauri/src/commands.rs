@@ -136,7 +136,10 @@ pub async fn pick_files(app: AppHandle, b: B<'_>) -> R<usize> {
     let Some(files) = rx.await.ok().flatten() else {
         return Ok(0);
     };
-    let paths: Vec<PathBuf> = files.into_iter().filter_map(|f| f.into_path().ok()).collect();
+    let paths: Vec<PathBuf> = files
+        .into_iter()
+        .filter_map(|f| f.into_path().ok())
+        .collect();
     b.add_files(&paths).await
 }
 

@@ -169,7 +169,9 @@ impl Tray {
         let _ = self
             .icon
             .set_icon(Some(Image::new_owned(icon_rgba(v.kind), 32, 32)));
-        let _ = self.icon.set_tooltip(Some(format!("CAN Sync — {}", v.line)));
+        let _ = self
+            .icon
+            .set_tooltip(Some(format!("CAN Sync — {}", v.line)));
         let _ = self.status.set_text(&v.line);
         let _ = self.pause.set_text(v.pause_label);
     }
@@ -223,15 +225,33 @@ mod tests {
     fn tray_reflects_state() {
         let run = state(Phase::Running, false);
         let v = view(&run, Some(&status(2, 0, true)));
-        assert_eq!((v.kind, v.line.as_str()), (TrayKind::UpToDate, "Up to date · 2 peers"));
+        assert_eq!(
+            (v.kind, v.line.as_str()),
+            (TrayKind::UpToDate, "Up to date · 2 peers")
+        );
         assert_eq!(v.pause_label, "Pause sync");
-        assert_eq!(view(&run, Some(&status(1, 3, true))).line, "Syncing 3 · 1 peer");
-        assert_eq!(view(&run, Some(&status(0, 0, true))).kind, TrayKind::NoPeers);
+        assert_eq!(
+            view(&run, Some(&status(1, 3, true))).line,
+            "Syncing 3 · 1 peer"
+        );
+        assert_eq!(
+            view(&run, Some(&status(0, 0, true))).kind,
+            TrayKind::NoPeers
+        );
         assert_eq!(view(&run, Some(&status(2, 0, false))).kind, TrayKind::Error);
         let paused = view(&state(Phase::Running, true), Some(&status(2, 0, true)));
-        assert_eq!((paused.kind, paused.pause_label), (TrayKind::Paused, "Resume sync"));
-        assert_eq!(view(&state(Phase::Error, false), None).kind, TrayKind::Error);
-        assert_eq!(view(&state(Phase::Setup, false), None).kind, TrayKind::Setup);
+        assert_eq!(
+            (paused.kind, paused.pause_label),
+            (TrayKind::Paused, "Resume sync")
+        );
+        assert_eq!(
+            view(&state(Phase::Error, false), None).kind,
+            TrayKind::Error
+        );
+        assert_eq!(
+            view(&state(Phase::Setup, false), None).kind,
+            TrayKind::Setup
+        );
     }
 
     #[test]

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use can_sync_app::backend::history::{Direction, DirectionFilter, Query};
 use can_sync_app::backend::settings::{Advanced, Settings};
-use can_sync_app::backend::wizard::{Input, StoreChoice, Step};
+use can_sync_app::backend::wizard::{Input, Step, StoreChoice};
 use can_sync_app::backend::{AppEvent, Backend, Paths, Phase};
 use can_testkit::desktop::{Keyring, SessionBus};
-use can_testkit::{Agent, KEY, Service, b3, client, eventually, has_asset, upload};
+use can_testkit::{
+    Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload,
+};
 use common::NotificationServer;
 use tokio::sync::broadcast;
 
@@ -147,7 +149,9 @@ async fn backend_end_to_end() {
     assert_eq!(backend.add_files(&[local]).await.unwrap(), 1);
     let row = next_history(&mut events, "local note.txt").await;
     assert_eq!(row.direction, Direction::Sent);
-    assert!(has_asset(&c, &peer_svc.url(""), &b3(b"written on alpha")).await);
+    let sent = b3(b"written on alpha");
+    let peer_url = peer_svc.url("");
+    assert!(eventually_async(20, || has_asset(&c, &peer_url, &sent)).await);
 
     // Pause: persisted at once, nothing moves.
     backend.set_paused(true).await.unwrap();
@@ -162,7 +166,10 @@ async fn backend_end_to_end() {
     };
     // Bounded check of an absence: the agent polls every 2 s, so 5 s is plenty to see a leak.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(!has_asset(&c, &store_url, &paused_hash).await, "paused, yet synced");
+    assert!(
+        !has_asset(&c, &store_url, &paused_hash).await,
+        "paused, yet synced"
+    );
 
     // Restart the app: still paused, history still there.
     backend.shutdown().await;

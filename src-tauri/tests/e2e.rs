@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use can_sync_app::backend::settings::{Advanced, Settings};
 use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
-use can_testkit::{Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload};
+use can_testkit::{
+    Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload,
+};
 use common::NotificationServer;
 use common::sni::SniWatcher;
 use common::webdriver::Session;
@@ -109,7 +111,12 @@ async fn the_real_app_end_to_end() {
     let port = free_port();
     let _driver = Killed(
         Command::new(tauri_driver())
-            .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &free_port().to_string(),
+            ])
             .envs(env.iter().cloned())
             .env("DISPLAY", &x.display)
             .env("RUST_LOG", "info,iroh=warn")
@@ -122,14 +129,21 @@ async fn the_real_app_end_to_end() {
 
     // ---- wizard: built-in store, a refused weak passphrase, then a good one
     s.find("[data-testid=wizard-step-store]", 60).await;
+    s.wait_text("[data-testid=wizard-step-store] h2", 20, |t| !t.is_empty())
+        .await;
+    // The window was just mapped: let WebKit paint it before the screenshot (cosmetic).
+    tokio::time::sleep(Duration::from_millis(800)).await;
     s.screenshot(&shots.join("1-wizard-store.png")).await;
     s.click("[data-testid=store-builtin]").await;
     s.click("[data-testid=wizard-next]").await;
     s.find("[data-testid=wizard-step-passphrase]", 20).await;
     s.click("[data-testid=passphrase-mode-join]").await;
-    s.type_into("[data-testid=join-passphrase]", "password").await;
-    s.wait_text("[data-testid=strength-message]", 10, |t| t.contains("too easy"))
+    s.type_into("[data-testid=join-passphrase]", "password")
         .await;
+    s.wait_text("[data-testid=strength-message]", 10, |t| {
+        t.contains("too easy")
+    })
+    .await;
     assert_eq!(
         s.execute("return document.querySelector('[data-testid=wizard-next]').disabled")
             .await,
@@ -137,8 +151,10 @@ async fn the_real_app_end_to_end() {
         "Next must be disabled for a refused passphrase"
     );
     s.type_into("[data-testid=join-passphrase]", PASS).await;
-    s.wait_text("[data-testid=strength-message]", 10, |t| t.contains("strong"))
-        .await;
+    s.wait_text("[data-testid=strength-message]", 10, |t| {
+        t.contains("strong")
+    })
+    .await;
     s.screenshot(&shots.join("2-wizard-passphrase.png")).await;
     s.click("[data-testid=wizard-next]").await;
     s.find("[data-testid=wizard-step-device]", 20).await;
@@ -149,9 +165,13 @@ async fn the_real_app_end_to_end() {
 
     // ---- pairing: link to the peer by its ticket (advanced direct connect)
     s.click("[data-testid=nav-pairing]").await;
-    s.wait_text("[data-testid=pairing-device-name]", 20, |t| t.contains("Alpha"))
+    s.wait_text("[data-testid=pairing-device-name]", 20, |t| {
+        t.contains("Alpha")
+    })
+    .await;
+    s.click("[data-testid=direct-connect] summary").await;
+    s.type_into("[data-testid=peer-ticket]", peer_ticket.trim())
         .await;
-    s.type_into("[data-testid=peer-ticket]", peer_ticket.trim()).await;
     s.click("[data-testid=connect-ticket]").await;
     s.wait_text("[data-testid=connect-result]", 20, |t| !t.is_empty())
         .await;
@@ -164,11 +184,19 @@ async fn the_real_app_end_to_end() {
     s.screenshot(&shots.join("4-peers.png")).await;
 
     // ---- an asset uploaded on the peer: history row + notification
-    let (status, _) = upload(&c, &peer_svc, "postcard.txt", b"greetings from beta".to_vec()).await;
+    let (status, _) = upload(
+        &c,
+        &peer_svc,
+        "postcard.txt",
+        b"greetings from beta".to_vec(),
+    )
+    .await;
     assert_eq!(status, 201);
     s.click("[data-testid=nav-history]").await;
-    s.wait_text("[data-testid=history-name]", 60, |t| t.contains("postcard.txt"))
-        .await;
+    s.wait_text("[data-testid=history-name]", 60, |t| {
+        t.contains("postcard.txt")
+    })
+    .await;
     let got = notes.wait_for(1, Duration::from_secs(30)).await;
     assert!(
         got.iter()
@@ -181,7 +209,8 @@ async fn the_real_app_end_to_end() {
     let (item_bus, item_path) = tray.item(30).await;
     let menu = tray.menu(&item_bus, &item_path).await;
     assert!(
-        menu.iter().any(|e| e.label.starts_with("Up to date") || e.label.starts_with("Syncing")),
+        menu.iter()
+            .any(|e| e.label.starts_with("Up to date") || e.label.starts_with("Syncing")),
         "{menu:?}"
     );
     tray.click(&item_bus, &item_path, "Pause sync").await;
@@ -199,7 +228,11 @@ async fn the_real_app_end_to_end() {
         "transfer while paused"
     );
     let menu = tray.menu(&item_bus, &item_path).await;
-    assert!(menu.iter().any(|e| e.label.replace('_', "") == "Resume sync"), "{menu:?}");
+    assert!(
+        menu.iter()
+            .any(|e| e.label.replace('_', "") == "Resume sync"),
+        "{menu:?}"
+    );
 
     s.click("[data-testid=nav-settings]").await;
     s.find("[data-testid=page-settings]", 10).await;

@@ -51,7 +51,11 @@ async fn no_keychain_is_a_clear_error_and_no_plaintext_fallback() {
     assert_eq!(e.code, ErrorCode::KeychainUnavailable);
     assert!(!e.message.contains(pass));
     let state = backend.app_state().await;
-    assert_eq!(state.phase, Phase::Setup, "setup must not complete: {state:?}");
+    assert_eq!(
+        state.phase,
+        Phase::Setup,
+        "setup must not complete: {state:?}"
+    );
     // The passphrase is in no file the app wrote.
     for entry in walk(dir.path()) {
         let bytes = std::fs::read(&entry).unwrap_or_default();

@@ -168,7 +168,14 @@ impl Xvfb {
                 continue;
             }
             let mut child = Command::new("Xvfb")
-                .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .args([
+                    &format!(":{n}"),
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -83,13 +83,16 @@ impl Coalescer {
     pub fn push(&mut self, now: Instant, device: &str, name: &str) {
         self.expire_marks(now);
         let backlog_mark = self.all_mark.is_some() || self.marks.remove(device).is_some();
-        let group = self.groups.entry(device.to_owned()).or_insert_with(|| Group {
-            first: now,
-            last: now,
-            names: Vec::new(),
-            count: 0,
-            backlog: backlog_mark,
-        });
+        let group = self
+            .groups
+            .entry(device.to_owned())
+            .or_insert_with(|| Group {
+                first: now,
+                last: now,
+                names: Vec::new(),
+                count: 0,
+                backlog: backlog_mark,
+            });
         group.last = now;
         group.count += 1;
         if group.names.len() < NAMES_SHOWN.max(BURST) {
@@ -172,7 +175,12 @@ fn summary(device: &str, g: &Group) -> Note {
     if g.count == 1 {
         return single(device, g.names.first().map(String::as_str).unwrap_or(""));
     }
-    let shown: Vec<&str> = g.names.iter().take(NAMES_SHOWN).map(String::as_str).collect();
+    let shown: Vec<&str> = g
+        .names
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(String::as_str)
+        .collect();
     let mut body = shown.join(", ");
     if g.count > shown.len() {
         body.push_str(&format!(" and {} more", g.count - shown.len()));
@@ -250,7 +258,11 @@ mod tests {
         }
         notes.extend(c.poll(ms(t0, 40 * 500 + 1000)));
         assert!(notes.len() <= 5, "{notes:?}");
-        assert!(notes.iter().all(|n| n.summary.contains("new assets from Laptop")));
+        assert!(
+            notes
+                .iter()
+                .all(|n| n.summary.contains("new assets from Laptop"))
+        );
     }
 
     #[test]
@@ -303,7 +315,11 @@ mod tests {
             summary: "New asset from Desktop".into(),
             body: "d".into()
         }));
-        assert!(notes.iter().any(|n| n.summary == "5 new assets from Laptop"));
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.summary == "5 new assets from Laptop")
+        );
     }
 
     #[test]

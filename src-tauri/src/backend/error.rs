@@ -85,7 +85,10 @@ mod tests {
     #[test]
     fn store_errors_map_to_codes() {
         use can_sync::can_client::CanError;
-        assert_eq!(AppError::from(CanError::Unauthorized).code, ErrorCode::StoreAuth);
+        assert_eq!(
+            AppError::from(CanError::Unauthorized).code,
+            ErrorCode::StoreAuth
+        );
         let e = AppError::from(CanError::Unreachable {
             url: "http://127.0.0.1:1".into(),
             message: "connection refused".into(),

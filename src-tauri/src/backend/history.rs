@@ -180,26 +180,23 @@ impl History {
             ))
             .map_err(fail)?;
         let items = stmt
-            .query_map(
-                params![direction, pattern, prefix, limit, q.offset],
-                |r| {
-                    let dir: String = r.get(5)?;
-                    Ok(HistoryItem {
-                        id: r.get(0)?,
-                        time: r.get(1)?,
-                        hash: r.get(2)?,
-                        name: r.get(3)?,
-                        size: r.get::<_, i64>(4)?.max(0) as u64,
-                        direction: if dir == "sent" {
-                            Direction::Sent
-                        } else {
-                            Direction::Received
-                        },
-                        peer_id: r.get(6)?,
-                        peer_name: r.get(7)?,
-                    })
-                },
-            )
+            .query_map(params![direction, pattern, prefix, limit, q.offset], |r| {
+                let dir: String = r.get(5)?;
+                Ok(HistoryItem {
+                    id: r.get(0)?,
+                    time: r.get(1)?,
+                    hash: r.get(2)?,
+                    name: r.get(3)?,
+                    size: r.get::<_, i64>(4)?.max(0) as u64,
+                    direction: if dir == "sent" {
+                        Direction::Sent
+                    } else {
+                        Direction::Received
+                    },
+                    peer_id: r.get(6)?,
+                    peer_name: r.get(7)?,
+                })
+            })
             .map_err(fail)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(fail)?;
@@ -229,7 +226,9 @@ impl History {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 #[cfg(test)]
@@ -243,7 +242,12 @@ mod tests {
             size: i as u64,
             direction,
             peer_id: "peer".into(),
-            peer_name: if i % 2 == 0 { "Laptop" } else { "Desktop" }.into(),
+            peer_name: if i.is_multiple_of(2) {
+                "Laptop"
+            } else {
+                "Desktop"
+            }
+            .into(),
         }
     }
 
@@ -290,8 +294,12 @@ mod tests {
     fn filters_by_text_and_direction_and_pages() {
         let dir = tempfile::tempdir().unwrap();
         let h = History::open(&dir.path().join("h.sqlite"), 1000).unwrap();
-        for i in 0..120 {
-            let d = if i % 3 == 0 { Direction::Sent } else { Direction::Received };
+        for i in 0..120usize {
+            let d = if i.is_multiple_of(3) {
+                Direction::Sent
+            } else {
+                Direction::Received
+            };
             h.add(item(i, d)).unwrap();
         }
         let sent = h.query(&q("", DirectionFilter::Sent, 0, 50)).unwrap();
@@ -305,10 +313,15 @@ mod tests {
         let text = h.query(&q("FILE-11", DirectionFilter::All, 0, 50)).unwrap();
         // file-11, file-110..119
         assert_eq!(text.total, 11);
-        let peer = h.query(&q("desk", DirectionFilter::Received, 0, 500)).unwrap();
+        let peer = h
+            .query(&q("desk", DirectionFilter::Received, 0, 500))
+            .unwrap();
         assert!(peer.items.iter().all(|i| i.peer_name == "Desktop"));
         // LIKE wildcards in the filter are literal.
-        assert_eq!(h.query(&q("%", DirectionFilter::All, 0, 5)).unwrap().total, 0);
+        assert_eq!(
+            h.query(&q("%", DirectionFilter::All, 0, 5)).unwrap().total,
+            0
+        );
         assert!(h.find(&format!("{:064x}", 7)).unwrap().is_some());
     }
 }

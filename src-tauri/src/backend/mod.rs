@@ -296,7 +296,9 @@ impl Backend {
 
     pub async fn test_store(&self, url: &str, api_key: &str) -> Result<u64, AppError> {
         if api_key.trim().is_empty() {
-            return Err(AppError::invalid("Sync API key: enter the key from the CAN Service's configuration."));
+            return Err(AppError::invalid(
+                "Sync API key: enter the key from the CAN Service's configuration.",
+            ));
         }
         store::test(url.trim(), &Secret::new(api_key.trim())).await
     }
@@ -442,7 +444,10 @@ impl Backend {
         Ok(self.settings_view().await)
     }
 
-    pub async fn set_store(self: &Arc<Self>, choice: StoreChoice) -> Result<SettingsView, AppError> {
+    pub async fn set_store(
+        self: &Arc<Self>,
+        choice: StoreChoice,
+    ) -> Result<SettingsView, AppError> {
         choice.validate()?;
         let keychain = self.keychain.clone();
         let setting = match &choice {
@@ -551,7 +556,11 @@ impl Backend {
 
     /// Downloads an asset into the app's cache to open it with the default app.
     pub async fn asset_for_opening(&self, hash: &str) -> Result<PathBuf, AppError> {
-        let dir = self.paths.data_dir.join("open").join(hash.get(..16).unwrap_or(hash));
+        let dir = self
+            .paths
+            .data_dir
+            .join("open")
+            .join(hash.get(..16).unwrap_or(hash));
         std::fs::create_dir_all(&dir).map_err(|e| AppError::io("cannot create a cache dir", e))?;
         let dest = dir.join(self.asset_file_name(hash));
         if !dest.exists() {

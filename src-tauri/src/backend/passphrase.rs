@@ -112,7 +112,11 @@ mod tests {
     fn verdicts_follow_the_documented_floors() {
         assert_eq!(check("password", false).verdict, Verdict::Refused);
         assert_eq!(check("", false).verdict, Verdict::Refused);
-        assert!(check("password", false).message.contains("at least 50 bits"));
+        assert!(
+            check("password", false)
+                .message
+                .contains("at least 50 bits")
+        );
         let strong = check("quartz lantern obelisk mango thimble crevice walnut", false);
         assert_eq!(strong.verdict, Verdict::Ok, "{strong:?}");
     }

@@ -180,7 +180,12 @@ fn handle(
     ev: &EngineEvent,
 ) {
     let now = Instant::now();
-    let record = |direction, peer: &str, hash: &str, name: &str, size: u64, names: &HashMap<String, String>| {
+    let record = |direction,
+                  peer: &str,
+                  hash: &str,
+                  name: &str,
+                  size: u64,
+                  names: &HashMap<String, String>| {
         let item = NewItem {
             hash: hash.to_owned(),
             name: name.to_owned(),

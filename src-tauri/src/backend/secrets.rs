@@ -83,7 +83,10 @@ fn map_error(e: Error) -> AppError {
     match e {
         Error::NoDefaultStore | Error::PlatformFailure(_) => AppError::new(
             ErrorCode::KeychainUnavailable,
-            format!("No keychain is reachable, so CAN Sync cannot keep your passphrase safely ({e}). {}", remedy()),
+            format!(
+                "No keychain is reachable, so CAN Sync cannot keep your passphrase safely ({e}). {}",
+                remedy()
+            ),
         ),
         Error::NoStorageAccess(_) => AppError::new(
             ErrorCode::KeychainLocked,

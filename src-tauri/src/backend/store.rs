@@ -63,7 +63,10 @@ impl Builtin {
 }
 
 fn start_error(e: can_service::StartError) -> AppError {
-    AppError::new(ErrorCode::Io, format!("The built-in store could not start: {e}"))
+    AppError::new(
+        ErrorCode::Io,
+        format!("The built-in store could not start: {e}"),
+    )
 }
 
 /// Connects to a CAN Service's sync API and counts its assets (the wizard's Test button).
@@ -109,7 +112,12 @@ pub async fn add_file(base_url: &str, path: &Path) -> Result<(), AppError> {
         .body(body)
         .send()
         .await
-        .map_err(|e| AppError::new(ErrorCode::StoreUnreachable, format!("upload of {name} failed: {}", e.without_url())))?;
+        .map_err(|e| {
+            AppError::new(
+                ErrorCode::StoreUnreachable,
+                format!("upload of {name} failed: {}", e.without_url()),
+            )
+        })?;
     if !resp.status().is_success() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
@@ -132,7 +140,10 @@ pub async fn download(base_url: &str, hash: &str, dest: &Path) -> Result<(), App
         .await
         .map_err(|e| AppError::new(ErrorCode::StoreUnreachable, e.without_url().to_string()))?;
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Err(AppError::new(ErrorCode::NotFound, "This asset is not in the store."));
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            "This asset is not in the store.",
+        ));
     }
     if !resp.status().is_success() {
         return Err(AppError::new(
@@ -170,7 +181,13 @@ fn temp_beside(dest: &Path) -> PathBuf {
 pub fn safe_file_name(name: &str, hash: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
     if cleaned.is_empty() {

@@ -31,7 +31,9 @@ impl StoreChoice {
         if let StoreChoice::External { url, api_key } = self {
             validate_url(url)?;
             if api_key.trim().is_empty() {
-                return Err(AppError::invalid("Sync API key: enter the key from the CAN Service's configuration."));
+                return Err(AppError::invalid(
+                    "Sync API key: enter the key from the CAN Service's configuration.",
+                ));
             }
         }
         Ok(())
@@ -127,7 +129,13 @@ impl Wizard {
                 self.step = Some(Step::Passphrase);
                 Ok(None)
             }
-            (Step::Passphrase, Input::Passphrase { passphrase, generated }) => {
+            (
+                Step::Passphrase,
+                Input::Passphrase {
+                    passphrase,
+                    generated,
+                },
+            ) => {
                 let generated = generated && self.is_generated(&passphrase);
                 let check = passphrase::check(&passphrase, generated);
                 if check.verdict == Verdict::Refused {
@@ -143,7 +151,9 @@ impl Wizard {
                 else {
                     // Unreachable through apply(), but never panic on a state mix-up.
                     self.step = Some(Step::Store);
-                    return Err(AppError::invalid("Setup lost its earlier answers; start again."));
+                    return Err(AppError::invalid(
+                        "Setup lost its earlier answers; start again.",
+                    ));
                 };
                 self.step = Some(Step::Done);
                 Ok(Some(Answers {
@@ -177,7 +187,9 @@ fn step_name(step: Step) -> &'static str {
 pub fn validate_device_name(name: &str) -> Result<String, AppError> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(AppError::invalid("Device name: enter a name for this device."));
+        return Err(AppError::invalid(
+            "Device name: enter a name for this device.",
+        ));
     }
     if name.chars().count() > MAX_DEVICE_NAME {
         return Err(AppError::invalid(format!(
@@ -209,13 +221,24 @@ mod tests {
     fn happy_path_collects_every_answer() {
         let mut w = Wizard::default();
         assert_eq!(w.step(), Step::Store);
-        assert!(w.apply(Input::Store { store: StoreChoice::Builtin }).unwrap().is_none());
+        assert!(
+            w.apply(Input::Store {
+                store: StoreChoice::Builtin
+            })
+            .unwrap()
+            .is_none()
+        );
         assert_eq!(w.step(), Step::Passphrase);
-        w.apply(Input::Passphrase { passphrase: STRONG.into(), generated: false })
-            .unwrap();
+        w.apply(Input::Passphrase {
+            passphrase: STRONG.into(),
+            generated: false,
+        })
+        .unwrap();
         assert_eq!(w.step(), Step::Device);
         let answers = w
-            .apply(Input::Device { device_name: "  Laptop ".into() })
+            .apply(Input::Device {
+                device_name: "  Laptop ".into(),
+            })
             .unwrap()
             .expect("finished");
         assert_eq!(w.step(), Step::Done);
@@ -227,28 +250,46 @@ mod tests {
     #[test]
     fn weak_passphrase_is_refused_and_the_step_stays() {
         let mut w = Wizard::default();
-        w.apply(Input::Store { store: StoreChoice::Builtin }).unwrap();
+        w.apply(Input::Store {
+            store: StoreChoice::Builtin,
+        })
+        .unwrap();
         let e = w
-            .apply(Input::Passphrase { passphrase: "password".into(), generated: false })
+            .apply(Input::Passphrase {
+                passphrase: "password".into(),
+                generated: false,
+            })
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::WeakPassphrase);
-        assert!(!e.message.contains("password"), "never echo the passphrase: {e}");
+        assert!(
+            !e.message.contains("password"),
+            "never echo the passphrase: {e}"
+        );
         assert_eq!(w.step(), Step::Passphrase);
     }
 
     #[test]
     fn generated_flag_is_only_trusted_for_the_generated_passphrase() {
         let mut w = Wizard::default();
-        w.apply(Input::Store { store: StoreChoice::Builtin }).unwrap();
+        w.apply(Input::Store {
+            store: StoreChoice::Builtin,
+        })
+        .unwrap();
         // "password" claimed as generated is still rated by zxcvbn.
         let e = w
-            .apply(Input::Passphrase { passphrase: "password".into(), generated: true })
+            .apply(Input::Passphrase {
+                passphrase: "password".into(),
+                generated: true,
+            })
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::WeakPassphrase);
         let g = passphrase::generate();
         w.remember_generated(&g.passphrase);
-        w.apply(Input::Passphrase { passphrase: g.passphrase, generated: true })
-            .unwrap();
+        w.apply(Input::Passphrase {
+            passphrase: g.passphrase,
+            generated: true,
+        })
+        .unwrap();
         assert_eq!(w.step(), Step::Device);
     }
 
@@ -269,15 +310,26 @@ mod tests {
     fn back_and_out_of_order_answers() {
         let mut w = Wizard::default();
         let e = w
-            .apply(Input::Device { device_name: "x".into() })
+            .apply(Input::Device {
+                device_name: "x".into(),
+            })
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidInput);
-        w.apply(Input::Store { store: StoreChoice::Builtin }).unwrap();
+        w.apply(Input::Store {
+            store: StoreChoice::Builtin,
+        })
+        .unwrap();
         w.apply(Input::Back).unwrap();
         assert_eq!(w.step(), Step::Store);
-        w.apply(Input::Store { store: StoreChoice::Builtin }).unwrap();
-        w.apply(Input::Passphrase { passphrase: STRONG.into(), generated: false })
-            .unwrap();
+        w.apply(Input::Store {
+            store: StoreChoice::Builtin,
+        })
+        .unwrap();
+        w.apply(Input::Passphrase {
+            passphrase: STRONG.into(),
+            generated: false,
+        })
+        .unwrap();
         w.apply(Input::Back).unwrap();
         assert_eq!(w.step(), Step::Passphrase);
     }

@@ -28,7 +28,12 @@ impl Watcher {
 
     #[zbus(property)]
     fn registered_status_notifier_items(&self) -> Vec<String> {
-        self.items.lock().unwrap().iter().map(|(_, s)| s.clone()).collect()
+        self.items
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect()
     }
 
     #[zbus(property)]
@@ -90,9 +95,14 @@ impl SniWatcher {
     }
 
     async fn menu_path(&self, dest: &str, item_path: &str) -> OwnedObjectPath {
-        let proxy = zbus::Proxy::new(&self.conn, dest.to_owned(), item_path.to_owned(), "org.kde.StatusNotifierItem")
-            .await
-            .expect("item proxy");
+        let proxy = zbus::Proxy::new(
+            &self.conn,
+            dest.to_owned(),
+            item_path.to_owned(),
+            "org.kde.StatusNotifierItem",
+        )
+        .await
+        .expect("item proxy");
         proxy
             .get_property::<OwnedObjectPath>("Menu")
             .await
@@ -108,22 +118,34 @@ impl SniWatcher {
 
     /// The tray item's tooltip title (or title) text, for state assertions.
     pub async fn tooltip(&self, dest: &str, item_path: &str) -> String {
-        let proxy = zbus::Proxy::new(&self.conn, dest.to_owned(), item_path.to_owned(), "org.kde.StatusNotifierItem")
-            .await
-            .expect("item proxy");
+        let proxy = zbus::Proxy::new(
+            &self.conn,
+            dest.to_owned(),
+            item_path.to_owned(),
+            "org.kde.StatusNotifierItem",
+        )
+        .await
+        .expect("item proxy");
         if let Ok(t) = proxy
             .get_property::<(String, Vec<(i32, i32, Vec<u8>)>, String, String)>("ToolTip")
             .await
         {
             return format!("{} {}", t.2, t.3);
         }
-        proxy.get_property::<String>("Title").await.unwrap_or_default()
+        proxy
+            .get_property::<String>("Title")
+            .await
+            .unwrap_or_default()
     }
 
     /// The menu's top-level entries.
     pub async fn menu(&self, dest: &str, item_path: &str) -> Vec<MenuEntry> {
         let proxy = self.menu_proxy(dest, item_path).await;
-        type Layout = (i32, std::collections::HashMap<String, OwnedVariant>, Vec<OwnedVariant>);
+        type Layout = (
+            i32,
+            std::collections::HashMap<String, OwnedVariant>,
+            Vec<OwnedVariant>,
+        );
         let (_rev, (_, _, children)): (u32, Layout) = proxy
             .call("GetLayout", &(0i32, -1i32, Vec::<String>::new()))
             .await

@@ -107,15 +107,23 @@ impl Session {
     pub async fn click(&self, css: &str) {
         let id = self.find(css, 20).await;
         let v = self
-            .call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({})))
+            .call(
+                reqwest::Method::POST,
+                &format!("/element/{id}/click"),
+                Some(json!({})),
+            )
             .await;
         assert!(v["value"].is_null(), "click on {css} failed: {v}");
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css, 20).await;
-        self.call(reqwest::Method::POST, &format!("/element/{id}/clear"), Some(json!({})))
-            .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
+        )
+        .await;
         let v = self
             .call(
                 reqwest::Method::POST,

@@ -1,6 +1,7 @@
 //! `can-bench`: benchmarks that print figures and ratios against a baseline run in the same
 //! process tree on the same machine. See bench/README.md.
 
+mod app_idle;
 mod discovery;
 mod ingest;
 mod proc;
@@ -23,6 +24,8 @@ enum Bench {
     Sync(sync::Args),
     /// Time from agent start to first peer via pkarr rendezvous and via mDNS.
     Discovery(discovery::Args),
+    /// The desktop app's RSS and CPU when idle with one peer, beside a headless agent.
+    AppIdle(app_idle::Args),
 }
 
 #[tokio::main]
@@ -31,5 +34,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Ingest(args) => ingest::run(args).await,
         Bench::Sync(args) => sync::run(args).await,
         Bench::Discovery(args) => discovery::run(args).await,
+        Bench::AppIdle(args) => app_idle::run(args).await,
     }
 }

@@ -246,6 +246,23 @@ async fn the_real_app_end_to_end() {
         "resumed, yet nothing arrived"
     );
 
+    // ---- a second launch hands over to the first (single instance) and exits
+    let mut second = Command::new(env!("CARGO_BIN_EXE_can-sync-app"))
+        .envs(env.iter().cloned())
+        .env("DISPLAY", &x.display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("second launch");
+    assert!(
+        eventually(20, || matches!(second.try_wait(), Ok(Some(_)))).await,
+        "a second instance kept running"
+    );
+    assert!(
+        c.get(format!("{store_url}/healthz")).send().await.is_ok(),
+        "the first instance must keep running"
+    );
+
     // ---- Quit from the tray stops the engine and the built-in store
     tray.click(&item_bus, &item_path, "Quit").await;
     assert!(

@@ -1,0 +1,153 @@
+//! Setup with an existing CAN Service (the wizard's Test, a wrong key, the right one), then
+//! the Settings actions: change passphrase, switch to the built-in store, reset this
+//! device. Real GNOME Keyring on a private bus; a real `can-service` as the external store.
+
+mod common;
+
+use can_sync::Secret;
+use can_sync_app::backend::secrets::{Keychain, SecretKind};
+use can_sync_app::backend::settings::{Advanced, Settings, StoreSetting};
+use can_sync_app::backend::wizard::{Input, Step, StoreChoice};
+use can_sync_app::backend::{Backend, ErrorCode, Paths, Phase, StoreView};
+use can_testkit::desktop::{Keyring, SessionBus};
+use can_testkit::{KEY, Service, client, upload};
+
+const SERVICE: &str = "net.cansync.test";
+const PASS: &str = "cobalt meadow lantern quiver sprocket tundra ember";
+const NEW_PASS: &str = "saffron glacier obelisk marrow pewter quill harbor";
+
+fn external(url: &str, key: &str) -> StoreChoice {
+    StoreChoice::External {
+        url: url.into(),
+        api_key: key.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn external_store_then_settings_actions() {
+    let bus = SessionBus::start();
+    common::use_bus(&bus);
+    let _keyring = Keyring::start(&bus);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::with_key(&dir.path().join("svc"));
+    let c = client();
+    upload(&c, &svc, "one.txt", b"one".to_vec()).await;
+    upload(&c, &svc, "two.txt", b"two".to_vec()).await;
+
+    let paths = Paths {
+        config_dir: dir.path().join("config"),
+        data_dir: dir.path().join("data"),
+    };
+    Settings {
+        advanced: Advanced {
+            relay_urls: Some(vec![]),
+            pkarr_relays: Some(vec![]),
+            local_discovery: Some(false),
+            builtin_listen: Some("127.0.0.1:0".into()),
+            bind_addr: Some("127.0.0.1:0".into()),
+        },
+        ..Settings::default()
+    }
+    .save(&paths.config_dir)
+    .unwrap();
+    let backend = Backend::new(paths.clone(), SERVICE).unwrap();
+    backend.boot().await;
+
+    // The Test button: the asset count, or the exact error.
+    let url = svc.url("");
+    assert_eq!(backend.test_store(&url, KEY).await.unwrap(), 2);
+    let e = backend.test_store(&url, "wrong-key").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::StoreAuth, "{e:?}");
+    assert!(!e.message.contains("wrong-key"), "{e}");
+    let e = backend
+        .test_store("http://127.0.0.1:9", KEY)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::StoreUnreachable, "{e:?}");
+    assert!(e.message.contains("127.0.0.1:9"), "{e}");
+
+    // Next with a wrong key stays on the store step.
+    let e = backend
+        .wizard_submit(Input::Store {
+            store: external(&url, "wrong-key"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::StoreAuth);
+    assert_eq!(backend.wizard_view().step, Step::Store);
+    backend
+        .wizard_submit(Input::Store {
+            store: external(&url, KEY),
+        })
+        .await
+        .unwrap();
+    backend
+        .wizard_submit(Input::Passphrase {
+            passphrase: PASS.into(),
+            generated: false,
+        })
+        .await
+        .unwrap();
+    backend
+        .wizard_submit(Input::Device {
+            device_name: "Server room".into(),
+        })
+        .await
+        .unwrap();
+    let state = backend.app_state().await;
+    assert_eq!(state.phase, Phase::Running, "{state:?}");
+    assert_eq!(state.store, Some(StoreView::External { url: url.clone() }));
+    assert_eq!(backend.status().await.unwrap().local_assets, 2);
+    let kc = Keychain::new(SERVICE);
+    let key = {
+        let kc = kc.clone();
+        tokio::task::spawn_blocking(move || kc.get(SecretKind::SyncApiKey))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(key.as_ref().map(Secret::expose), Some(KEY));
+    // The key is in the keychain, not in settings.json.
+    let on_disk = std::fs::read_to_string(Settings::path(&paths.config_dir)).unwrap();
+    assert!(!on_disk.contains(KEY), "{on_disk}");
+    assert_eq!(
+        Settings::load(&paths.config_dir).unwrap().store,
+        Some(StoreSetting::External { url: url.clone() })
+    );
+
+    // Change passphrase: a weak one is refused, a good one is stored and the engine restarts.
+    let e = backend.change_passphrase("letmein").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::WeakPassphrase);
+    backend.change_passphrase(NEW_PASS).await.unwrap();
+    assert_eq!(backend.reveal_passphrase().await.unwrap(), NEW_PASS);
+    assert_eq!(backend.app_state().await.phase, Phase::Running);
+
+    // Switch to the built-in store: the external key leaves the keychain.
+    let view = backend.set_store(StoreChoice::Builtin).await.unwrap();
+    assert!(matches!(view.store, Some(StoreView::Builtin { .. })), "{view:?}");
+    assert_eq!(backend.status().await.unwrap().local_assets, 0);
+    let key = {
+        let kc = kc.clone();
+        tokio::task::spawn_blocking(move || kc.get(SecretKind::SyncApiKey))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(key.is_none());
+
+    // Reset: back to the wizard, secrets and identity gone, advanced settings kept.
+    backend.reset_device().await.unwrap();
+    let state = backend.app_state().await;
+    assert_eq!(state.phase, Phase::Setup, "{state:?}");
+    assert_eq!(backend.wizard_view().step, Step::Store);
+    let pass = tokio::task::spawn_blocking(move || kc.get(SecretKind::Passphrase))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(pass.is_none());
+    assert!(!paths.data_dir.join("engine").exists());
+    let s = Settings::load(&paths.config_dir).unwrap();
+    assert!(!s.setup_complete);
+    assert_eq!(s.advanced.relay_urls, Some(vec![]));
+    backend.shutdown().await;
+}

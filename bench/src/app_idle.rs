@@ -165,7 +165,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("|---|---|---|---|");
     println!(
         "| CPU, % of one core | {app_cpu:.2} % (whole tree) | {agent_cpu:.2} % | {:.1} |",
-        if agent_cpu > 0.0 { app_cpu / agent_cpu } else { f64::NAN }
+        if agent_cpu > 0.0 {
+            app_cpu / agent_cpu
+        } else {
+            f64::NAN
+        }
     );
     println!(
         "| RSS, app process | {:.1} MiB (peak {:.1}) | {:.1} MiB (peak {:.1}) | {:.1} |",

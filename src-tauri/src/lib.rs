@@ -119,7 +119,10 @@ async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray)
     let mut events = backend.subscribe();
     let mut state: AppState = backend.app_state().await;
     let mut status = None;
-    tray.update(&tray::view(&state, status.as_ref()));
+    // Only touch the tray when what it shows changes (on Linux every icon change is a PNG
+    // written and a D-Bus signal).
+    let mut shown = tray::view(&state, status.as_ref());
+    tray.update(&shown);
     loop {
         let ev = match events.recv().await {
             Ok(ev) => ev,
@@ -148,6 +151,10 @@ async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray)
             }
             AppEvent::Notified(_) => continue,
         }
-        tray.update(&tray::view(&state, status.as_ref()));
+        let next = tray::view(&state, status.as_ref());
+        if next != shown {
+            tray.update(&next);
+            shown = next;
+        }
     }
 }

@@ -124,7 +124,10 @@ async fn external_store_then_settings_actions() {
 
     // Switch to the built-in store: the external key leaves the keychain.
     let view = backend.set_store(StoreChoice::Builtin).await.unwrap();
-    assert!(matches!(view.store, Some(StoreView::Builtin { .. })), "{view:?}");
+    assert!(
+        matches!(view.store, Some(StoreView::Builtin { .. })),
+        "{view:?}"
+    );
     assert_eq!(backend.status().await.unwrap().local_assets, 0);
     let key = {
         let kc = kc.clone();

@@ -17,8 +17,7 @@ use backend::{AppEvent, AppState, Backend, Paths};
 use tauri::{Emitter, Manager, RunEvent, WindowEvent};
 use tauri_plugin_autostart::MacosLauncher;
 
-/// The keychain's service name and the app identifier (tauri.conf.json).
-pub const APP_ID: &str = "net.cansync.app";
+pub use backend::APP_ID;
 
 pub fn run() {
     tracing_subscriber::fmt()
@@ -53,6 +52,10 @@ pub fn run() {
             let hidden = launched_hidden || (settings.start_hidden && settings.setup_complete);
             if !hidden {
                 window::show_main(app.handle());
+            } else {
+                // macOS: started hidden, the app lives in the menu bar only (no Dock icon).
+                #[cfg(target_os = "macos")]
+                app.set_activation_policy(tauri::ActivationPolicy::Accessory);
             }
             let b = backend.clone();
             tauri::async_runtime::spawn(async move { b.boot().await });

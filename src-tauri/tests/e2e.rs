@@ -94,7 +94,7 @@ async fn the_real_app_end_to_end() {
         .unwrap();
     let store_port = free_port();
     let store_url = format!("http://127.0.0.1:{store_port}");
-    let config_dir = home_config.join("net.cansync.app");
+    let config_dir = home_config.join("net.cansync.desktop");
     Settings {
         advanced: Advanced {
             relay_urls: Some(vec![]),

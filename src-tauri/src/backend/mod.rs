@@ -28,6 +28,10 @@ use secrets::{Keychain, SecretKind};
 use settings::{Settings, SettingsPatch, StoreSetting};
 use wizard::{Input, Step, StoreChoice, Wizard};
 
+/// The app identifier (tauri.conf.json): also the keychain's service name and, on Windows,
+/// the AppUserModelID notifications need.
+pub const APP_ID: &str = "net.cansync.desktop";
+
 /// Where the app keeps things.
 #[derive(Debug, Clone)]
 pub struct Paths {

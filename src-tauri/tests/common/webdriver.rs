@@ -16,6 +16,8 @@ pub struct Session {
 impl Session {
     /// Opens a session that launches `application` through tauri-driver at `port`.
     pub async fn start(port: u16, application: &str) -> Session {
+        // reqwest is built without a TLS provider here (iroh's choice); install ours.
+        can_sync::can_client::install_crypto_provider();
         let http = reqwest::Client::new();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "wry",

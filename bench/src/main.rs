@@ -1,8 +1,10 @@
 //! `can-bench`: benchmarks that print figures and ratios against a baseline run in the same
 //! process tree on the same machine. See bench/README.md.
 
+mod compare;
 mod discovery;
 mod ingest;
+mod netns;
 mod proc;
 mod sync;
 
@@ -23,6 +25,8 @@ enum Bench {
     Sync(sync::Args),
     /// Time from agent start to first peer via pkarr rendezvous and via mDNS.
     Discovery(discovery::Args),
+    /// CAN Sync vs Syncthing vs raw iroh: latency, bulk, reconciliation, memory, CPU.
+    Compare(compare::Args),
 }
 
 #[tokio::main]
@@ -31,5 +35,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Ingest(args) => ingest::run(args).await,
         Bench::Sync(args) => sync::run(args).await,
         Bench::Discovery(args) => discovery::run(args).await,
+        Bench::Compare(args) => compare::run(args).await,
     }
 }

@@ -102,11 +102,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         String::from_utf8_lossy(&version.stdout).trim().to_owned(),
     );
     let started = Instant::now();
+    step(&format!("{cfg:?}"));
     tokio::select! {
         r = measure(&cfg, private, &mut results) => r?,
         _ = tokio::signal::ctrl_c() => bail!("interrupted; everything started was stopped"),
     }
     results.total_secs = started.elapsed().as_secs_f64();
+    step("done");
     results.finish();
     println!("{}", results.markdown());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
@@ -474,6 +476,7 @@ async fn recon_st(
             only_a.push(pair.b.folder.join(name_a));
             only_b.push(pair.a.folder.join(name_b));
         }
+        step("Syncthing: first scan of both folders (peer paused)");
         pair.start(true, 10).await?;
         pair.a.wait_scanned(n as u64, scan_secs).await?;
         pair.b.wait_scanned(n as u64, scan_secs).await?;
@@ -482,6 +485,7 @@ async fn recon_st(
         step(&format!(
             "Syncthing: reconciliation, {n} files each side, {missing} missing on each"
         ));
+        step("Syncthing: A up and idle, then B");
         // A is up, listening and done with its start-up scan before B starts; the clock
         // runs from B's start (B dials A).
         pair.a.write_config(&pair.b, false, false, 10)?;
@@ -673,6 +677,9 @@ async fn post(c: &reqwest::Client, base: &str, name: &str, body: Bytes) -> anyho
     Ok(())
 }
 
+/// Progress on stderr, with the time since the run started.
 fn step(what: &str) {
-    eprintln!("[compare] {what}");
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[compare {t:6.1} s] {what}");
 }

@@ -50,6 +50,8 @@ pub struct Idle {
 
 /// One initial reconciliation.
 pub struct Recon {
+    /// Still not in sync after [`super::RECON_TIMEOUT`]: `secs` is a lower bound.
+    pub timed_out: bool,
     pub assets: usize,
     pub missing: usize,
     /// From starting B (A already up) until in sync.
@@ -266,9 +268,13 @@ impl Results {
                     "initial reconciliation, {} assets each side{st_n}, {what}: B's start → in sync (of which → connected)",
                     thousands(c.assets)
                 ),
-                format!("{:.2} s ({:.2} s)", c.secs, c.connect_secs),
-                format!("{:.2} s ({:.2} s)", s.secs, s.connect_secs),
-                r(c.secs, s.secs),
+                recon_secs(c),
+                recon_secs(s),
+                if c.timed_out || s.timed_out {
+                    "n/a (timed out)".into()
+                } else {
+                    r(c.secs, s.secs)
+                },
                 e(),
                 e(),
             ]);
@@ -354,6 +360,7 @@ impl Results {
                 "reconciliation": t.recon.iter().map(|r| json!({
                     "assets_each_side": r.assets,
                     "missing_each_side": r.missing,
+                    "timed_out": r.timed_out,
                     "secs": r.secs,
                     "connect_secs": r.connect_secs,
                     "wire_bytes": r.wire,
@@ -378,6 +385,14 @@ impl Results {
             "can_seed_assets_per_s": self.can_seed_rate,
             "total_secs": self.total_secs,
         })
+    }
+}
+
+fn recon_secs(r: &Recon) -> String {
+    if r.timed_out {
+        format!("> {:.0} s, timed out", r.secs)
+    } else {
+        format!("{:.2} s ({:.2} s)", r.secs, r.connect_secs)
     }
 }
 

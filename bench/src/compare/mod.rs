@@ -300,6 +300,7 @@ async fn measure(cfg: &Cfg, private: bool, results: &mut Results) -> anyhow::Res
     drop(can);
     st.stop();
     drop(st);
+    remove(work.path())?;
 
     // --- The ceiling: one raw iroh QUIC stream of the same number of bytes.
     step("raw iroh stream");
@@ -324,6 +325,26 @@ async fn measure(cfg: &Cfg, private: bool, results: &mut Results) -> anyhow::Res
         results,
     )
     .await?;
+    remove(work.path())?;
+    Ok(())
+}
+
+/// Removes a directory this bench filled (its temp dir would at the end anyway), as soon as
+/// it is no longer needed, and says how long that took when it is slow.
+fn remove(dir: &Path) -> anyhow::Result<()> {
+    let start = Instant::now();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if secs > 2.0 {
+        step(&format!("removing {} took {secs:.1} s", dir.display()));
+    }
     Ok(())
 }
 
@@ -409,6 +430,9 @@ async fn recon_can(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let secs = t0.elapsed().as_secs_f64();
+        step(&format!(
+            "CAN Sync: in sync after {secs:.2} s; waiting for a quiet link"
+        ));
         let pids = pair.pids()?;
         let cpu = [cpu_seconds(pids[0])?, cpu_seconds(pids[1])?];
         let wire_bytes = match (wire, wire0) {
@@ -430,6 +454,8 @@ async fn recon_can(
             wire: wire_bytes,
             cpu_agents: cpu,
         });
+        drop(pair);
+        remove(&dir.join(label))?;
     }
     results.can_seed_rate = seed_rate;
     Ok(())
@@ -528,6 +554,9 @@ async fn recon_st(
             tokio::time::sleep(Duration::from_millis(if missing == 0 { 200 } else { 20 })).await;
         }
         let secs = t0.elapsed().as_secs_f64();
+        step(&format!(
+            "Syncthing: in sync after {secs:.2} s; waiting for a quiet link"
+        ));
         let pids = pair.pids()?;
         let cpu = [cpu_seconds(pids[0])?, cpu_seconds(pids[1])?];
         let wire_bytes = match (wire, wire0) {
@@ -548,7 +577,10 @@ async fn recon_st(
             wire: wire_bytes,
             cpu_agents: cpu,
         });
+        step("Syncthing: stopping");
         pair.stop();
+        drop(pair);
+        remove(&dir.join(label))?;
     }
     Ok(())
 }

@@ -267,6 +267,8 @@ async fn measure(cfg: &Cfg, private: bool, results: &mut Results) -> anyhow::Res
     for node in [&st.a, &st.b] {
         node.set_watcher_delay(1).await?;
     }
+    // The change restarts the folder: let it leave "idle" before waiting for it again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     st.a.wait_scanned(files, 120).await?;
     st.b.wait_scanned(files, 120).await?;
     step("Syncthing: propagation latency at fsWatcherDelayS=1");

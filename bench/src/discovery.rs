@@ -4,12 +4,13 @@
 //! itself in a private network namespace (`unshare -n`) with multicast on its loopback, so
 //! mDNS can be measured without touching the host's network; otherwise mDNS is skipped.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use can_testkit::{Agent, KEY, LocalServers, Service};
 use clap::Args as ClapArgs;
+
+use crate::netns::{self, Netns};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -18,40 +19,14 @@ pub struct Args {
     runs: usize,
 }
 
-const INSIDE: &str = "CAN_BENCH_INSIDE_NETNS";
 const PASS: &str = "bench tidal cobalt ferry summit violet harbor";
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let inside = std::env::var_os(INSIDE).is_some();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    if !inside && root && Command::new("unshare").arg("--version").output().is_ok() {
-        let status = Command::new("unshare")
-            .args(["-n", "--"])
-            .args(std::env::args_os())
-            .env(INSIDE, "1")
-            .status()?;
-        ensure!(
-            status.success(),
-            "the bench failed inside its network namespace"
-        );
-        return Ok(());
-    }
-    if inside {
-        for a in [
-            &["link", "set", "lo", "up"][..],
-            &["link", "set", "lo", "multicast", "on"],
-            &["route", "add", "224.0.0.0/4", "dev", "lo"],
-        ] {
-            ensure!(
-                Command::new("ip").args(a).status()?.success(),
-                "ip {a:?} failed"
-            );
-        }
-    }
+    let inside = match netns::enter(true, &[])? {
+        Netns::Done => return Ok(()),
+        Netns::Private => true,
+        Netns::Host => false,
+    };
 
     let work = tempfile::tempdir()?;
     let servers = LocalServers::start().await;

@@ -2,8 +2,10 @@
 //! process tree on the same machine. See bench/README.md.
 
 mod app_idle;
+mod compare;
 mod discovery;
 mod ingest;
+mod netns;
 mod proc;
 mod sync;
 
@@ -26,6 +28,8 @@ enum Bench {
     Discovery(discovery::Args),
     /// The desktop app's RSS and CPU when idle with one peer, beside a headless agent.
     AppIdle(app_idle::Args),
+    /// CAN Sync vs Syncthing vs raw iroh: latency, bulk, reconciliation, memory, CPU.
+    Compare(compare::Args),
 }
 
 #[tokio::main]
@@ -35,5 +39,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Sync(args) => sync::run(args).await,
         Bench::Discovery(args) => discovery::run(args).await,
         Bench::AppIdle(args) => app_idle::run(args).await,
+        Bench::Compare(args) => compare::run(args).await,
     }
 }

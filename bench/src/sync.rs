@@ -117,7 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The ceiling: `size` bytes over one QUIC stream between two iroh endpoints on loopback.
-async fn raw_iroh(size: usize) -> anyhow::Result<f64> {
+pub(crate) async fn raw_iroh(size: usize) -> anyhow::Result<f64> {
     const ALPN: &[u8] = b"can-bench/raw";
     let bind = || async {
         Endpoint::builder(presets::Minimal)

@@ -28,7 +28,12 @@ async fn the_installed_app_reaches_the_setup_wizard() {
     let x = Xvfb::start();
     let port = free_port();
     let mut driver = Command::new("tauri-driver")
-        .args(["--port", &port.to_string(), "--native-port", &free_port().to_string()])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &free_port().to_string(),
+        ])
         .envs(bus.env())
         .env("DISPLAY", &x.display)
         .stdout(Stdio::null())

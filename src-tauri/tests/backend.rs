@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use can_sync_app::backend::history::{Direction, DirectionFilter, Query};
-use can_sync_app::backend::settings::{Advanced, Settings};
+use can_sync_app::backend::settings::Settings;
 use can_sync_app::backend::wizard::{Input, Step, StoreChoice};
 use can_sync_app::backend::{AppEvent, Backend, Paths, Phase};
 use can_testkit::desktop::{Keyring, SessionBus};
@@ -34,18 +34,9 @@ fn paths(dir: &Path) -> Paths {
 
 /// Loopback only: no public relays, no pkarr, no mDNS; any free ports.
 fn write_test_settings(p: &Paths) {
-    Settings {
-        advanced: Advanced {
-            relay_urls: Some(vec![]),
-            pkarr_relays: Some(vec![]),
-            local_discovery: Some(false),
-            builtin_listen: Some("127.0.0.1:0".into()),
-            bind_addr: Some("127.0.0.1:0".into()),
-        },
-        ..Settings::default()
-    }
-    .save(&p.config_dir)
-    .unwrap();
+    common::loopback_settings("127.0.0.1:0")
+        .save(&p.config_dir)
+        .unwrap();
 }
 
 async fn next_history(
@@ -224,30 +215,6 @@ async fn backend_end_to_end() {
 
     backend.shutdown().await;
     // The passphrase is in the keychain only: in no file the app or the engine wrote.
-    for f in walk(dir.path()) {
-        if f.starts_with(dir.path().join("peer-agent")) {
-            continue; // the headless agent's own config.yaml holds it by design
-        }
-        let bytes = std::fs::read(&f).unwrap_or_default();
-        assert!(
-            !bytes.windows(PASS.len()).any(|w| w == PASS.as_bytes()),
-            "passphrase found in {}",
-            f.display()
-        );
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
+    // (The headless agent's own config.yaml holds it by design.)
+    common::assert_in_no_file(dir.path(), PASS, Some(&dir.path().join("peer-agent")));
 }

@@ -6,28 +6,20 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use can_sync_app::backend::settings::{Advanced, Settings};
+use can_sync_app::backend::settings::Settings;
 use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
 use can_testkit::{
     Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload,
 };
-use common::NotificationServer;
 use common::sni::SniWatcher;
 use common::webdriver::Session;
+use common::{NotificationServer, free_port};
 
 const PASS: &str = "velvet atlas copper lagoon thistle orbit quarry";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn tauri_driver() -> PathBuf {
     let home = std::env::var("HOME").unwrap_or_default();
@@ -95,18 +87,9 @@ async fn the_real_app_end_to_end() {
     let store_port = free_port();
     let store_url = format!("http://127.0.0.1:{store_port}");
     let config_dir = home_config.join("net.cansync.desktop");
-    Settings {
-        advanced: Advanced {
-            relay_urls: Some(vec![]),
-            pkarr_relays: Some(vec![]),
-            local_discovery: Some(false),
-            builtin_listen: Some(format!("127.0.0.1:{store_port}")),
-            bind_addr: Some("127.0.0.1:0".into()),
-        },
-        ..Settings::default()
-    }
-    .save(&config_dir)
-    .unwrap();
+    common::loopback_settings(&format!("127.0.0.1:{store_port}"))
+        .save(&config_dir)
+        .unwrap();
 
     let port = free_port();
     let _driver = Killed(

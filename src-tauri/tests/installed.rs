@@ -4,18 +4,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
 use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
+use common::free_port;
 use common::webdriver::Session;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_installed_app_reaches_the_setup_wizard() {

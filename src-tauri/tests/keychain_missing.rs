@@ -1,6 +1,8 @@
 //! With no Secret Service reachable, the user gets a clear error with a remedy, the setup
 //! does not complete, and the passphrase is written nowhere.
 
+mod common;
+
 use can_sync_app::backend::secrets::{Keychain, SecretKind};
 use can_sync_app::backend::wizard::{Input, StoreChoice};
 use can_sync_app::backend::{Backend, ErrorCode, Paths, Phase};
@@ -57,27 +59,5 @@ async fn no_keychain_is_a_clear_error_and_no_plaintext_fallback() {
         "setup must not complete: {state:?}"
     );
     // The passphrase is in no file the app wrote.
-    for entry in walk(dir.path()) {
-        let bytes = std::fs::read(&entry).unwrap_or_default();
-        assert!(
-            !bytes.windows(pass.len()).any(|w| w == pass.as_bytes()),
-            "passphrase found in {}",
-            entry.display()
-        );
-    }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
+    common::assert_in_no_file(dir.path(), pass, None);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use can_sync::Secret;
 use can_sync_app::backend::secrets::{Keychain, SecretKind};
-use can_sync_app::backend::settings::{Advanced, Settings, StoreSetting};
+use can_sync_app::backend::settings::{Settings, StoreSetting};
 use can_sync_app::backend::wizard::{Input, Step, StoreChoice};
 use can_sync_app::backend::{Backend, ErrorCode, Paths, Phase, StoreView};
 use can_testkit::desktop::{Keyring, SessionBus};
@@ -38,18 +38,9 @@ async fn external_store_then_settings_actions() {
         config_dir: dir.path().join("config"),
         data_dir: dir.path().join("data"),
     };
-    Settings {
-        advanced: Advanced {
-            relay_urls: Some(vec![]),
-            pkarr_relays: Some(vec![]),
-            local_discovery: Some(false),
-            builtin_listen: Some("127.0.0.1:0".into()),
-            bind_addr: Some("127.0.0.1:0".into()),
-        },
-        ..Settings::default()
-    }
-    .save(&paths.config_dir)
-    .unwrap();
+    common::loopback_settings("127.0.0.1:0")
+        .save(&paths.config_dir)
+        .unwrap();
     let backend = Backend::new(paths.clone(), SERVICE).unwrap();
     backend.boot().await;
 

@@ -113,3 +113,54 @@ pub fn use_bus(bus: &can_testkit::desktop::SessionBus) {
         unsafe { std::env::set_var(k, v) };
     }
 }
+
+/// Settings for a test app: loopback only (no public relays, no pkarr, no mDNS), the
+/// built-in store on `builtin_listen`, any free engine port.
+pub fn loopback_settings(builtin_listen: &str) -> can_sync_app::backend::settings::Settings {
+    use can_sync_app::backend::settings::{Advanced, Settings};
+    Settings {
+        advanced: Advanced {
+            relay_urls: Some(vec![]),
+            pkarr_relays: Some(vec![]),
+            local_discovery: Some(false),
+            builtin_listen: Some(builtin_listen.into()),
+            bind_addr: Some("127.0.0.1:0".into()),
+        },
+        ..Settings::default()
+    }
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Asserts that no file under `dir` contains `secret`.
+pub fn assert_in_no_file(dir: &std::path::Path, secret: &str, skip: Option<&std::path::Path>) {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    for f in files {
+        if skip.is_some_and(|s| f.starts_with(s)) {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret found in {}",
+            f.display()
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod discovery;
 mod ingest;
 mod netns;
 mod proc;
+mod scale;
 mod sync;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Bench {
     AppIdle(app_idle::Args),
     /// CAN Sync vs Syncthing vs raw iroh: latency, bulk, reconciliation, memory, CPU.
     Compare(compare::Args),
+    /// Reconciliation cost at 10k / 100k / 1M assets (the pure protocol, in-process).
+    Scale(scale::Args),
 }
 
 #[tokio::main]
@@ -40,5 +43,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Discovery(args) => discovery::run(args).await,
         Bench::AppIdle(args) => app_idle::run(args).await,
         Bench::Compare(args) => compare::run(args).await,
+        Bench::Scale(args) => scale::run(args).await,
     }
 }

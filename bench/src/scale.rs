@@ -1,0 +1,165 @@
+//! How reconciliation cost grows with the number of assets N: the pure RBSR protocol
+//! (`can_sync::reconcile`, the code the agents run) between two in-memory id sets at
+//! 10k / 100k / 1M, beside what the full hash-list exchange it replaces would send. No
+//! sockets, so this isolates the protocol; the end-to-end figure at 100k (start-up, store
+//! listing, wire) is `compare`'s reconciliation row. See bench/README.md "Scaling".
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use can_proto::peer::Reconcile;
+use can_sync::reconcile::{Hash, Progress, Reconciliations, wire_len};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Set sizes to run (each side holds about this many ids).
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
+    sizes: Vec<usize>,
+    /// Share of each side's ids the other lacks, in percent, for the "differ" rows.
+    #[arg(long, default_value_t = 1.0)]
+    differ_percent: f64,
+}
+
+struct Outcome {
+    bytes: u64,
+    turns: u32,
+    frames: u64,
+    /// Both sides' CPU work on the messages, on this one thread.
+    elapsed: Duration,
+    need_a: usize,
+    need_b: usize,
+}
+
+#[derive(Default)]
+struct Side {
+    recon: Reconciliations,
+    need: usize,
+    finished: bool,
+}
+
+impl Side {
+    fn take(&mut self, p: Progress, out: &mut VecDeque<Reconcile>) {
+        self.need += p.need.len();
+        self.finished |= p.finished.is_some();
+        out.extend(p.out);
+    }
+}
+
+/// A starts; one message crosses in each direction per step, as on the control stream.
+fn reconcile(a_items: Arc<[Hash]>, b_items: Arc<[Hash]>) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let (mut a, mut b) = (Side::default(), Side::default());
+    let mut to_b: VecDeque<Reconcile> = a.recon.start(a_items.clone()).into();
+    let mut to_a = VecDeque::new();
+    let (mut bytes, mut frames, mut turns) = (0u64, 0u64, 0u32);
+    while !to_a.is_empty() || !to_b.is_empty() {
+        if let Some(m) = to_b.pop_front() {
+            bytes += wire_len(&m);
+            frames += 1;
+            turns = turns.max(m.round + 1);
+            let p = b.recon.receive(&m, || b_items.clone())?;
+            b.take(p, &mut to_a);
+        }
+        if let Some(m) = to_a.pop_front() {
+            bytes += wire_len(&m);
+            frames += 1;
+            turns = turns.max(m.round + 1);
+            let p = a.recon.receive(&m, || a_items.clone())?;
+            a.take(p, &mut to_b);
+        }
+        ensure!(frames < 10_000_000, "reconciliation does not terminate");
+    }
+    ensure!(a.finished && b.finished, "a side did not finish");
+    Ok(Outcome {
+        bytes,
+        turns,
+        frames,
+        elapsed: started.elapsed(),
+        need_a: a.need,
+        need_b: b.need,
+    })
+}
+
+fn sorted(mut v: Vec<Hash>) -> Arc<[Hash]> {
+    v.sort_unstable();
+    v.dedup();
+    v.into()
+}
+
+/// `n` shared ids, plus `extra` more on each side that the other lacks.
+fn sets(rng: &mut StdRng, n: usize, extra: usize) -> (Arc<[Hash]>, Arc<[Hash]>) {
+    let mut unique = HashSet::with_capacity(n + 2 * extra);
+    while unique.len() < n + 2 * extra {
+        unique.insert(rng.random::<Hash>());
+    }
+    let all: Vec<Hash> = unique.into_iter().collect();
+    let shared = &all[..n];
+    let mut a = shared.to_vec();
+    a.extend_from_slice(&all[n..n + extra]);
+    let mut b = shared.to_vec();
+    b.extend_from_slice(&all[n + extra..]);
+    (sorted(a), sorted(b))
+}
+
+/// Bytes the full hash-list exchange sends: every id, 32 bytes, both ways (framing aside).
+fn full_lists(a: usize, b: usize) -> u64 {
+    32 * (a + b) as u64
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 10_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 10_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    ensure!(
+        (0.0..50.0).contains(&args.differ_percent),
+        "--differ-percent must be in [0, 50)"
+    );
+    let mut rng = StdRng::seed_from_u64(7);
+    println!("## Reconciliation cost by set size (pure RBSR, in-process, one thread)\n");
+    println!(
+        "| N per side | case | turns (round trips) | bytes on the wire | full hash lists | RBSR ÷ full | CPU, both sides |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &n in &args.sizes {
+        let extra = ((n as f64) * args.differ_percent / 100.0).round() as usize;
+        for (case, extra) in [("equal", 0), ("differ", extra)] {
+            let (a, b) = sets(&mut rng, n - extra, extra);
+            let (len_a, len_b) = (a.len(), b.len());
+            let out = tokio::task::spawn_blocking(move || reconcile(a, b))
+                .await
+                .context("reconcile task")??;
+            ensure!(
+                out.need_a == extra && out.need_b == extra,
+                "N={n} {case}: found {} / {} missing, expected {extra} each",
+                out.need_a,
+                out.need_b
+            );
+            let full = full_lists(len_a, len_b);
+            let label = if extra == 0 {
+                case.to_string()
+            } else {
+                format!("{} % missing each side ({extra})", args.differ_percent)
+            };
+            println!(
+                "| {n} | {label} | {} ({}) | {} in {} frames | {} | {:.4} | {:.1} ms |",
+                out.turns,
+                out.turns.div_ceil(2),
+                human_bytes(out.bytes),
+                out.frames,
+                human_bytes(full),
+                out.bytes as f64 / full as f64,
+                out.elapsed.as_secs_f64() * 1e3,
+            );
+        }
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::ensure;
 use can_proto::peer::Reconcile;
 use can_sync::reconcile::{Hash, Progress, Reconciliations, wire_len};
 use rand::rngs::StdRng;
@@ -49,54 +49,76 @@ impl Side {
     }
 }
 
+/// Messages and bytes seen on the control stream, both directions.
+#[derive(Default)]
+struct Wire {
+    bytes: u64,
+    frames: u64,
+    turns: u32,
+}
+
+/// Hands the next message queued for `to` (if any) to it, queueing its answers in `back`.
+fn deliver(
+    queue: &mut VecDeque<Reconcile>,
+    to: &mut Side,
+    items: &Arc<[Hash]>,
+    back: &mut VecDeque<Reconcile>,
+    wire: &mut Wire,
+) -> anyhow::Result<()> {
+    if let Some(m) = queue.pop_front() {
+        wire.bytes += wire_len(&m);
+        wire.frames += 1;
+        wire.turns = wire.turns.max(m.round + 1);
+        let p = to.recon.receive(&m, || items.clone())?;
+        to.take(p, back);
+    }
+    Ok(())
+}
+
 /// A starts; one message crosses in each direction per step, as on the control stream.
 fn reconcile(a_items: Arc<[Hash]>, b_items: Arc<[Hash]>) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let (mut a, mut b) = (Side::default(), Side::default());
     let mut to_b: VecDeque<Reconcile> = a.recon.start(a_items.clone()).into();
     let mut to_a = VecDeque::new();
-    let (mut bytes, mut frames, mut turns) = (0u64, 0u64, 0u32);
+    let mut wire = Wire::default();
     while !to_a.is_empty() || !to_b.is_empty() {
-        if let Some(m) = to_b.pop_front() {
-            bytes += wire_len(&m);
-            frames += 1;
-            turns = turns.max(m.round + 1);
-            let p = b.recon.receive(&m, || b_items.clone())?;
-            b.take(p, &mut to_a);
-        }
-        if let Some(m) = to_a.pop_front() {
-            bytes += wire_len(&m);
-            frames += 1;
-            turns = turns.max(m.round + 1);
-            let p = a.recon.receive(&m, || a_items.clone())?;
-            a.take(p, &mut to_b);
-        }
-        ensure!(frames < 10_000_000, "reconciliation does not terminate");
+        deliver(&mut to_b, &mut b, &b_items, &mut to_a, &mut wire)?;
+        deliver(&mut to_a, &mut a, &a_items, &mut to_b, &mut wire)?;
+        ensure!(
+            wire.frames < 10_000_000,
+            "reconciliation does not terminate"
+        );
     }
     ensure!(a.finished && b.finished, "a side did not finish");
     Ok(Outcome {
-        bytes,
-        turns,
-        frames,
+        bytes: wire.bytes,
+        turns: wire.turns,
+        frames: wire.frames,
         elapsed: started.elapsed(),
         need_a: a.need,
         need_b: b.need,
     })
 }
 
+/// Ids are unique by construction (drawn into a set), so sorting is all that is left.
 fn sorted(mut v: Vec<Hash>) -> Arc<[Hash]> {
     v.sort_unstable();
-    v.dedup();
     v.into()
 }
 
 /// `n` shared ids, plus `extra` more on each side that the other lacks.
 fn sets(rng: &mut StdRng, n: usize, extra: usize) -> (Arc<[Hash]>, Arc<[Hash]>) {
-    let mut unique = HashSet::with_capacity(n + 2 * extra);
-    while unique.len() < n + 2 * extra {
-        unique.insert(rng.random::<Hash>());
+    // In draw order (a set's iteration order is random per process), so a seed gives the same
+    // sets on every run; the set only filters out repeats.
+    let total = n + 2 * extra;
+    let (mut seen, mut all) = (HashSet::with_capacity(total), Vec::with_capacity(total));
+    while all.len() < total {
+        let id = rng.random::<Hash>();
+        if seen.insert(id) {
+            all.push(id);
+        }
     }
-    let all: Vec<Hash> = unique.into_iter().collect();
     let shared = &all[..n];
     let mut a = shared.to_vec();
     a.extend_from_slice(&all[n..n + extra]);
@@ -134,9 +156,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for (case, extra) in [("equal", 0), ("differ", extra)] {
             let (a, b) = sets(&mut rng, n - extra, extra);
             let (len_a, len_b) = (a.len(), b.len());
-            let out = tokio::task::spawn_blocking(move || reconcile(a, b))
-                .await
-                .context("reconcile task")??;
+            // Nothing else runs on the runtime: the work can stay on this thread.
+            let out = reconcile(a, b)?;
             ensure!(
                 out.need_a == extra && out.need_b == extra,
                 "N={n} {case}: found {} / {} missing, expected {extra} each",

@@ -218,6 +218,8 @@ mod tests {
             bytes_sent: 0,
             bytes_received: 0,
             last_error: None,
+            candidates: 0,
+            dialing: 0,
         }
     }
 

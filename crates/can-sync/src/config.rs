@@ -35,6 +35,8 @@ pub struct EngineConfig {
     pub start_paused: bool,
     /// How to find what differs when a peer connects (docs/protocol.md, "3. Reconciliation").
     pub reconcile: ReconcileMode,
+    /// A transfer with no bytes for this long is aborted and planned again.
+    pub transfer_idle_timeout: Duration,
 }
 
 /// How an agent reconciles with a peer at connection start and on resume.
@@ -74,6 +76,10 @@ struct FileConfig {
     #[serde(default)]
     reconcile: ReconcileMode,
     device_name: Option<String>,
+    #[serde(default = "default_idle_timeout")]
+    transfer_idle_timeout_secs: u64,
+    #[serde(default)]
+    allow_weak_passphrase: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +95,10 @@ fn default_poll() -> u64 {
 
 fn default_rendezvous() -> u64 {
     60
+}
+
+fn default_idle_timeout() -> u64 {
+    crate::transfer::DEFAULT_IDLE_TIMEOUT.as_secs()
 }
 
 fn default_true() -> bool {
@@ -175,6 +185,23 @@ impl EngineConfig {
         if passphrase.expose().trim().is_empty() {
             return Err(field("sync_passphrase", "must not be empty"));
         }
+        // One dictionary pass over the published rendezvous slots tests a guess against
+        // every group at once (docs/threat-model.md), so weak passphrases are refused
+        // unless the operator says otherwise.
+        let bits = crate::keys::strength_bits(passphrase.expose());
+        if bits < crate::keys::MIN_BITS && !file.allow_weak_passphrase {
+            return Err(field(
+                "sync_passphrase",
+                &format!(
+                    "is too weak (about {} bits; at least {} needed): use 7 or more random words, or set allow_weak_passphrase: true",
+                    bits.round(),
+                    crate::keys::MIN_BITS
+                ),
+            ));
+        }
+        if file.transfer_idle_timeout_secs == 0 {
+            return Err(field("transfer_idle_timeout_secs", "must be at least 1"));
+        }
         if file.poll_interval_secs == 0 {
             return Err(field("poll_interval_secs", "must be at least 1"));
         }
@@ -215,6 +242,7 @@ impl EngineConfig {
             relay_only: file.relay_only,
             start_paused: false,
             reconcile: file.reconcile,
+            transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
         })
     }
 }

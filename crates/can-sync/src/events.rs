@@ -37,6 +37,10 @@ pub struct Status {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub last_error: Option<String>,
+    /// Endpoints the dialer keeps a dial loop for (discovered, remembered, tickets).
+    pub candidates: usize,
+    /// Connection attempts in flight to endpoints only discovery vouches for (at most 16).
+    pub dialing: usize,
 }
 
 /// Something that happened.
@@ -85,8 +89,28 @@ pub enum EngineEvent {
         bytes_sent: u64,
         bytes_received: u64,
     },
+    /// A peer did not prove the passphrase (or we did not convince it).
     AdmissionRefused {
         peer: String,
+        /// It dialled us (else we dialled it).
+        incoming: bool,
+    },
+    /// A peer speaks another version of the protocol; it is not dialled again.
+    IncompatiblePeer {
+        peer: String,
+        reason: String,
+    },
+    /// Our CAN Service refused an asset a peer has (HTTP 400 or 413: too large, a name or
+    /// type it does not take). It is not asked for again until the agent restarts.
+    AssetRefused {
+        peer: String,
+        hash: String,
+        status: u16,
+        reason: String,
+    },
+    /// Our CAN Service is out of space (HTTP 507): transfers wait and retry.
+    StoreFull {
+        error: String,
     },
     PeerMisbehaved {
         peer: String,

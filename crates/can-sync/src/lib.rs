@@ -9,21 +9,32 @@
 //! - [`wire`]: length-delimited protobuf frames with hard limits.
 //! - [`plan`]: the pure sync decisions (what to fetch from whom, whom to tell).
 //! - [`reconcile`]: range-based set reconciliation (RBSR) of hash sets, pure.
-//! - [`peer`]: one connection's I/O; [`engine`]: the actor and lifecycle.
+//! - [`limits`]: budgets for O(N) work and the failed-admission limiter, pure.
+//! - [`candidates`]: which discovered endpoints get a dial loop and for how long, pure.
+//! - [`transfer`]: how a transfer ended and what follows, pure.
+//! - [`context`]: what the engine's tasks share and the messages between them.
+//! - [`peer`]: one connection's I/O; [`engine`]: the actor, the dialer and lifecycle.
 //! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
+//! - [`text`]: peer-chosen names as we show them.
 
 pub mod admission;
 pub mod can_client;
+pub mod candidates;
 pub mod config;
+pub(crate) mod context;
 pub mod discovery;
 pub mod engine;
 pub mod events;
 pub mod identity;
 pub mod keys;
+pub mod limits;
 pub mod peer;
 pub mod plan;
 pub mod reconcile;
 pub mod secret;
+pub mod text;
+pub mod transfer;
+pub(crate) mod util;
 pub mod wire;
 
 pub use config::{EngineConfig, ReconcileMode};

@@ -24,6 +24,11 @@ pub enum Outcome {
     Retry,
     /// The peer does not have it after all, or sent bad content: never ask it again for it.
     Drop,
+    /// The peer stopped sending: try the next source first (this one goes to the back).
+    Stalled,
+    /// Our store refuses this asset (too large, a name it does not take): asking anyone
+    /// again would be refused again, so it is not wanted any more (until a restart).
+    Refused,
 }
 
 #[derive(Debug)]
@@ -37,6 +42,8 @@ pub struct Planner<P> {
     sources: HashMap<Hash, Vec<P>>,
     queue: VecDeque<Hash>,
     in_flight: HashMap<Hash, P>,
+    /// Hashes our store refused: never wanted again in this run.
+    refused: HashSet<Hash>,
     per_peer_active: HashMap<P, usize>,
     per_peer: usize,
     total: usize,
@@ -51,6 +58,7 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
             sources: HashMap::new(),
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
+            refused: HashSet::new(),
             per_peer_active: HashMap::new(),
             per_peer: per_peer.max(1),
             total: total.max(1),
@@ -121,7 +129,7 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         };
         for h in hashes {
             known.insert(h);
-            if self.local.contains(&h) {
+            if self.local.contains(&h) || self.refused.contains(&h) {
                 continue;
             }
             let sources = self.sources.entry(h).or_default();
@@ -212,6 +220,21 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
                 if self.sources.contains_key(&h) {
                     self.queue.push_back(h);
                 }
+                Vec::new()
+            }
+            Outcome::Stalled => {
+                if let Some(s) = self.sources.get_mut(&h) {
+                    if let Some(i) = s.iter().position(|q| *q == p) {
+                        let q = s.remove(i);
+                        s.push(q);
+                    }
+                    self.queue.push_back(h);
+                }
+                Vec::new()
+            }
+            Outcome::Refused => {
+                self.refused.insert(h);
+                self.sources.remove(&h);
                 Vec::new()
             }
             Outcome::Drop => {
@@ -319,6 +342,28 @@ mod tests {
         assert_eq!(p.next_requests(), vec![(1, h(7))]);
         p.finished(1, h(7), Outcome::Retry);
         assert_eq!(p.next_requests(), vec![(1, h(7))]);
+    }
+
+    #[test]
+    fn a_stalled_source_goes_last_and_a_refused_hash_is_never_wanted_again() {
+        let mut p = Planner::<u8>::new(4, 16);
+        p.peer_connected(1);
+        p.peer_connected(2);
+        p.peer_has(1, [h(7), h(8)]);
+        p.peer_has(2, [h(7), h(8)]);
+        let reqs = p.next_requests();
+        assert_eq!(reqs, vec![(1, h(7)), (1, h(8))]);
+        p.finished(1, h(7), Outcome::Stalled);
+        assert_eq!(p.next_requests(), vec![(2, h(7))]);
+        p.finished(1, h(8), Outcome::Refused);
+        assert_eq!(p.wanted(), 1);
+        p.peer_has(2, [h(8)]);
+        p.peer_connected(3);
+        p.peer_has(3, [h(8)]);
+        assert!(
+            p.next_requests().is_empty(),
+            "a refused hash is not asked for"
+        );
     }
 
     #[test]

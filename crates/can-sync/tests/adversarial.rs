@@ -1,86 +1,19 @@
 //! Strangers, broken clients and lying peers against a real agent.
 
+mod common;
+
 use std::time::Duration;
 
-use can_proto::peer::{Control, HashList, Hello, Request, Response, control, response};
+use can_proto::peer::{Control, HashList, Request, Response, control, response};
 use can_proto::sync_api::Asset;
-use can_sync::admission::{ALPN, Role, admit};
+use can_sync::admission::ALPN;
 use can_sync::peer::close;
 use can_sync::wire::{MAX_FRAME, expect_frame, write_frame};
 use can_testkit::*;
-use iroh::endpoint::{
-    ApplicationClose, Connection, ConnectionError, PortmapperConfig, RecvStream, SendStream,
-    presets,
-};
-use iroh::{Endpoint, EndpointAddr, RelayMode};
-use iroh_tickets::endpoint::EndpointTicket;
+use common::*;
 use tokio::io::AsyncWriteExt;
 
 const PASS: &str = "orbit velvet canyon prism harbor lantern sequoia";
-
-async fn endpoint() -> Endpoint {
-    Endpoint::builder(presets::Minimal)
-        .relay_mode(RelayMode::Disabled)
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
-        .unwrap()
-        .portmapper_config(PortmapperConfig::Disabled)
-        .bind()
-        .await
-        .unwrap()
-}
-
-async fn ticket_addr(agent: &Agent) -> EndpointAddr {
-    assert!(
-        eventually(60, || agent.ticket_path().exists()).await,
-        "no ticket"
-    );
-    let text = std::fs::read_to_string(agent.ticket_path()).unwrap();
-    text.trim().parse::<EndpointTicket>().unwrap().into()
-}
-
-/// Connects with the right passphrase, passes admission and exchanges Hello; returns the
-/// connection and its control stream.
-async fn admitted_peer(
-    ep: &Endpoint,
-    addr: &EndpointAddr,
-    keys: &can_sync::keys::Keys,
-    name: &str,
-) -> (Connection, SendStream, tokio::io::BufReader<RecvStream>) {
-    let conn = ep.connect(addr.clone(), ALPN).await.unwrap();
-    let (mut send, recv) = conn.open_bi().await.unwrap();
-    let mut recv = tokio::io::BufReader::new(recv);
-    admit(
-        &mut recv,
-        &mut send,
-        &keys.admission,
-        ep.id(),
-        addr.id,
-        Role::Dialer,
-    )
-    .await
-    .unwrap();
-    let hello = Control {
-        kind: Some(control::Kind::Hello(Hello {
-            device_name: name.into(),
-            agent_version: "t".into(),
-            // Offers no features: the agent treats it as an older peer (full hash lists).
-            features: Vec::new(),
-        })),
-    };
-    write_frame(&mut send, &hello).await.unwrap();
-    let _: Control = expect_frame(&mut recv, MAX_FRAME).await.unwrap();
-    (conn, send, recv)
-}
-
-async fn closed_code(conn: &Connection) -> Option<u64> {
-    match tokio::time::timeout(Duration::from_secs(30), conn.closed()).await {
-        Ok(ConnectionError::ApplicationClosed(ApplicationClose { error_code, .. })) => {
-            Some(error_code.into_inner())
-        }
-        _ => None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_passphrase_is_refused_before_any_hash() {
@@ -213,7 +146,7 @@ async fn a_peer_sending_content_that_does_not_match_its_hash_is_cut_off() {
     let sent = b"malware, not the asset at all".to_vec();
 
     let ep = endpoint().await;
-    let (conn, mut send, mut recv) = admitted_peer(&ep, &addr, &keys, "liar").await;
+    let (conn, mut send, recv) = admitted_peer(&ep, &addr, &keys, "liar").await;
     let list = Control {
         kind: Some(control::Kind::HashList(HashList {
             round: 1,
@@ -224,11 +157,7 @@ async fn a_peer_sending_content_that_does_not_match_its_hash_is_cut_off() {
     };
     write_frame(&mut send, &list).await.unwrap();
     // Drain what the agent says on the control stream.
-    tokio::spawn(async move {
-        while let Ok(Some(_)) = can_sync::wire::read_frame::<Control, _>(&mut recv, MAX_FRAME).await
-        {
-        }
-    });
+    drain(recv);
 
     // The agent asks for it; we answer with other bytes under the claimed hash.
     let (mut tx, mut rx) = tokio::time::timeout(Duration::from_secs(30), conn.accept_bi())

@@ -54,18 +54,30 @@ fn help_version_and_config_errors() {
 }
 
 #[test]
-fn a_weak_passphrase_is_warned_about_without_printing_it() {
+fn a_weak_passphrase_is_refused_unless_allowed_and_never_printed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "can_service_url: http://127.0.0.1:9\nsync_api_key: k\nsync_passphrase: hunter2\n\
-             data_dir: {}\nrelay_urls: []\npkarr_relays: []\nlocal_discovery: false\nbind_addr: 127.0.0.1:0\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let base = format!(
+        "can_service_url: http://127.0.0.1:9\nsync_api_key: k\nsync_passphrase: hunter2\n\
+         data_dir: {}\nrelay_urls: []\npkarr_relays: []\nlocal_discovery: false\nbind_addr: 127.0.0.1:0\n",
+        dir.path().join("state").display()
+    );
+    // Below 50 bits: the agent does not start, and says which key and why.
+    std::fs::write(&path, &base).unwrap();
+    let (code, out, err) = run(&[path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("sync_passphrase") && err.contains("too weak"),
+        "{err}"
+    );
+    assert!(err.contains("allow_weak_passphrase"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !out.contains("hunter2"),
+        "passphrase leaked: {err}"
+    );
+
+    // Allowed explicitly (test beds): it starts and warns.
+    std::fs::write(&path, format!("{base}allow_weak_passphrase: true\n")).unwrap();
     let mut child = Command::new(can_testkit::workspace_bin("can-sync"))
         .arg(&path)
         .env("RUST_LOG", "warn")
@@ -94,8 +106,10 @@ fn a_weak_passphrase_is_warned_about_without_printing_it() {
     let err = rx
         .recv_timeout(std::time::Duration::from_secs(30))
         .unwrap_or_default();
+    let running = child.try_wait().map(|s| s.is_none()).unwrap_or(false);
     let _ = child.kill();
     let _ = child.wait();
+    assert!(running, "the agent did not start: {err}");
     assert!(err.contains("weak"), "{err}");
     assert!(!err.contains("hunter2"), "passphrase leaked: {err}");
 }

@@ -213,6 +213,7 @@ async fn a_relayed_connection_moves_to_a_direct_path() {
         relay_only: false,
         start_paused: false,
         reconcile: Default::default(),
+        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
     })
     .await
     .unwrap();

@@ -40,6 +40,7 @@ async fn status_events_pause_and_resume() {
         relay_only: false,
         start_paused: false,
         reconcile: Default::default(),
+        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
     };
     let engine = Engine::start(config).await.unwrap();
     let mut events = engine.subscribe();
@@ -143,4 +144,78 @@ async fn wait_event(
     })
     .await
     .unwrap_or_else(|_| panic!("no {want} event within 60 s"))
+}
+
+fn offline_config(dir: &std::path::Path, url: &str) -> EngineConfig {
+    EngineConfig {
+        can_service_url: url.to_owned(),
+        sync_api_key: Secret::new(KEY),
+        passphrase: Secret::new(PASS),
+        device_name: "Alpha".into(),
+        data_dir: dir.join("engine"),
+        bind_addr: "127.0.0.1:0".parse().unwrap(),
+        relay_urls: Some(vec![]),
+        poll_interval: Duration::from_secs(2),
+        rendezvous_interval: Duration::from_secs(60),
+        ticket_file: None,
+        connect_ticket_files: Vec::new(),
+        pkarr_relays: Some(vec![]),
+        local_discovery: false,
+        relay_only: false,
+        start_paused: false,
+        reconcile: Default::default(),
+        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_while_the_store_is_still_offline_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store that is down when the engine starts (its port, then stopped).
+    let mut svc = Service::with_key(&dir.path().join("svc"));
+    svc.kill();
+    let engine = Engine::start(offline_config(dir.path(), &svc.url))
+        .await
+        .unwrap();
+    let mut events = engine.subscribe();
+    engine.pause().await.unwrap();
+    wait_event(&mut events, "paused").await;
+    assert!(engine.status().await.unwrap().paused);
+    assert!(!engine.status().await.unwrap().store_online);
+    svc.restart(&format!("sync_api_key: {KEY}\n"));
+    wait_event(&mut events, "store_online").await;
+    let status = engine.status().await.unwrap();
+    assert!(
+        status.paused,
+        "the pause was lost while the store was loading"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_ticket_twice_keeps_one_dial_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::with_key(&dir.path().join("svc"));
+    let engine = Engine::start(offline_config(dir.path(), &svc.url))
+        .await
+        .unwrap();
+    // A peer that is not running: its ticket names a port nobody listens on.
+    let other = iroh::SecretKey::generate().public();
+    let addr = iroh::EndpointAddr::new(other).with_ip_addr("127.0.0.1:9".parse().unwrap());
+    let ticket = iroh_tickets::endpoint::EndpointTicket::new(addr).to_string();
+    for _ in 0..20 {
+        engine.connect_ticket(&ticket).unwrap();
+    }
+    let counted = eventually_async(10, || async {
+        engine.status().await.is_ok_and(|s| s.candidates == 1)
+    })
+    .await;
+    assert!(counted, "{:?}", engine.status().await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(engine.status().await.unwrap().candidates, 1);
+    assert!(
+        engine.connect_ticket(engine.ticket()).is_err(),
+        "own ticket"
+    );
+    engine.shutdown().await;
 }

@@ -93,6 +93,7 @@ pub(super) async fn start(
         relay_only: false,
         start_paused: settings.paused,
         reconcile: Default::default(),
+        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
     };
     let engine = match Engine::start(config).await {
         Ok(e) => Arc::new(e),

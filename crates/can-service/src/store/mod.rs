@@ -9,6 +9,7 @@
 mod db;
 mod ingest;
 mod repair;
+mod seed;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -3,21 +3,25 @@
 //! Each agent broadcasts its endpoint id, name and addresses every [`ANNOUNCE_EVERY`] and when
 //! a neighbour joins, as an [`Announcement`] MACed with a key derived from the admission key:
 //! a node without the passphrase can neither find the topic nor inject a valid announcement.
-//! Every valid, fresh announcement of another agent is handed to the engine, which dials it.
+//! Every valid, fresh announcement of another agent is a candidate for the dialer.
+//!
+//! The topic is joined with no bootstrap peers: the engine adds a peer to our gossip
+//! neighbours only once it has passed admission ([`Context::gossip_join`]), so no endpoint
+//! learnt from the LAN, a relay or an old list ever hears the topic from us.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use can_proto::peer::{Announcement, PeerInfo};
 use futures_util::StreamExt;
-use iroh::EndpointId;
 use iroh_gossip::api::{Event, GossipSender};
 use iroh_gossip::{Gossip, TopicId};
 use prost::Message;
 use subtle::ConstantTimeEq;
 
 use super::info::{endpoint_id, is_fresh, mac, now_ms, own_info, to_addr};
-use crate::engine::Shared;
+use crate::candidates::Source;
+use crate::context::Context;
 
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 
@@ -46,15 +50,10 @@ pub fn decode(bytes: &[u8], key: &[u8; 32]) -> Option<PeerInfo> {
 }
 
 /// Joins the topic and runs until the engine stops.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    gossip: Gossip,
-    topic: [u8; 32],
-    bootstrap: Vec<EndpointId>,
-) {
-    let key = mac_key(&shared.keys.admission);
+pub(crate) async fn run(ctx: Arc<Context>, gossip: Gossip, topic: [u8; 32]) {
+    let key = mac_key(&ctx.keys.admission);
     let topic = match gossip
-        .subscribe(TopicId::from_bytes(topic), bootstrap)
+        .subscribe(TopicId::from_bytes(topic), Vec::new())
         .await
     {
         Ok(t) => t,
@@ -64,12 +63,12 @@ pub(crate) async fn run(
         }
     };
     let (tx, mut rx) = topic.split();
-    shared.set_gossip_sender(tx.clone());
-    let me = shared.endpoint.id();
+    ctx.set_gossip_sender(tx.clone());
+    let me = ctx.endpoint.id();
     let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
     loop {
         tokio::select! {
-            _ = tick.tick() => announce(&shared, &tx, &key).await,
+            _ = tick.tick() => announce(&ctx, &tx, &key).await,
             ev = rx.next() => match ev {
                 Some(Ok(Event::Received(msg))) => {
                     let Some(info) = decode(&msg.content, &key) else {
@@ -80,23 +79,23 @@ pub(crate) async fn run(
                         continue;
                     }
                     if let Some(addr) = to_addr(&info) {
-                        shared.learn(addr);
+                        ctx.discover(addr, Source::Discovered);
                     }
                 }
-                Some(Ok(Event::NeighborUp(_))) => announce(&shared, &tx, &key).await,
+                Some(Ok(Event::NeighborUp(_))) => announce(&ctx, &tx, &key).await,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "gossip receiver error");
                 }
                 None => return,
             },
-            _ = shared.cancelled() => return,
+            _ = ctx.cancelled() => return,
         }
     }
 }
 
-async fn announce(shared: &Shared, tx: &GossipSender, key: &[u8; 32]) {
-    let info = own_info(&shared.endpoint, &shared.device_name);
+async fn announce(ctx: &Context, tx: &GossipSender, key: &[u8; 32]) {
+    let info = own_info(&ctx.endpoint, &ctx.device_name);
     if let Err(e) = tx.broadcast(encode(&info, key).into()).await {
         tracing::debug!(error = %e, "gossip broadcast failed");
     }

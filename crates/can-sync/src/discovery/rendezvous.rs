@@ -8,6 +8,7 @@
 //! round writes again. Agents that share a slot thus converge on a shared list, and the
 //! others are found in the other slots (or through gossip once any one connection exists).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use can_proto::peer::{PeerInfo, RendezvousRecord};
@@ -16,6 +17,9 @@ use iroh_dns::pkarr::SignedPacket;
 use prost::Message;
 
 use super::info::{endpoint_id, is_fresh, now_ms, open, seal};
+use crate::candidates::Source;
+use crate::context::Context;
+use crate::util::{jitter, sleep_or_cancel};
 
 pub const SLOTS: usize = 8;
 /// Peers kept in one slot (a pkarr packet holds at most 1000 bytes of DNS).
@@ -194,6 +198,23 @@ fn decode_record(seal_key: &[u8; 32], pieces: &[String]) -> Vec<PeerInfo> {
     RendezvousRecord::decode(plain.as_slice())
         .map(|r| r.peers)
         .unwrap_or_default()
+}
+
+/// Rendezvous rounds every `interval` (± 25 %), until the engine stops. Every peer found is a
+/// candidate for the dialer.
+pub(crate) async fn run(ctx: Arc<Context>, rv: Rendezvous, interval: Duration) {
+    loop {
+        let me = super::info::own_info(&ctx.endpoint, &ctx.device_name);
+        for peer in rv.round(me).await {
+            if let Some(addr) = super::info::to_addr(&peer) {
+                ctx.discover(addr, Source::Discovered);
+            }
+        }
+        sleep_or_cancel(&ctx, jitter(interval)).await;
+        if ctx.cancel.is_cancelled() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -137,6 +137,12 @@ impl Reconciliations {
         out
     }
 
+    /// Whether `msg` opens a new session of the peer's: work over our whole set, which the
+    /// caller budgets.
+    pub fn starts_session(&self, msg: &Reconcile) -> bool {
+        msg.initiator && msg.session > self.theirs_id
+    }
+
     /// Whether a session is running (either side's).
     pub fn busy(&self) -> bool {
         self.ours.is_some() || self.theirs.is_some()

@@ -1,0 +1,284 @@
+//! What the engine's tasks share, and the messages they send each other.
+//!
+//! Peer connections ([`crate::peer`]) and discovery ([`crate::discovery`]) depend on this
+//! narrow context, never on the engine itself: they report to the actor with [`Cmd`], hand
+//! candidates to the dialer with [`Context::discover`], and read a few shared facts.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iroh::address_lookup::MemoryLookup;
+use iroh::endpoint::Connection;
+use iroh::{Endpoint, EndpointAddr, EndpointId};
+use iroh_gossip::api::GossipSender;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::can_client::CanClient;
+use crate::candidates::{Candidates, Source};
+use crate::events::{EngineEvent, Status};
+use crate::keys::Keys;
+use crate::limits::{AdmissionLimiter, Refusal};
+use crate::plan::Hash;
+use crate::reconcile::Summary;
+use crate::transfer::{FetchError, Fetched};
+
+/// Messages to the engine's actor.
+pub(crate) enum Cmd {
+    /// A connection passed admission and Hello; `reply` says whether to keep it.
+    PeerUp {
+        id: EndpointId,
+        conn_id: usize,
+        dialer: EndpointId,
+        device_name: String,
+        /// Both Hellos offered "rbsr-v1".
+        rbsr: bool,
+        conn: Connection,
+        peer: mpsc::Sender<PeerCmd>,
+        reply: oneshot::Sender<bool>,
+    },
+    PeerDown {
+        id: EndpointId,
+        conn_id: usize,
+        reason: String,
+    },
+    /// The peer has these (an announcement, or what a reconciliation found we lack).
+    PeerHas {
+        id: EndpointId,
+        conn_id: usize,
+        hashes: Vec<Hash>,
+    },
+    /// A page of the peer's full hash list.
+    ListPage {
+        id: EndpointId,
+        conn_id: usize,
+        round: u64,
+        last: bool,
+        /// Bytes of this page on the wire.
+        bytes: u64,
+        /// Bytes of the last full list we sent this peer.
+        bytes_sent: u64,
+        hashes: Vec<Hash>,
+    },
+    Reconciled {
+        id: EndpointId,
+        conn_id: usize,
+        summary: Summary,
+    },
+    /// Our hashes, sorted (cached until our set changes).
+    Snapshot(oneshot::Sender<Arc<[Hash]>>),
+    /// Our store has a new asset (its event stream or the fallback poll).
+    Local {
+        hash: Hash,
+        origin: Option<String>,
+    },
+    StoreState(Result<(), String>),
+    Fetched {
+        id: EndpointId,
+        hash: Hash,
+        result: Result<Fetched, FetchError>,
+    },
+    Served {
+        id: EndpointId,
+        hash: Hash,
+        name: String,
+        size: u64,
+    },
+    Pause(bool),
+    Status(oneshot::Sender<Status>),
+}
+
+/// Messages from the actor to one peer connection's control task.
+#[derive(Debug, Clone)]
+pub(crate) enum PeerCmd {
+    Announce(Hash),
+    /// Start a reconciliation session (RBSR peers).
+    Reconcile,
+    /// Send our full hash list (peers without RBSR).
+    SendList {
+        reply_wanted: bool,
+    },
+}
+
+/// An endpoint some discovery source told us about.
+#[derive(Debug, Clone)]
+pub(crate) struct Discovered {
+    pub addr: EndpointAddr,
+    pub source: Source,
+}
+
+/// What the engine's tasks share.
+pub(crate) struct Context {
+    pub keys: Keys,
+    pub endpoint: Endpoint,
+    pub can: CanClient,
+    pub device_name: String,
+    /// Features offered in our Hello (docs/protocol.md, "2. Hello").
+    pub features: Vec<String>,
+    pub cmd: mpsc::Sender<Cmd>,
+    pub events: broadcast::Sender<EngineEvent>,
+    pub data_dir: PathBuf,
+    /// A transfer with no bytes for this long is aborted.
+    pub idle_timeout: Duration,
+    pub cancel: CancellationToken,
+    pub(crate) paused: AtomicBool,
+    /// Addresses learnt from discovery, for dialling by id.
+    pub(crate) lookup: MemoryLookup,
+    pub(crate) connected: Mutex<HashSet<EndpointId>>,
+    pub(crate) candidates: Mutex<Candidates<EndpointId>>,
+    pub(crate) dial_permits: Semaphore,
+    discovered: mpsc::Sender<Discovered>,
+    gossip: Mutex<Option<GossipSender>>,
+    admission: Mutex<AdmissionLimiter<EndpointId>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("endpoint", &self.endpoint.id())
+            .finish()
+    }
+}
+
+/// The parts of a [`Context`] that the engine creates before it.
+pub(crate) struct ContextParts {
+    pub keys: Keys,
+    pub endpoint: Endpoint,
+    pub can: CanClient,
+    pub device_name: String,
+    pub features: Vec<String>,
+    pub cmd: mpsc::Sender<Cmd>,
+    pub events: broadcast::Sender<EngineEvent>,
+    pub data_dir: PathBuf,
+    pub idle_timeout: Duration,
+    pub paused: bool,
+    pub lookup: MemoryLookup,
+    pub discovered: mpsc::Sender<Discovered>,
+}
+
+impl Context {
+    pub fn new(p: ContextParts) -> Self {
+        Self {
+            keys: p.keys,
+            endpoint: p.endpoint,
+            can: p.can,
+            device_name: p.device_name,
+            features: p.features,
+            cmd: p.cmd,
+            events: p.events,
+            data_dir: p.data_dir,
+            idle_timeout: p.idle_timeout,
+            cancel: CancellationToken::new(),
+            paused: AtomicBool::new(p.paused),
+            lookup: p.lookup,
+            connected: Mutex::new(HashSet::new()),
+            candidates: Mutex::new(Candidates::default()),
+            dial_permits: Semaphore::new(crate::candidates::MAX_CONCURRENT_DIALS),
+            discovered: p.discovered,
+            gossip: Mutex::new(None),
+            admission: Mutex::new(AdmissionLimiter::default()),
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    pub fn emit(&self, event: EngineEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// A discovery source found `addr`: hand it to the dialer as a candidate. Never blocks;
+    /// when the dialer is swamped the offer is dropped (sources repeat themselves).
+    pub fn discover(&self, addr: EndpointAddr, source: Source) {
+        if addr.id == self.endpoint.id() {
+            return;
+        }
+        let _ = self.discovered.try_send(Discovered { addr, source });
+    }
+
+    pub fn is_connected(&self, id: &EndpointId) -> bool {
+        self.connected
+            .lock()
+            .map(|c| c.contains(id))
+            .unwrap_or(false)
+    }
+
+    pub fn set_gossip_sender(&self, tx: GossipSender) {
+        if let Ok(mut g) = self.gossip.lock() {
+            *g = Some(tx);
+        }
+    }
+
+    /// Adds an admitted peer to our gossip neighbours. Only peers that proved the passphrase
+    /// are ever joined, so no stranger learns the topic from us.
+    pub fn gossip_join(&self, id: EndpointId) {
+        if let Some(tx) = self.gossip.lock().ok().and_then(|g| g.clone()) {
+            tokio::spawn(async move {
+                let _ = tx.join_peers(vec![id]).await;
+            });
+        }
+    }
+
+    /// Starts an admission with `id` (either direction), or says why not.
+    pub fn admission_begin(self: &Arc<Self>, id: EndpointId) -> Result<AdmissionSlot, Refusal> {
+        self.admission
+            .lock()
+            .map_err(|_| Refusal::Backoff)?
+            .begin(id, Instant::now())?;
+        Ok(AdmissionSlot {
+            ctx: self.clone(),
+            id,
+            done: false,
+        })
+    }
+
+    /// Whether an admission with `id` would be refused now (dialers skip such peers).
+    pub fn admission_limited(&self, id: &EndpointId) -> bool {
+        self.admission
+            .lock()
+            .map(|l| l.is_limited(id, Instant::now()))
+            .unwrap_or(true)
+    }
+
+    /// Refuses `id` in both directions for `wait` (it went over its budget).
+    pub fn penalise(&self, id: EndpointId, wait: Duration) {
+        if let Ok(mut l) = self.admission.lock() {
+            l.penalise(id, wait, Instant::now());
+        }
+    }
+}
+
+/// One admission in progress with a remote endpoint. Dropped without a verdict (a timeout,
+/// a lost connection), it frees the slot without forgetting earlier failures.
+pub(crate) struct AdmissionSlot {
+    ctx: Arc<Context>,
+    id: EndpointId,
+    done: bool,
+}
+
+impl AdmissionSlot {
+    pub fn finish(mut self, failed: bool) {
+        self.done = true;
+        if let Ok(mut l) = self.ctx.admission.lock() {
+            l.finish(self.id, failed, Instant::now());
+        }
+    }
+}
+
+impl Drop for AdmissionSlot {
+    fn drop(&mut self) {
+        if !self.done
+            && let Ok(mut l) = self.ctx.admission.lock()
+        {
+            l.release(self.id, Instant::now());
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The iroh endpoint: binding it as configured (relays, LAN lookup, relay-only), its address,
+//! and the protocol handler that hands accepted connections to [`crate::peer`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iroh::address_lookup::MemoryLookup;
+use iroh::endpoint::{Connection, presets};
+use iroh::protocol::{AcceptError, ProtocolHandler};
+use iroh::{Endpoint, EndpointAddr, RelayMode, RelayUrl, Watcher as _};
+
+use super::EngineError;
+use crate::admission::{ALPN, Role};
+use crate::config::EngineConfig;
+use crate::context::Context;
+use crate::peer;
+
+/// The mDNS service name of a passphrase's group: only agents of the same passphrase use
+/// it, so the LAN lookup reports just them (and anyone who spoofs it: those are candidates
+/// until admitted).
+pub fn mdns_service_name(gossip_topic: &[u8; 32]) -> String {
+    let group = blake3::derive_key("can-sync v1 mdns service", gossip_topic);
+    format!("cansync-{}", &hex::encode(group)[..12])
+}
+
+pub(super) type MdnsEvents = crate::discovery::lan::Events;
+
+pub(super) async fn bind(
+    config: &EngineConfig,
+    secret: iroh::SecretKey,
+    lookup: &MemoryLookup,
+    gossip_topic: &[u8; 32],
+) -> Result<(Endpoint, Option<MdnsEvents>), EngineError> {
+    let relay_mode = match &config.relay_urls {
+        None => RelayMode::Default,
+        Some(urls) if urls.is_empty() => RelayMode::Disabled,
+        Some(urls) => {
+            let parsed = urls
+                .iter()
+                .map(|u| {
+                    u.parse::<RelayUrl>()
+                        .map_err(|e| EngineError::Config(format!("relay_urls: {u}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            RelayMode::custom(parsed)
+        }
+    };
+    let offline = matches!(relay_mode, RelayMode::Disabled);
+    let public = secret.public();
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .secret_key(secret)
+        .alpns(vec![ALPN.to_vec()])
+        .relay_mode(relay_mode)
+        .address_lookup(lookup.clone());
+    let mut mdns_events = None;
+    if config.local_discovery {
+        // Only agents of the same passphrase use this service name, so the LAN lookup
+        // reports just them.
+        let service = mdns_service_name(gossip_topic);
+        match iroh_mdns_address_lookup::MdnsAddressLookup::builder()
+            .service_name(&service)
+            .build(public)
+        {
+            Ok(mdns) => {
+                // Subscribe before the lookup starts, so no early discovery is missed.
+                mdns_events = Some(Box::pin(mdns.subscribe().await) as MdnsEvents);
+                builder = builder.address_lookup(mdns);
+            }
+            Err(e) => tracing::warn!(error = %e, "LAN discovery unavailable"),
+        }
+    }
+    if config.relay_only {
+        if offline {
+            return Err(EngineError::Config(
+                "relay_only needs relay_urls (it is [] here)".into(),
+            ));
+        }
+        // No UDP sockets at all: peers never learn our IP addresses and every connection
+        // goes through the relay.
+        builder = builder
+            .clear_ip_transports()
+            .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
+    } else if !config.bind_addr.ip().is_unspecified() {
+        builder = builder
+            .clear_ip_transports()
+            .bind_addr(config.bind_addr)
+            .map_err(|e| EngineError::Bind(e.to_string()))?;
+    } else if config.bind_addr.port() != 0 {
+        builder = builder
+            .bind_addr(config.bind_addr)
+            .map_err(|e| EngineError::Bind(e.to_string()))?;
+    }
+    if offline {
+        // With relays off this node is on a LAN or a test bed: no UPnP/NAT-PMP probes.
+        builder = builder.portmapper_config(iroh::endpoint::PortmapperConfig::Disabled);
+    }
+    let endpoint = builder
+        .bind()
+        .await
+        .map_err(|e| EngineError::Bind(e.to_string()))?;
+    Ok((endpoint, mdns_events))
+}
+
+/// Our ALPN on the router: the peer session, which applies the admission limiter first.
+#[derive(Debug, Clone)]
+pub(super) struct SyncProtocol {
+    pub ctx: Arc<Context>,
+}
+
+impl ProtocolHandler for SyncProtocol {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        peer::run(self.ctx.clone(), conn, Role::Listener).await;
+        Ok(())
+    }
+}
+
+/// The endpoint's address once it knows at least one way to reach it (bounded wait).
+pub(super) async fn current_addr(endpoint: &Endpoint) -> EndpointAddr {
+    let mut watcher = endpoint.watch_addr();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let addr = watcher.get();
+        if !addr.is_empty() {
+            return addr;
+        }
+        if tokio::time::timeout_at(deadline, watcher.updated())
+            .await
+            .is_err()
+        {
+            let mut addr = EndpointAddr::new(endpoint.id());
+            for sock in endpoint.bound_sockets() {
+                addr = addr.with_ip_addr(sock);
+            }
+            return addr;
+        }
+    }
+}

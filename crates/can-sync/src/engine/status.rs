@@ -1,0 +1,84 @@
+//! What the actor knows of each connected peer, and the status snapshot built from it.
+
+use std::time::Instant;
+
+use iroh::EndpointId;
+use iroh::endpoint::Connection;
+use tokio::sync::mpsc;
+
+use crate::context::PeerCmd;
+use crate::events::PeerStatus;
+
+#[derive(Default, Clone, Copy)]
+pub(super) struct Stats {
+    pub assets_sent: u64,
+    pub assets_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl Stats {
+    pub fn sent(&mut self, bytes: u64) {
+        self.assets_sent += 1;
+        self.bytes_sent += bytes;
+    }
+
+    pub fn received(&mut self, bytes: u64) {
+        self.assets_received += 1;
+        self.bytes_received += bytes;
+    }
+}
+
+/// The page count of the hash list a peer is sending (full mode), for the `reconciled` event.
+#[derive(Default)]
+pub(super) struct ListProgress {
+    pub round: u64,
+    pub missing_here: usize,
+    pub bytes: u64,
+}
+
+pub(super) struct PeerEntry {
+    pub conn: Connection,
+    pub conn_id: usize,
+    pub dialer: EndpointId,
+    pub device_name: String,
+    /// The connection's control task; bounded, so a stuck connection shows as full.
+    pub peer: mpsc::Sender<PeerCmd>,
+    pub stats: Stats,
+    pub last_activity: String,
+    /// Reconcile with RBSR (both offered it); else full hash lists.
+    pub rbsr: bool,
+    pub list_in: ListProgress,
+    /// When we last asked for a round of O(N) work (a reconciliation or a full list), and
+    /// whether another is due: we stay well inside the peer's budget.
+    pub last_round: Option<Instant>,
+    pub round_due: bool,
+}
+
+impl PeerEntry {
+    pub fn status(&self, id: &EndpointId) -> PeerStatus {
+        let (path, rtt_ms) = path_of(&self.conn);
+        PeerStatus {
+            endpoint_id: id.to_string(),
+            device_name: self.device_name.clone(),
+            path: path.to_owned(),
+            rtt_ms,
+            assets_sent: self.stats.assets_sent,
+            assets_received: self.stats.assets_received,
+            bytes_sent: self.stats.bytes_sent,
+            bytes_received: self.stats.bytes_received,
+            last_activity: self.last_activity.clone(),
+        }
+    }
+}
+
+/// The connection's selected path ("direct", "relay" or "unknown") and its round-trip time.
+pub(super) fn path_of(conn: &Connection) -> (&'static str, Option<f64>) {
+    let paths = conn.paths();
+    let selected = paths.iter().find(|path| path.is_selected());
+    match selected {
+        Some(s) if s.is_ip() => ("direct", Some(s.rtt().as_secs_f64() * 1000.0)),
+        Some(s) if s.is_relay() => ("relay", Some(s.rtt().as_secs_f64() * 1000.0)),
+        _ => ("unknown", None),
+    }
+}

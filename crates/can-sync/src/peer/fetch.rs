@@ -1,0 +1,120 @@
+//! Fetching one asset from a peer into our CAN Service, which re-hashes it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use can_proto::peer::{Request, Response, response};
+use futures_util::{Stream, StreamExt};
+use iroh::endpoint::Connection;
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+
+use crate::context::Context;
+use crate::transfer::{FetchError, Fetched, classify_store_error};
+use crate::wire::{MAX_FRAME, WireError, expect_frame, write_frame};
+
+const READ_BUFFER: usize = 256 * 1024;
+
+/// How the peer's side of a body stream ended, when it ended badly.
+const BODY_OK: u8 = 0;
+const BODY_BROKEN: u8 = 1;
+const BODY_STALLED: u8 = 2;
+
+/// Requests `hash` from the peer and streams it into our CAN Service.
+pub(crate) async fn fetch(
+    ctx: Arc<Context>,
+    conn: Connection,
+    hash: [u8; 32],
+) -> Result<Fetched, FetchError> {
+    let remote = conn.remote_id();
+    let idle = ctx.idle_timeout;
+    let transport = |e: &dyn std::fmt::Display| FetchError::Transport(e.to_string());
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| transport(&e))?;
+    write_frame(
+        &mut send,
+        &Request {
+            hash: hash.to_vec(),
+        },
+    )
+    .await
+    .map_err(|e| transport(&e))?;
+    send.finish().map_err(|e| transport(&e))?;
+    let mut recv = BufReader::with_capacity(READ_BUFFER, recv);
+    let response: Response = tokio::time::timeout(idle, expect_frame(&mut recv, MAX_FRAME))
+        .await
+        .map_err(|_| FetchError::Stalled(idle))?
+        .map_err(|e| match e {
+            WireError::Io(_) | WireError::Truncated => transport(&e),
+            other => FetchError::Misbehaved(other.to_string()),
+        })?;
+    let mut asset = match response.kind {
+        Some(response::Kind::Refused(reason)) => return Err(FetchError::Refused(reason)),
+        Some(response::Kind::Asset(asset)) => asset,
+        // A kind this version does not know (a newer peer): not an answer we can use, and
+        // not misbehaviour either.
+        None => return Err(FetchError::Refused("unsupported response".into())),
+    };
+    if asset.hash != hash {
+        return Err(FetchError::Misbehaved(
+            "sent a different asset than requested".into(),
+        ));
+    }
+    asset.origin = format!("peer:{remote}");
+    asset.seq = 0;
+    let (name, size) = (asset.name.clone(), asset.size);
+    // Remember how the peer's stream failed, to tell a broken or stalled transfer from a
+    // store that is down when the upload to the store fails.
+    let state = Arc::new(AtomicU8::new(BODY_OK));
+    let body = body_stream(recv.take(size), idle, state.clone());
+    let result = ctx.can.ingest(asset, body).await;
+    if result.is_err() {
+        match state.load(Ordering::Relaxed) {
+            BODY_STALLED => return Err(FetchError::Stalled(idle)),
+            BODY_BROKEN => {
+                return Err(FetchError::Transport("the peer's stream broke off".into()));
+            }
+            _ => {}
+        }
+    }
+    match result {
+        Ok(ingested) => Ok(Fetched {
+            name,
+            size,
+            created: ingested.created,
+        }),
+        Err(e) => Err(classify_store_error(e)),
+    }
+}
+
+/// The body as a stream of chunks; a read that brings nothing for `idle` ends it with an
+/// error (and marks it stalled), so a peer that stops sending frees the transfer slot.
+fn body_stream<R>(
+    reader: R,
+    idle: Duration,
+    state: Arc<AtomicU8>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let chunks = tokio_util::io::ReaderStream::with_capacity(reader, READ_BUFFER);
+    futures_util::stream::unfold(Some(chunks), move |chunks| {
+        let state = state.clone();
+        async move {
+            let mut chunks = chunks?;
+            match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(None) => None,
+                Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+                Ok(Some(Err(e))) => {
+                    state.store(BODY_BROKEN, Ordering::Relaxed);
+                    Some((Err(e), None))
+                }
+                Err(_) => {
+                    state.store(BODY_STALLED, Ordering::Relaxed);
+                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "transfer stalled");
+                    Some((Err(e), None))
+                }
+            }
+        }
+    })
+}

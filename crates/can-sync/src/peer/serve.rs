@@ -1,0 +1,111 @@
+//! Answering one request of a peer: the asset from our CAN Service, or why not.
+
+use std::sync::Arc;
+
+use can_proto::peer::{Request, Response, response};
+use futures_util::StreamExt;
+use iroh::EndpointId;
+use iroh::endpoint::{RecvStream, SendStream, VarInt};
+
+use super::close;
+use crate::can_client::CanError;
+use crate::context::{Cmd, Context};
+use crate::wire::{MAX_PRE_ADMISSION_FRAME, expect_frame, write_frame};
+
+pub(super) async fn serve(
+    ctx: Arc<Context>,
+    remote: EndpointId,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let idle = ctx.idle_timeout;
+    let request: Request =
+        match tokio::time::timeout(idle, expect_frame(&mut recv, MAX_PRE_ADMISSION_FRAME)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "malformed request");
+                let _ = send.reset(VarInt::from_u32(close::PROTOCOL_ERROR));
+                return;
+            }
+            Err(_) => {
+                let _ = send.reset(VarInt::from_u32(close::PROTOCOL_ERROR));
+                return;
+            }
+        };
+    let refuse = |reason: &str| Response {
+        kind: Some(response::Kind::Refused(reason.to_owned())),
+    };
+    let Ok(hash) = <[u8; 32]>::try_from(request.hash.as_slice()) else {
+        let _ = write_frame(&mut send, &refuse("malformed hash")).await;
+        let _ = send.finish();
+        return;
+    };
+    if ctx.is_paused() {
+        let _ = write_frame(&mut send, &refuse("paused")).await;
+        let _ = send.finish();
+        return;
+    }
+    let (asset, mut content) = match ctx.can.fetch(&hash).await {
+        Ok(x) => x,
+        Err(e) => {
+            let reason = match e {
+                CanError::NotFound => "not found",
+                _ => "store unavailable",
+            };
+            let _ = write_frame(&mut send, &refuse(reason)).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let (name, size) = (asset.name.clone(), asset.size);
+    let result = async {
+        let stalled = || format!("the peer read nothing for {idle:?}");
+        tokio::time::timeout(
+            idle,
+            write_frame(
+                &mut send,
+                &Response {
+                    kind: Some(response::Kind::Asset(asset)),
+                },
+            ),
+        )
+        .await
+        .map_err(|_| stalled())?
+        .map_err(|e| e.to_string())?;
+        while let Some(chunk) = content.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            // A peer that stops reading would hold this task and the store's response
+            // open forever: each chunk must go out within the idle timeout.
+            tokio::time::timeout(idle, send.write_chunk(chunk))
+                .await
+                .map_err(|_| stalled())?
+                .map_err(|e| e.to_string())?;
+        }
+        send.finish().map_err(|e| e.to_string())?;
+        // Delivered only once the peer has acknowledged every byte.
+        tokio::time::timeout(idle, send.stopped())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let _ = ctx
+                .cmd
+                .send(Cmd::Served {
+                    id: remote,
+                    hash,
+                    name,
+                    size,
+                })
+                .await;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "sending an asset failed");
+            // A reset, not a clean end: the receiver must not take a short stream as whole.
+            let _ = send.reset(VarInt::from_u32(close::PROTOCOL_ERROR));
+        }
+    }
+}

@@ -110,7 +110,15 @@ async fn external_store_then_settings_actions() {
     let e = backend.change_passphrase("letmein").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::WeakPassphrase);
     backend.change_passphrase(NEW_PASS).await.unwrap();
-    assert_eq!(backend.reveal_passphrase().await.unwrap(), NEW_PASS);
+    // Shown only after the backend's own confirmation (the native dialog in the app).
+    assert_eq!(
+        backend.reveal_passphrase(async { false }).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        backend.reveal_passphrase(async { true }).await.unwrap(),
+        Some(NEW_PASS.to_owned())
+    );
     assert_eq!(backend.app_state().await.phase, Phase::Running);
 
     // Switch to the built-in store: the external key leaves the keychain.

@@ -82,32 +82,39 @@ pub async fn pairing(b: B<'_>) -> R<Pairing> {
     b.pairing().await
 }
 
-/// The passphrase after the user confirmed in a native dialog the backend shows (the page
-/// cannot click it); `null` if they cancelled.
+/// Asks the user in a native dialog the backend shows, modal to the main window: the page
+/// can neither see nor click it. Closed or failed → no.
+async fn confirm_natively(app: AppHandle, title: &str, message: String, ok: &str) -> bool {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut dialog = app
+        .dialog()
+        .message(message)
+        .title(title)
+        .kind(MessageDialogKind::Warning)
+        .buttons(MessageDialogButtons::OkCancelCustom(
+            ok.to_owned(),
+            "Cancel".to_owned(),
+        ));
+    if let Some(w) = app.get_webview_window(crate::window::MAIN) {
+        dialog = dialog.parent(&w);
+    }
+    dialog.show(move |yes| {
+        let _ = tx.send(yes);
+    });
+    rx.await.unwrap_or(false)
+}
+
+/// The passphrase after the user confirmed in a native dialog; `null` if they cancelled.
 #[tauri::command]
 pub async fn reveal_passphrase(app: AppHandle, b: B<'_>) -> R<Option<String>> {
-    let confirm = async move {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut dialog = app
-            .dialog()
-            .message(
-                "Anyone who sees the passphrase can join their computers to your store. \
-                 Make sure nobody is looking at your screen.",
-            )
-            .title("Show the passphrase?")
-            .kind(MessageDialogKind::Warning)
-            .buttons(MessageDialogButtons::OkCancelCustom(
-                "Show passphrase".into(),
-                "Cancel".into(),
-            ));
-        if let Some(w) = app.get_webview_window(crate::window::MAIN) {
-            dialog = dialog.parent(&w);
-        }
-        dialog.show(move |yes| {
-            let _ = tx.send(yes);
-        });
-        rx.await.unwrap_or(false)
-    };
+    let confirm = confirm_natively(
+        app,
+        "Show the passphrase?",
+        "Anyone who sees the passphrase can join their computers to your store. \
+         Make sure nobody is looking at your screen."
+            .to_owned(),
+        "Show passphrase",
+    );
     b.reveal_passphrase(confirm).await
 }
 
@@ -134,9 +141,25 @@ pub async fn update_settings(app: AppHandle, b: B<'_>, patch: SettingsPatch) -> 
     b.update_settings(&patch).await
 }
 
+/// Switching to an external store is confirmed in a native dialog naming it (it would
+/// receive every asset); `null` if the user cancelled.
 #[tauri::command]
-pub async fn set_store(b: B<'_>, store: StoreChoice) -> R<SettingsView> {
-    b.set_store(store).await
+pub async fn set_store(app: AppHandle, b: B<'_>, store: StoreChoice) -> R<Option<SettingsView>> {
+    let url = match &store {
+        StoreChoice::External { url, .. } => url.trim().to_owned(),
+        StoreChoice::Builtin => String::new(),
+    };
+    // Lazy: only awaited (and so shown) for an external store that answered the test.
+    let confirm = confirm_natively(
+        app,
+        "Sync with this CAN Service?",
+        format!(
+            "CAN Sync will mirror every asset of your computers to and from the CAN Service at \
+             {url}. Use it only if you trust whoever runs it."
+        ),
+        "Use this store",
+    );
+    b.set_store(store, confirm).await
 }
 
 #[tauri::command]

@@ -133,6 +133,7 @@ describe('app shell, pairing and settings', () => {
 
   it('settings: toggles, passphrase, store, reset back to the wizard', { timeout: 20_000 }, async () => {
     let phase = 'running';
+    let storeConfirmations = 0;
     const settings = {
       notifications: true,
       launch_at_login: false,
@@ -149,7 +150,9 @@ describe('app shell, pairing and settings', () => {
           : { bits: 90, verdict: 'ok', message: 'About 90 bits: strong.' },
       change_passphrase: () => null,
       test_store: () => ({ asset_count: 1 }),
-      set_store: ({ store }) => Object.assign(settings, { store: { kind: store.kind, url: store.url } }),
+      // The backend confirms an external store in a native dialog: declined once, then accepted.
+      set_store: ({ store }) =>
+        storeConfirmations++ === 0 ? null : Object.assign(settings, { store: { kind: store.kind, url: store.url } }),
       reset_device: () => {
         phase = 'setup';
         return null;
@@ -200,6 +203,12 @@ describe('app shell, pairing and settings', () => {
     await t('store-test').click();
     await eventually(async () => assert.equal(await t('store-test-result').textContent(), 'Connected — 1 asset'));
     await t('store-save').click();
+    // Declined in the dialog: nothing changed, the form is still open, no error.
+    await eventually(() => assert.equal(backend.callsOf('set_store').length, 1));
+    await eventually(async () => assert.equal(await t('store-save').isEnabled(), true));
+    assert.match((await t('settings-store').textContent()) ?? '', /Built-in store/);
+    assert.equal(await t('store-error').textContent(), '');
+    await t('store-save').click();
     await eventually(async () => assert.match((await t('settings-store').textContent()) ?? '', /CAN Service at\s+http:\/\/nas\.local:3210/));
     // Plain http to another machine: warned about in the form and on the page.
     assert.match(
@@ -207,6 +216,7 @@ describe('app shell, pairing and settings', () => {
       /its sync key and your assets would cross the network unencrypted/,
     );
     assert.deepEqual(backend.callsOf('set_store'), [
+      { store: { kind: 'external', url: 'http://nas.local:3210', api_key: 'k3y' } },
       { store: { kind: 'external', url: 'http://nas.local:3210', api_key: 'k3y' } },
     ]);
 

@@ -483,10 +483,14 @@ impl Backend {
         Ok(self.settings_view().await)
     }
 
+    /// Switches stores; `None` if the switch to an external store was not confirmed. An
+    /// external store receives every asset of the group, so `confirm` (the shell's native
+    /// dialog, which a script in the page cannot click) is asked once the store answered.
     pub async fn set_store(
         self: &Arc<Self>,
         choice: StoreChoice,
-    ) -> Result<SettingsView, AppError> {
+        confirm: impl Future<Output = bool>,
+    ) -> Result<Option<SettingsView>, AppError> {
         choice.validate()?;
         let keychain = self.keychain.clone();
         let setting = match &choice {
@@ -497,6 +501,9 @@ impl Backend {
             StoreChoice::External { url, api_key } => {
                 let key = Secret::new(api_key.trim());
                 store::test(url, &key).await?;
+                if !confirm.await {
+                    return Ok(None);
+                }
                 blocking(move || keychain.set(SecretKind::SyncApiKey, &key)).await?;
                 StoreSetting::External {
                     url: url.trim_end_matches('/').to_owned(),
@@ -509,7 +516,7 @@ impl Backend {
             s.save(&self.paths.config_dir)?;
         }
         self.restart_engine().await?;
-        Ok(self.settings_view().await)
+        Ok(Some(self.settings_view().await))
     }
 
     pub async fn change_passphrase(self: &Arc<Self>, p: &str) -> Result<(), AppError> {

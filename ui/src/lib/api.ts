@@ -217,7 +217,8 @@ export const api = {
   history: (query: HistoryQuery) => call<HistoryPage>('history', { query }),
   settings: () => call<Settings>('settings'),
   updateSettings: (patch: SettingsPatch) => call<Settings>('update_settings', { patch }),
-  setStore: (store: StoreChoice) => call<Settings>('set_store', { store }),
+  /** An external store is confirmed in a native dialog first; null if the user cancelled there. */
+  setStore: (store: StoreChoice) => call<Settings | null>('set_store', { store }),
   changePassphrase: (passphrase: string) => call<null>('change_passphrase', { passphrase }),
   resetDevice: () => call<null>('reset_device'),
   addFiles: (paths: string[]) => call<number>('add_files', { paths }),

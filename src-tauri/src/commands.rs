@@ -4,21 +4,30 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use can_sync::Status;
-use tauri::{AppHandle, State};
-use tauri_plugin_dialog::DialogExt;
+use tauri::{AppHandle, Manager, State};
+use tauri_plugin_dialog::{DialogExt, MessageDialogButtons, MessageDialogKind};
 use tauri_plugin_opener::OpenerExt;
 
+use crate::backend::assets::{OpenAction, Opening};
 use crate::backend::history::{Page, Query};
 use crate::backend::passphrase::{Check, Generated};
 use crate::backend::settings::SettingsPatch;
+use crate::backend::store::check_hash;
 use crate::backend::wizard::{Input, StoreChoice};
 use crate::backend::{AppError, AppState, Backend, Pairing, SettingsView, WizardView};
 
 type B<'a> = State<'a, Arc<Backend>>;
 type R<T> = Result<T, AppError>;
 
+/// A getter, nothing more: the UI reads it at start and whenever it likes.
 #[tauri::command]
 pub async fn app_state(b: B<'_>) -> R<AppState> {
+    Ok(b.app_state().await)
+}
+
+/// The error panel's Retry: tries to start syncing again.
+#[tauri::command]
+pub async fn retry(b: B<'_>) -> R<AppState> {
     Ok(b.retry().await)
 }
 
@@ -73,9 +82,40 @@ pub async fn pairing(b: B<'_>) -> R<Pairing> {
     b.pairing().await
 }
 
+/// Asks the user in a native dialog the backend shows, modal to the main window: the page
+/// can neither see nor click it. Closed or failed → no.
+async fn confirm_natively(app: AppHandle, title: &str, message: String, ok: &str) -> bool {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut dialog = app
+        .dialog()
+        .message(message)
+        .title(title)
+        .kind(MessageDialogKind::Warning)
+        .buttons(MessageDialogButtons::OkCancelCustom(
+            ok.to_owned(),
+            "Cancel".to_owned(),
+        ));
+    if let Some(w) = app.get_webview_window(crate::window::MAIN) {
+        dialog = dialog.parent(&w);
+    }
+    dialog.show(move |yes| {
+        let _ = tx.send(yes);
+    });
+    rx.await.unwrap_or(false)
+}
+
+/// The passphrase after the user confirmed in a native dialog; `null` if they cancelled.
 #[tauri::command]
-pub async fn reveal_passphrase(b: B<'_>) -> R<String> {
-    b.reveal_passphrase().await
+pub async fn reveal_passphrase(app: AppHandle, b: B<'_>) -> R<Option<String>> {
+    let confirm = confirm_natively(
+        app,
+        "Show the passphrase?",
+        "Anyone who sees the passphrase can join their computers to your store. \
+         Make sure nobody is looking at your screen."
+            .to_owned(),
+        "Show passphrase",
+    );
+    b.reveal_passphrase(confirm).await
 }
 
 #[tauri::command]
@@ -101,9 +141,25 @@ pub async fn update_settings(app: AppHandle, b: B<'_>, patch: SettingsPatch) -> 
     b.update_settings(&patch).await
 }
 
+/// Switching to an external store is confirmed in a native dialog naming it (it would
+/// receive every asset); `null` if the user cancelled.
 #[tauri::command]
-pub async fn set_store(b: B<'_>, store: StoreChoice) -> R<SettingsView> {
-    b.set_store(store).await
+pub async fn set_store(app: AppHandle, b: B<'_>, store: StoreChoice) -> R<Option<SettingsView>> {
+    let url = match &store {
+        StoreChoice::External { url, .. } => url.trim().to_owned(),
+        StoreChoice::Builtin => String::new(),
+    };
+    // Lazy: only awaited (and so shown) for an external store that answered the test.
+    let confirm = confirm_natively(
+        app,
+        "Sync with this CAN Service?",
+        format!(
+            "CAN Sync will mirror every asset of your computers to and from the CAN Service at \
+             {url}. Use it only if you trust whoever runs it."
+        ),
+        "Use this store",
+    );
+    b.set_store(store, confirm).await
 }
 
 #[tauri::command]
@@ -119,6 +175,8 @@ pub async fn reset_device(app: AppHandle, b: B<'_>) -> R<()> {
     Ok(())
 }
 
+/// Paths from the webview's drop event; the backend accepts only those it saw dropped
+/// itself (see `crate::record_drop`).
 #[tauri::command]
 pub async fn add_files(b: B<'_>, paths: Vec<PathBuf>) -> R<usize> {
     b.add_files(&paths).await
@@ -140,24 +198,34 @@ pub async fn pick_files(app: AppHandle, b: B<'_>) -> R<usize> {
         .into_iter()
         .filter_map(|f| f.into_path().ok())
         .collect();
+    // Chosen in our own dialog: handed over by the user.
+    b.allow_paths(&paths);
     b.add_files(&paths).await
 }
 
+/// Opens an asset with the OS default app if its content is on the allow-list
+/// (`backend::filetype`), otherwise shows it in its folder; says which and why.
 #[tauri::command]
-pub async fn open_asset(app: AppHandle, b: B<'_>, hash: String) -> R<()> {
-    let path = b.asset_for_opening(&hash).await?;
-    app.opener()
-        .open_path(path.to_string_lossy(), None::<&str>)
-        .map_err(|e| AppError::io("cannot open the asset", e))
+pub async fn open_asset(app: AppHandle, b: B<'_>, hash: String) -> R<Opening> {
+    check_hash(&hash)?;
+    let o = b.prepare_open(&hash).await?;
+    let opener = app.opener();
+    let done = match o.action {
+        OpenAction::Open => opener.open_path(o.path.to_string_lossy(), None::<&str>),
+        OpenAction::Reveal => opener.reveal_item_in_dir(&o.path),
+    };
+    done.map_err(|e| AppError::io("cannot open the asset", e))?;
+    Ok(o)
 }
 
 #[tauri::command]
 pub async fn save_asset(app: AppHandle, b: B<'_>, hash: String) -> R<bool> {
+    check_hash(&hash)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     app.dialog()
         .file()
         .set_title("Save asset")
-        .set_file_name(b.asset_file_name(&hash))
+        .set_file_name(b.asset_file_name(&hash)?)
         .save_file(move |file| {
             let _ = tx.send(file);
         });
@@ -167,3 +235,6 @@ pub async fn save_asset(app: AppHandle, b: B<'_>, hash: String) -> R<bool> {
     b.save_asset(&hash, &dest).await?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests;

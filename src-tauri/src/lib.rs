@@ -14,7 +14,7 @@ pub mod window;
 use std::sync::Arc;
 
 use backend::{AppEvent, AppState, Backend, Paths};
-use tauri::{Emitter, Manager, RunEvent, WindowEvent};
+use tauri::{DragDropEvent, Emitter, Manager, RunEvent, WindowEvent};
 use tauri_plugin_autostart::MacosLauncher;
 
 pub use backend::APP_ID;
@@ -61,19 +61,24 @@ pub fn run() {
             tauri::async_runtime::spawn(async move { b.boot().await });
             Ok(())
         })
-        .on_window_event(|window, event| {
-            if let WindowEvent::CloseRequested { api, .. } = event
-                && window.label() == window::MAIN
-            {
+        .on_window_event(|window, event| match event {
+            WindowEvent::CloseRequested { api, .. } if window.label() == window::MAIN => {
                 // Closing the window keeps syncing in the tray; Quit is in the tray menu.
                 api.prevent_close();
                 if let Some(w) = window.app_handle().get_webview_window(window::MAIN) {
                     window::hide(&w);
                 }
             }
+            WindowEvent::DragDrop(DragDropEvent::Drop { paths, .. })
+                if window.label() == window::MAIN =>
+            {
+                record_drop(window.app_handle(), paths);
+            }
+            _ => {}
         })
         .invoke_handler(tauri::generate_handler![
             commands::app_state,
+            commands::retry,
             commands::wizard_view,
             commands::wizard_submit,
             commands::test_store,
@@ -115,6 +120,15 @@ pub fn run() {
         }
         _ => {}
     });
+}
+
+/// Files dropped on the window, as the OS reported them to us: the only paths besides our
+/// own file dialog's that `add_files` accepts. Tauri hands the same event to the page
+/// from this very dispatch, so the record exists before the page can ask.
+fn record_drop(app: &tauri::AppHandle, paths: &[std::path::PathBuf]) {
+    if let Some(b) = app.try_state::<Arc<Backend>>() {
+        b.allow_paths(paths);
+    }
 }
 
 /// Backend events → the UI (Tauri events, docs/app-ipc.md) and the tray.

@@ -11,13 +11,15 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use can_sync_app::backend::assets::OpenAction;
 use can_sync_app::backend::history::{Direction, DirectionFilter, Query};
 use can_sync_app::backend::settings::Settings;
 use can_sync_app::backend::wizard::{Input, Step, StoreChoice};
-use can_sync_app::backend::{AppEvent, Backend, Paths, Phase};
+use can_sync_app::backend::{AppEvent, Backend, ErrorCode, Paths, Phase};
 use can_testkit::desktop::{Keyring, SessionBus};
 use can_testkit::{
-    Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload,
+    Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, percent_encode,
+    upload,
 };
 use common::NotificationServer;
 use tokio::sync::broadcast;
@@ -137,6 +139,15 @@ async fn backend_end_to_end() {
     // A local asset (added through the app): sent, no notification.
     let local = dir.path().join("local note.txt");
     std::fs::write(&local, b"written on alpha").unwrap();
+    // Only files the user handed over (dropped on the window, picked in the dialog: the
+    // shell records them) are added; a path the page makes up is refused.
+    let made_up = dir.path().join("peer-svc");
+    let e = backend
+        .add_files(std::slice::from_ref(&made_up))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput, "{e}");
+    backend.allow_paths(std::slice::from_ref(&local));
     assert_eq!(backend.add_files(&[local]).await.unwrap(), 1);
     let row = next_history(&mut events, "local note.txt").await;
     assert_eq!(row.direction, Direction::Sent);
@@ -212,6 +223,36 @@ async fn backend_end_to_end() {
     next_history(&mut events, "quiet.txt").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(notes.received().len(), 2, "notifications are off");
+
+    // Open: a text file is opened as one; a program whose name reads as a PDF (U+202E) and
+    // that its sender declares a PDF is only revealed, under an honest name.
+    let quiet = backend.prepare_open(&b3(b"quiet")).await.unwrap();
+    assert_eq!(quiet.action, OpenAction::Open, "{quiet:?}");
+    assert_eq!(quiet.file_name, "quiet.txt");
+    assert_eq!(std::fs::read(&quiet.path).unwrap(), b"quiet");
+    let disguised = "invoice\u{202E}fdp.exe";
+    let program = b"MZ\x90\0\x03\0\0\0 not really a program".to_vec();
+    let r = c
+        .post(peer_svc.url("/api/assets"))
+        .header("X-Filename", percent_encode(disguised))
+        .header("Content-Type", "application/pdf")
+        .body(program.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let row = next_history(&mut events, disguised).await;
+    let opening = backend.prepare_open(&row.hash).await.unwrap();
+    assert_eq!(opening.action, OpenAction::Reveal, "{opening:?}");
+    assert_eq!(opening.file_name, "invoicefdp.exe");
+    assert_eq!(opening.kind, "a Windows program");
+    assert_eq!(std::fs::read(&opening.path).unwrap(), program);
+    // Again: the cached file is reused, same decision.
+    let again = backend.prepare_open(&row.hash).await.unwrap();
+    assert_eq!(again.path, opening.path);
+    // A hash the page made up never reaches the store.
+    let e = backend.prepare_open("../../etc/passwd").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidInput);
 
     backend.shutdown().await;
     // The passphrase is in the keychain only: in no file the app or the engine wrote.

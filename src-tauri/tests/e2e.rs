@@ -188,6 +188,24 @@ async fn the_real_app_end_to_end() {
     );
     s.screenshot(&shots.join("5-history.png")).await;
 
+    // ---- the page is not trusted on its own: a script in it can neither add a file the
+    // user did not drop or pick, nor reach a path through a made-up asset hash.
+    let refused = s
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const invoke = window.__TAURI_INTERNALS__.invoke;
+             Promise.allSettled([
+               invoke('add_files', { paths: ['/etc/passwd'] }),
+               invoke('open_asset', { hash: '../../../etc/passwd' }),
+               invoke('save_asset', { hash: 'ABC' }),
+             ]).then((r) => done(r.map((x) => (x.status === 'rejected' ? x.reason.code : 'resolved'))));",
+        )
+        .await;
+    assert_eq!(
+        refused,
+        serde_json::json!(["invalid_input", "invalid_input", "invalid_input"])
+    );
+
     // ---- the tray: status line, then Pause clicked over D-Bus stops transfers
     let (item_bus, item_path) = tray.item(30).await;
     let menu = tray.menu(&item_bus, &item_path).await;

@@ -110,16 +110,48 @@ async fn external_store_then_settings_actions() {
     let e = backend.change_passphrase("letmein").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::WeakPassphrase);
     backend.change_passphrase(NEW_PASS).await.unwrap();
-    assert_eq!(backend.reveal_passphrase().await.unwrap(), NEW_PASS);
+    // Shown only after the backend's own confirmation (the native dialog in the app).
+    assert_eq!(
+        backend.reveal_passphrase(async { false }).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        backend.reveal_passphrase(async { true }).await.unwrap(),
+        Some(NEW_PASS.to_owned())
+    );
     assert_eq!(backend.app_state().await.phase, Phase::Running);
 
     // Switch to the built-in store: the external key leaves the keychain.
-    let view = backend.set_store(StoreChoice::Builtin).await.unwrap();
+    let view = backend
+        .set_store(StoreChoice::Builtin, async { true })
+        .await
+        .unwrap()
+        .expect("no confirmation needed for the built-in store");
     assert!(
         matches!(view.store, Some(StoreView::Builtin { .. })),
         "{view:?}"
     );
     assert_eq!(backend.status().await.unwrap().local_assets, 0);
+    let key = {
+        let kc = kc.clone();
+        tokio::task::spawn_blocking(move || kc.get(SecretKind::SyncApiKey))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(key.is_none());
+
+    // Back to the external store, declined in the (native) confirmation: nothing changes,
+    // the key does not enter the keychain.
+    let declined = backend
+        .set_store(external(&url, KEY), async { false })
+        .await
+        .unwrap();
+    assert!(declined.is_none());
+    assert!(matches!(
+        backend.app_state().await.store,
+        Some(StoreView::Builtin { .. })
+    ));
     let key = {
         let kc = kc.clone();
         tokio::task::spawn_blocking(move || kc.get(SecretKind::SyncApiKey))

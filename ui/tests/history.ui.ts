@@ -113,7 +113,7 @@ describe('history page', () => {
 
   it('built-in store: Open, Save…, Add files… and dropped files', { timeout: 20_000 }, async () => {
     const { page, backend } = await start({
-      open_asset: () => null,
+      open_asset: () => ({ action: 'open', file_name: 'file-312.jpg', kind: 'a JPEG image', mime: 'image/jpeg' }),
       save_asset: () => true,
       pick_files: () => 2,
       add_files: ({ paths }) => paths.length,
@@ -138,6 +138,33 @@ describe('history page', () => {
     await eventually(async () =>
       assert.deepEqual(backend.callsOf('add_files'), [{ paths: ['/home/me/a.txt', '/home/me/b.txt'] }]),
     );
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('Open on a risky type says what it really is and that it was only revealed', { timeout: 20_000 }, async () => {
+    const disguised = historyItem(900, { name: 'invoice\u202Efdp.exe', direction: 'received' });
+    const { page, backend } = await start({
+      history: () => ({ items: [disguised], total: 1 }),
+      open_asset: () => ({
+        action: 'reveal',
+        file_name: 'invoicefdp.exe',
+        kind: 'a Windows program',
+        mime: 'application/vnd.microsoft.portable-executable',
+      }),
+    });
+    const t = (id: string) => page.getByTestId(id);
+    // Shown without the right-to-left override: it cannot read as "invoiceexe.pdf".
+    assert.equal(await t('history-name').first().textContent(), 'invoicefdp.exe');
+    assert.equal(await t('history-open').first().getAttribute('aria-label'), 'Open invoicefdp.exe');
+    await t('history-row').first().getByTestId('history-open').click();
+    await eventually(async () =>
+      assert.match(
+        (await t('notices').textContent()) ?? '',
+        /invoicefdp\.exe is a Windows program: CAN Sync does not open it\. It is shown in its folder instead\./,
+      ),
+    );
+    assert.deepEqual(backend.callsOf('open_asset'), [{ hash: disguised.hash }]);
+    assert.equal(await t('history-error').textContent(), '');
     assert.deepEqual(backend.unhandled, []);
   });
 

@@ -62,32 +62,38 @@ describe('app shell, pairing and settings', () => {
     assert.deepEqual(backend.unhandled, []);
   });
 
-  it('error phase shows the message and Retry re-reads app_state', { timeout: 20_000 }, async () => {
+  it('error phase shows the message; Retry calls retry, reading the state does not', { timeout: 20_000 }, async () => {
     const msg =
       'No Secret Service keychain is reachable. Install and unlock GNOME Keyring or KWallet, then retry.';
-    let fail = true;
+    const failed = { phase: 'error', error: appError('keychain_unavailable', msg), store: null, paused: false };
+    let started = false;
     const { page, backend } = await start({
-      app_state: () =>
-        fail
-          ? { phase: 'error', error: appError('keychain_unavailable', msg), store: null, paused: false }
-          : runningState(),
+      // A getter: whatever the UI reads, nothing starts.
+      app_state: () => (started ? runningState() : failed),
+      retry: () => {
+        started = true;
+        return runningState();
+      },
     });
     const t = (id: string) => page.getByTestId(id);
     await t('error-panel').waitFor();
     assert.equal(await t('error-message').textContent(), msg);
-    fail = false;
+    assert.equal(backend.callsOf('retry').length, 0, 'opening the app does not retry');
     await t('error-retry').click();
     await t('shell').waitFor();
-    assert.equal(backend.callsOf('app_state').length, 2);
+    assert.equal(backend.callsOf('retry').length, 1);
+    assert.equal(backend.callsOf('app_state').length, 1, 'Retry uses retry, not app_state');
 
     // app-state events switch phases live.
     await backend.emit('app-state', { phase: 'setup', error: null, store: null, paused: false });
     await eventually(async () => assert.equal(await t('wizard').count(), 1));
   });
 
-  it('pairing: reveal asks first; direct connect shows the result', { timeout: 20_000 }, async () => {
+  it('pairing: reveal (backend confirms natively); direct connect shows the result', { timeout: 20_000 }, async () => {
+    // The backend shows its own confirmation dialog; null means the user cancelled it.
+    let confirmed = false;
     const { page, backend } = await start({
-      reveal_passphrase: () => 'seven secret words go right here now',
+      reveal_passphrase: () => (confirmed ? 'seven secret words go right here now' : null),
       connect_ticket: ({ ticket }) => {
         if (ticket !== 'good-ticket') throw appError('invalid_input', 'ticket: not a valid endpoint ticket');
         return null;
@@ -98,17 +104,18 @@ describe('app shell, pairing and settings', () => {
     await eventually(async () => assert.equal(await t('pairing-device-name').textContent(), 'Desk'));
 
     await t('reveal-passphrase').click();
-    await t('reveal-confirm').waitFor();
-    assert.equal(backend.callsOf('reveal_passphrase').length, 0, 'asks before revealing');
-    await t('reveal-confirm-no').click();
+    await eventually(() => assert.equal(backend.callsOf('reveal_passphrase').length, 1));
+    // Cancelled in the dialog: nothing shown, the button is back.
+    await eventually(async () => assert.equal(await t('reveal-passphrase').isEnabled(), true));
+    assert.equal(await t('revealed-passphrase').count(), 0);
+    confirmed = true;
     await t('reveal-passphrase').click();
-    await t('reveal-confirm-yes').click();
     await eventually(async () =>
       assert.equal(await t('revealed-passphrase').inputValue(), 'seven secret words go right here now'),
     );
     await t('hide-passphrase').click();
     assert.equal(await t('revealed-passphrase').count(), 0);
-    assert.equal(backend.callsOf('reveal_passphrase').length, 1);
+    assert.equal(backend.callsOf('reveal_passphrase').length, 2);
 
     await page.locator('[data-testid="direct-connect"] > summary').click();
     assert.equal(await t('own-ticket').inputValue(), 'endpointticketAAAA');
@@ -126,6 +133,7 @@ describe('app shell, pairing and settings', () => {
 
   it('settings: toggles, passphrase, store, reset back to the wizard', { timeout: 20_000 }, async () => {
     let phase = 'running';
+    let storeConfirmations = 0;
     const settings = {
       notifications: true,
       launch_at_login: false,
@@ -142,7 +150,9 @@ describe('app shell, pairing and settings', () => {
           : { bits: 90, verdict: 'ok', message: 'About 90 bits: strong.' },
       change_passphrase: () => null,
       test_store: () => ({ asset_count: 1 }),
-      set_store: ({ store }) => Object.assign(settings, { store: { kind: store.kind, url: store.url } }),
+      // The backend confirms an external store in a native dialog: declined once, then accepted.
+      set_store: ({ store }) =>
+        storeConfirmations++ === 0 ? null : Object.assign(settings, { store: { kind: store.kind, url: store.url } }),
       reset_device: () => {
         phase = 'setup';
         return null;
@@ -186,13 +196,27 @@ describe('app shell, pairing and settings', () => {
     // Switch to an external store.
     await t('store-edit').click();
     await t('store-external').check();
+    assert.equal(await t('settings-store-warning').count(), 0, 'the built-in store is local');
     await t('store-url').fill('http://nas.local:3210');
+    await eventually(async () => assert.equal(await t('store-url-warning').count(), 1));
     await t('store-api-key').fill('k3y');
     await t('store-test').click();
     await eventually(async () => assert.equal(await t('store-test-result').textContent(), 'Connected — 1 asset'));
     await t('store-save').click();
+    // Declined in the dialog: nothing changed, the form is still open, no error.
+    await eventually(() => assert.equal(backend.callsOf('set_store').length, 1));
+    await eventually(async () => assert.equal(await t('store-save').isEnabled(), true));
+    assert.match((await t('settings-store').textContent()) ?? '', /Built-in store/);
+    assert.equal(await t('store-error').textContent(), '');
+    await t('store-save').click();
     await eventually(async () => assert.match((await t('settings-store').textContent()) ?? '', /CAN Service at\s+http:\/\/nas\.local:3210/));
+    // Plain http to another machine: warned about in the form and on the page.
+    assert.match(
+      (await t('settings-store-warning').textContent()) ?? '',
+      /its sync key and your assets would cross the network unencrypted/,
+    );
     assert.deepEqual(backend.callsOf('set_store'), [
+      { store: { kind: 'external', url: 'http://nas.local:3210', api_key: 'k3y' } },
       { store: { kind: 'external', url: 'http://nas.local:3210', api_key: 'k3y' } },
     ]);
 

@@ -220,4 +220,43 @@ describe('setup wizard', () => {
     ]);
     assert.deepEqual(backend.unhandled, []);
   });
+
+  it('external store: plain http to another machine is warned about', { timeout: 20_000 }, async () => {
+    const { page } = await start();
+    const t = (id: string) => page.getByTestId(id);
+    await t('wizard-step-store').waitFor();
+    await t('store-external').check();
+    // The default (this machine) is fine.
+    assert.equal(await t('store-url').inputValue(), 'http://127.0.0.1:3210');
+    assert.equal(await t('store-url-warning').count(), 0);
+    const cases: [string, boolean][] = [
+      ['http://nas.local:3210', true],
+      ['http://10.0.0.5:3210', true],
+      ['HTTP://192.168.1.20', true],
+      ['http://[fe80::1]:3210', true],
+      ['https://nas.local:3210', false],
+      ['http://localhost:3210', false],
+      ['http://127.8.9.10:3210', false],
+      ['http://[::1]:3210', false],
+      ['not a url', false],
+    ];
+    for (const [url, warned] of cases) {
+      await t('store-url').fill(url);
+      await eventually(async () => assert.equal(await t('store-url-warning').count(), warned ? 1 : 0, url));
+    }
+    await t('store-url').fill('http://nas.local:3210');
+    await eventually(async () =>
+      assert.match(
+        (await t('store-url-warning').textContent()) ?? '',
+        /its sync key and your assets would cross the network unencrypted/,
+      ),
+    );
+    assert.equal(
+      await t('store-url').getAttribute('aria-describedby'),
+      await t('store-url-warning').getAttribute('id'),
+    );
+    // A warning, not a refusal: the user may still go on.
+    await t('store-api-key').fill('good-key');
+    assert.equal(await t('wizard-next').isDisabled(), false);
+  });
 });

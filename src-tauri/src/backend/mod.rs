@@ -2,19 +2,26 @@
 //! engine's lifecycle, history, notifications. The Tauri shell (`crate::commands`,
 //! `crate::tray`) is a thin layer over [`Backend`], so all of this is testable headless.
 
+pub mod assets;
 pub mod coalesce;
 pub mod error;
+pub mod filetype;
+pub mod grants;
 pub mod history;
 pub mod notifier;
 pub mod passphrase;
 pub mod secrets;
 pub mod settings;
 pub mod store;
+pub mod untrusted;
 pub mod wizard;
 
 mod runner;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use can_sync::{EngineEvent, Secret, Status};
@@ -110,6 +117,10 @@ pub struct Backend {
     running: tokio::sync::Mutex<Option<Running>>,
     error: Mutex<Option<AppError>>,
     events: broadcast::Sender<AppEvent>,
+    /// Files the user handed over outside the webview (see [`grants`]).
+    grants: Mutex<grants::Grants>,
+    /// A passphrase confirmation dialog is open: one at a time.
+    revealing: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,6 +153,8 @@ impl Backend {
             running: tokio::sync::Mutex::new(None),
             error: Mutex::new(None),
             events,
+            grants: Mutex::new(grants::Grants::new()),
+            revealing: AtomicBool::new(false),
             paths,
         }))
     }
@@ -205,7 +218,9 @@ impl Backend {
         self.emit(AppEvent::State(s));
     }
 
-    /// Retries starting (the UI's Retry on the error panel).
+    /// Retries starting (the UI's Retry on the error panel, the `retry` command). The only
+    /// way besides [`Backend::boot`] and setup to start syncing: reading the state
+    /// ([`Backend::app_state`]) never does.
     pub async fn retry(self: &Arc<Self>) -> AppState {
         if self.running.lock().await.is_none() {
             *lock(&self.error) = None;
@@ -403,11 +418,31 @@ impl Backend {
         })
     }
 
-    /// The passphrase, for the Pairing page (after the UI asked for confirmation).
-    pub async fn reveal_passphrase(&self) -> Result<String, AppError> {
+    /// The passphrase, for the Pairing page, once `confirm` said yes; `None` if it said no.
+    /// `confirm` is the shell's native dialog, not the webview: a script in the page cannot
+    /// read the passphrase without the user's click outside it. One confirmation at a time.
+    pub async fn reveal_passphrase(
+        &self,
+        confirm: impl Future<Output = bool>,
+    ) -> Result<Option<String>, AppError> {
+        if self.revealing.swap(true, Ordering::SeqCst) {
+            return Err(AppError::invalid(
+                "A confirmation to show the passphrase is already open.",
+            ));
+        }
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&self.revealing);
+        if !confirm.await {
+            return Ok(None);
+        }
         let keychain = self.keychain.clone();
         let p = blocking(move || keychain.get(SecretKind::Passphrase)).await?;
-        p.map(|s| s.expose().to_owned())
+        p.map(|s| Some(s.expose().to_owned()))
             .ok_or_else(|| AppError::new(ErrorCode::NotFound, "No passphrase is stored."))
     }
 
@@ -448,10 +483,14 @@ impl Backend {
         Ok(self.settings_view().await)
     }
 
+    /// Switches stores; `None` if the switch to an external store was not confirmed. An
+    /// external store receives every asset of the group, so `confirm` (the shell's native
+    /// dialog, which a script in the page cannot click) is asked once the store answered.
     pub async fn set_store(
         self: &Arc<Self>,
         choice: StoreChoice,
-    ) -> Result<SettingsView, AppError> {
+        confirm: impl Future<Output = bool>,
+    ) -> Result<Option<SettingsView>, AppError> {
         choice.validate()?;
         let keychain = self.keychain.clone();
         let setting = match &choice {
@@ -462,6 +501,9 @@ impl Backend {
             StoreChoice::External { url, api_key } => {
                 let key = Secret::new(api_key.trim());
                 store::test(url, &key).await?;
+                if !confirm.await {
+                    return Ok(None);
+                }
                 blocking(move || keychain.set(SecretKind::SyncApiKey, &key)).await?;
                 StoreSetting::External {
                     url: url.trim_end_matches('/').to_owned(),
@@ -474,7 +516,7 @@ impl Backend {
             s.save(&self.paths.config_dir)?;
         }
         self.restart_engine().await?;
-        Ok(self.settings_view().await)
+        Ok(Some(self.settings_view().await))
     }
 
     pub async fn change_passphrase(self: &Arc<Self>, p: &str) -> Result<(), AppError> {
@@ -517,60 +559,6 @@ impl Backend {
         *lock(&self.error) = None;
         self.emit_state().await;
         Ok(())
-    }
-
-    // ---- assets (built-in store) ----
-
-    async fn store_url(&self) -> Result<String, AppError> {
-        let running = self.running.lock().await;
-        Ok(running
-            .as_ref()
-            .ok_or_else(AppError::not_ready)?
-            .store_url
-            .clone())
-    }
-
-    /// Adds files to the store; returns how many were added. Stops at the first failure,
-    /// naming the file.
-    pub async fn add_files(&self, paths: &[PathBuf]) -> Result<usize, AppError> {
-        let url = self.store_url().await?;
-        for p in paths {
-            store::add_file(&url, p).await?;
-        }
-        Ok(paths.len())
-    }
-
-    /// Downloads an asset to `dest` (whole or not at all).
-    pub async fn save_asset(&self, hash: &str, dest: &std::path::Path) -> Result<(), AppError> {
-        let url = self.store_url().await?;
-        store::download(&url, hash, dest).await
-    }
-
-    /// A file name for an asset, from history (or the hash).
-    pub fn asset_file_name(&self, hash: &str) -> String {
-        let name = self
-            .history
-            .find(hash)
-            .ok()
-            .flatten()
-            .map(|i| i.name)
-            .unwrap_or_default();
-        store::safe_file_name(&name, hash)
-    }
-
-    /// Downloads an asset into the app's cache to open it with the default app.
-    pub async fn asset_for_opening(&self, hash: &str) -> Result<PathBuf, AppError> {
-        let dir = self
-            .paths
-            .data_dir
-            .join("open")
-            .join(hash.get(..16).unwrap_or(hash));
-        std::fs::create_dir_all(&dir).map_err(|e| AppError::io("cannot create a cache dir", e))?;
-        let dest = dir.join(self.asset_file_name(hash));
-        if !dest.exists() {
-            self.save_asset(hash, &dest).await?;
-        }
-        Ok(dest)
     }
 }
 

@@ -131,26 +131,8 @@ pub async fn add_file(base_url: &str, path: &Path) -> Result<(), AppError> {
 
 /// Downloads an asset to `dest` whole or not at all: a temp file beside it, fsync, rename.
 pub async fn download(base_url: &str, hash: &str, dest: &Path) -> Result<(), AppError> {
-    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(AppError::invalid("not an asset hash"));
-    }
-    let resp = http()?
-        .get(format!("{base_url}/api/assets/{hash}"))
-        .send()
-        .await
-        .map_err(|e| AppError::new(ErrorCode::StoreUnreachable, e.without_url().to_string()))?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Err(AppError::new(
-            ErrorCode::NotFound,
-            "This asset is not in the store.",
-        ));
-    }
-    if !resp.status().is_success() {
-        return Err(AppError::new(
-            ErrorCode::StoreUnreachable,
-            format!("the store answered {}", resp.status()),
-        ));
-    }
+    check_hash(hash)?;
+    let resp = get_content(base_url, hash, None).await?;
     let tmp = temp_beside(dest);
     let write = async {
         let mut f = tokio::fs::File::create(&tmp).await?;
@@ -169,6 +151,91 @@ pub async fn download(base_url: &str, hash: &str, dest: &Path) -> Result<(), App
     Ok(())
 }
 
+/// The first bytes of an asset and the content type the store has for it (which is what
+/// the peer that sent it declared): enough to tell what it is before writing it anywhere.
+#[derive(Debug)]
+pub struct Head {
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads at most `max` leading bytes of an asset (a Range request; a store that ignores
+/// it still costs only `max` bytes: the rest of the body is dropped unread).
+pub async fn head(base_url: &str, hash: &str, max: usize) -> Result<Head, AppError> {
+    check_hash(hash)?;
+    let resp = get_content(base_url, hash, Some(max)).await?;
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut bytes = Vec::with_capacity(max.min(64 * 1024));
+    // An empty asset answers 416 to any range: its head is empty.
+    if resp.status() != reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+        let mut body = resp.bytes_stream();
+        while bytes.len() < max
+            && let Some(chunk) = body.next().await
+        {
+            let chunk = chunk.map_err(|e| {
+                AppError::new(ErrorCode::StoreUnreachable, e.without_url().to_string())
+            })?;
+            let room = max - bytes.len();
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+    Ok(Head {
+        content_type,
+        bytes,
+    })
+}
+
+/// GET of an asset's content (optionally only its first `range` bytes), status checked.
+async fn get_content(
+    base_url: &str,
+    hash: &str,
+    range: Option<usize>,
+) -> Result<reqwest::Response, AppError> {
+    let mut req = http()?.get(format!("{base_url}/api/assets/{hash}"));
+    if let Some(n) = range {
+        req = req.header(
+            reqwest::header::RANGE,
+            format!("bytes=0-{}", n.saturating_sub(1)),
+        );
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| AppError::new(ErrorCode::StoreUnreachable, e.without_url().to_string()))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            "This asset is not in the store.",
+        ));
+    }
+    // An empty asset has no first byte: 416 to a range request is its (empty) head.
+    let empty_head = range.is_some() && status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE;
+    if !status.is_success() && !empty_head {
+        return Err(AppError::new(
+            ErrorCode::StoreUnreachable,
+            format!("the store answered {status}"),
+        ));
+    }
+    Ok(resp)
+}
+
+/// An asset hash as the UI must send it: exactly 64 lowercase hex digits (BLAKE3). Checked
+/// before any file or HTTP call: the hash goes into URLs and directory names.
+pub fn check_hash(hash: &str) -> Result<(), AppError> {
+    if hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            "Asset hash: expected 64 lowercase hexadecimal characters.",
+        ))
+    }
+}
+
 fn temp_beside(dest: &Path) -> PathBuf {
     let name = dest
         .file_name()
@@ -177,34 +244,27 @@ fn temp_beside(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.can-sync-part"))
 }
 
-/// A safe file name for an asset's name (no directories, no control characters).
-pub fn safe_file_name(name: &str, hash: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
-    if cleaned.is_empty() {
-        hash.chars().take(16).collect()
-    } else {
-        cleaned
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn file_names_cannot_escape() {
-        assert_eq!(safe_file_name("../../etc/passwd", "ab"), "_.._etc_passwd");
-        assert_eq!(safe_file_name("", "0123456789abcdef99"), "0123456789abcdef");
-        assert_eq!(safe_file_name("Fotos/ä.jpg", "x"), "Fotos_ä.jpg");
+    fn hashes_are_64_lowercase_hex_digits() {
+        let good = "0123456789abcdef".repeat(4);
+        assert!(check_hash(&good).is_ok());
+        for bad in [
+            String::new(),
+            good.to_uppercase(),
+            good[..63].to_owned(),
+            format!("{good}0"),
+            format!("../{}", &good[3..]),
+            format!("{}%2F", &good[..61]),
+            format!("{}é", &good[..62]),
+            format!("{} ", &good[..63]),
+        ] {
+            let e = check_hash(&bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidInput, "{bad:?}");
+            assert!(e.message.contains("64 lowercase"), "{e}");
+        }
     }
 }

@@ -19,6 +19,7 @@ pub struct Received {
 
 struct Server {
     received: Arc<Mutex<Vec<Received>>>,
+    capabilities: Arc<Mutex<Vec<String>>>,
 }
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
@@ -45,7 +46,7 @@ impl Server {
     }
 
     fn get_capabilities(&self) -> Vec<String> {
-        vec!["body".into()]
+        self.capabilities.lock().unwrap().clone()
     }
 
     fn get_server_information(&self) -> (String, String, String, String) {
@@ -61,20 +62,24 @@ impl Server {
 }
 
 /// An `org.freedesktop.Notifications` server on the bus at `address`, recording every call.
+/// It parses body markup, as GNOME Shell, Plasma, dunst, mako and xfce4-notifyd do.
 pub struct NotificationServer {
     _conn: zbus::Connection,
     received: Arc<Mutex<Vec<Received>>>,
+    capabilities: Arc<Mutex<Vec<String>>>,
 }
 
 impl NotificationServer {
     pub async fn start(address: &str) -> NotificationServer {
         let received = Arc::new(Mutex::new(Vec::new()));
+        let capabilities = Arc::new(Mutex::new(vec!["body".into(), "body-markup".into()]));
         let conn = zbus::connection::Builder::address(address)
             .name("org.freedesktop.Notifications")
             .serve_at(
                 "/org/freedesktop/Notifications",
                 Server {
                     received: received.clone(),
+                    capabilities: capabilities.clone(),
                 },
             )
             .build()
@@ -83,7 +88,13 @@ impl NotificationServer {
         NotificationServer {
             _conn: conn,
             received,
+            capabilities,
         }
+    }
+
+    /// What `GetCapabilities` answers from now on.
+    pub fn set_capabilities(&self, caps: &[&str]) {
+        *self.capabilities.lock().unwrap() = caps.iter().map(|c| c.to_string()).collect();
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -177,6 +177,17 @@ impl Session {
             .clone()
     }
 
+    /// Runs `script` as an async script: it finishes by calling its last argument.
+    pub async fn execute_async(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await["value"]
+            .clone()
+    }
+
     pub async fn screenshot(&self, path: &std::path::Path) {
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let b64 = v["value"].as_str().expect("screenshot data");

@@ -160,6 +160,15 @@ export type SettingsPatch = Partial<
   Pick<Settings, 'notifications' | 'launch_at_login' | 'start_hidden'>
 >;
 
+/** What `open_asset` did: opened with the default app, or (not an allow-listed type) revealed. */
+export interface OpenResult {
+  action: 'open' | 'reveal';
+  file_name: string;
+  /** The real type, for people: "a Windows program", "a PNG image". */
+  kind: string;
+  mime: string;
+}
+
 export interface EngineEvent {
   event: string;
   [key: string]: unknown;
@@ -191,6 +200,7 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
 
 export const api = {
   appState: () => call<AppState>('app_state'),
+  retry: () => call<AppState>('retry'),
   wizardView: () => call<WizardView>('wizard_view'),
   wizardSubmit: (input: WizardInput) => call<WizardView>('wizard_submit', { input }),
   testStore: (url: string, apiKey: string) => call<StoreTest>('test_store', { url, apiKey }),
@@ -201,17 +211,19 @@ export const api = {
   pause: () => call<null>('pause'),
   resume: () => call<null>('resume'),
   pairing: () => call<Pairing>('pairing'),
-  revealPassphrase: () => call<string>('reveal_passphrase'),
+  /** The backend asks in a native dialog first; null if the user cancelled there. */
+  revealPassphrase: () => call<string | null>('reveal_passphrase'),
   connectTicket: (ticket: string) => call<null>('connect_ticket', { ticket }),
   history: (query: HistoryQuery) => call<HistoryPage>('history', { query }),
   settings: () => call<Settings>('settings'),
   updateSettings: (patch: SettingsPatch) => call<Settings>('update_settings', { patch }),
-  setStore: (store: StoreChoice) => call<Settings>('set_store', { store }),
+  /** An external store is confirmed in a native dialog first; null if the user cancelled there. */
+  setStore: (store: StoreChoice) => call<Settings | null>('set_store', { store }),
   changePassphrase: (passphrase: string) => call<null>('change_passphrase', { passphrase }),
   resetDevice: () => call<null>('reset_device'),
   addFiles: (paths: string[]) => call<number>('add_files', { paths }),
   pickFiles: () => call<number>('pick_files'),
-  openAsset: (hash: string) => call<null>('open_asset', { hash }),
+  openAsset: (hash: string) => call<OpenResult>('open_asset', { hash }),
   saveAsset: (hash: string) => call<boolean>('save_asset', { hash }),
 
   // ------------------------------------------------------------ events

@@ -64,3 +64,12 @@ export function plural(n: number, one: string, many: string = `${one}s`): string
 export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
+
+/**
+ * A peer-chosen name as shown: Unicode format characters (Cf: U+202E right-to-left override,
+ * zero-width characters…) removed, so `invoice\u202Efdp.exe` cannot read as "invoiceexe.pdf";
+ * control characters become spaces. Text only: Svelte never renders it as HTML anyway.
+ */
+export function peerText(s: string): string {
+  return s.replace(/\p{Cf}/gu, '').replace(/\p{Cc}/gu, ' ');
+}

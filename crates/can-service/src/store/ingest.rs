@@ -4,13 +4,14 @@
 use std::fmt::Display;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
+use super::shards::{Shards, sync_dir};
 use super::{AssetMeta, Store, StoreError, content_path, db};
 use crate::hash::AssetHash;
 
@@ -204,7 +205,7 @@ impl Store {
         let outcome = tokio::task::spawn_blocking(move || -> Result<IngestOutcome, StoreError> {
             let Written { file, hash, size } = written;
             let dest = content_path(&inner.objects, &hash);
-            place(file, &dest)?;
+            place(&inner.shards, file, &hash, &dest)?;
             let created_at = new.created_at.unwrap_or_else(now_rfc3339);
             let conn = inner.db.lock().unwrap_or_else(|p| p.into_inner());
             let inserted = db::insert(
@@ -302,26 +303,30 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
-/// Renames the fsynced temp file to its final name and makes the rename durable.
-fn place(file: NamedTempFile, dest: &Path) -> Result<(), StoreError> {
-    let shard = dest.parent().map(PathBuf::from).unwrap_or_default();
-    let new_shard = !shard.exists();
-    std::fs::create_dir_all(&shard).map_err(StoreError::io(&shard))?;
-    file.persist(dest).map_err(|e| StoreError::Io {
+/// Renames the fsynced temp file to its final name and makes the rename durable: the shard
+/// folder is fsynced, and so is `objects/` unless the folder's own entry is known durable.
+/// Only then may the caller commit the row.
+fn place(
+    shards: &Shards,
+    file: NamedTempFile,
+    hash: &AssetHash,
+    dest: &Path,
+) -> Result<(), StoreError> {
+    let shard = hash.as_bytes()[0];
+    let io_error = |source| StoreError::Io {
         path: dest.to_owned(),
-        source: e.error,
-    })?;
-    sync_dir(&shard)?;
-    if new_shard && let Some(objects) = shard.parent() {
-        sync_dir(objects)?;
+        source,
+    };
+    if let Err(e) = file.persist(dest) {
+        if e.error.kind() != std::io::ErrorKind::NotFound {
+            return Err(io_error(e.error));
+        }
+        // The shard folder was removed behind our back (it exists from open on).
+        shards.recreate(shard)?;
+        e.file.persist(dest).map_err(|e| io_error(e.error))?;
     }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StoreError::io(dir))
+    sync_dir(&shards.dir(shard))?;
+    shards.ensure_durable(shard)
 }
 
 /// Now, UTC, RFC 3339 with millisecond precision.

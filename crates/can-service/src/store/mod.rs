@@ -3,12 +3,14 @@
 //!
 //! Invariant: a row exists only for content that is complete, fsynced and in place. Ingest
 //! writes to `data_dir/tmp`, fsyncs, renames into `objects/<2 hex>/<64 hex>`, fsyncs the
-//! directory, and only then commits the row. A crash anywhere leaves either the whole asset
+//! directory (and `objects/` if the shard folder's entry may not be durable yet, see
+//! [`shards`]), and only then commits the row. A crash anywhere leaves either the whole asset
 //! or nothing that [`Store::open`] does not clean up.
 
 mod db;
 mod ingest;
 mod repair;
+mod shards;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -66,6 +68,7 @@ pub struct Store {
 
 struct Inner {
     objects: PathBuf,
+    shards: shards::Shards,
     tmp: PathBuf,
     // One connection: statements are short and SQLite serialises writers anyway.
     db: Mutex<Connection>,
@@ -79,10 +82,18 @@ impl Store {
     pub fn open(data_dir: &Path, max_asset_bytes: u64) -> Result<Self, StoreError> {
         let objects = data_dir.join("objects");
         let tmp = data_dir.join("tmp");
+        let new_data_dir = !data_dir.exists();
         for dir in [data_dir, &objects, &tmp] {
             std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }
+        let shards = shards::Shards::open(&objects)?;
         let conn = db::open(&data_dir.join("index.sqlite3"))?;
+        // The entries of objects/, tmp/ and the index must be durable before the first
+        // upload is acknowledged, or a crash could take a whole new store with it.
+        shards::sync_dir(data_dir)?;
+        if new_data_dir && let Some(parent) = data_dir.parent().filter(|p| p.exists()) {
+            shards::sync_dir(parent)?;
+        }
         let report = repair::repair(&conn, &objects, &tmp)?;
         if !report.is_clean() {
             tracing::warn!(?report, "repaired the store after an unclean stop");
@@ -92,6 +103,7 @@ impl Store {
         Ok(Self {
             inner: Arc::new(Inner {
                 objects,
+                shards,
                 tmp,
                 db: Mutex::new(conn),
                 latest,
@@ -151,3 +163,6 @@ fn content_path(objects: &Path, hash: &AssetHash) -> PathBuf {
     let hex = hash.to_hex();
     objects.join(&hex[..2]).join(hex)
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,7 @@ use futures_util::{Stream, StreamExt};
 use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
+use super::names::strip_format_chars;
 use super::shards::{Shards, sync_dir};
 use super::{AssetMeta, Store, StoreError, content_path, db};
 use crate::hash::AssetHash;
@@ -77,6 +78,15 @@ pub enum IngestError {
 }
 
 impl NewAsset {
+    /// The asset with its name cleaned of Unicode format characters (see [`super::names`]).
+    /// Every ingest applies it, so no path can store such a name.
+    pub fn cleaned(self) -> Self {
+        Self {
+            name: strip_format_chars(&self.name),
+            ..self
+        }
+    }
+
     /// Checks every field; the error names the field.
     pub fn validate(&self) -> Result<(), IngestError> {
         let invalid = |field, message: &str| IngestError::Invalid {
@@ -134,6 +144,7 @@ impl Store {
         S: Stream<Item = Result<Bytes, E>>,
         E: Display,
     {
+        let new = new.cleaned();
         new.validate()?;
         let limit = self.inner.max_asset_bytes;
         if let Some((_, size)) = expected

@@ -9,6 +9,7 @@
 
 mod db;
 mod ingest;
+pub mod names;
 mod repair;
 mod shards;
 

@@ -71,3 +71,13 @@ async fn a_shard_folder_removed_behind_our_back_is_recreated_durably() {
     assert_eq!(shards.objects_syncs(), before + 1);
     assert!(shards.is_durable(shard));
 }
+
+#[tokio::test]
+async fn names_lose_format_characters_at_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let outcome = ingest(&store, b"rlo", "invoice\u{202E}fdp.exe\u{200B}").await;
+    assert_eq!(outcome.meta().name, "invoicefdp.exe");
+    let stored = store.get(outcome.meta().hash).await.unwrap().unwrap();
+    assert_eq!(stored.name, "invoicefdp.exe");
+}

@@ -5,11 +5,12 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use super::disposition::{CONTENT_CSP, content_disposition};
 use super::error::{ApiError, closing};
 use super::query::{After, ApiQuery, Page};
 use super::sse;
@@ -158,15 +159,15 @@ pub async fn content(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, v);
     }
-    let disposition = format!(
-        "inline; filename*=UTF-8''{}",
-        utf8_percent_encode(&meta.name, NON_ALPHANUMERIC)
+    // Never run or render content as the store's own origin (see `disposition`).
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(&meta.content_type, &meta.name),
     );
-    if !meta.name.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&disposition)
-    {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_CSP),
+    );
     // Content is immutable under its hash.
     headers.insert(
         header::CACHE_CONTROL,

@@ -45,7 +45,8 @@ pub fn router(store: Store, config: &Config, listen: SocketAddr) -> Result<Route
         .route("/events", get(sync::events))
         .fallback(|| async { ApiError::not_found("no such sync route") })
         .route_layer(from_fn_with_state(sync_key, sync::authorize))
-        // Agents send no Origin, and address the service by the URL they were given.
+        // The same Host and Origin rules as /api/, for the whole subtree: agents send no
+        // Origin, and one configured with a name needs that name in allowed_hosts.
         .layer(from_fn_with_state(guard, guard::check));
     Ok(Router::new()
         // Health stays open to any Host and Origin: it reveals nothing and changes nothing.

@@ -40,6 +40,11 @@ pub struct Config {
     /// Bearer key for `/api/`; without it the public API is open to whoever can connect.
     #[serde(default)]
     pub public_api_key: Option<Secret>,
+    /// Bytes every upload must leave free on `data_dir`'s filesystem; an upload that would
+    /// eat into them is refused (507). Default (`None`): the smaller of 1 GiB and 5 % of the
+    /// filesystem's size. 0: no reserve (the disk may fill up completely).
+    #[serde(default)]
+    pub free_space_reserve_bytes: Option<u64>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -64,6 +69,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             public_api_key: None,
+            free_space_reserve_bytes: None,
         }
     }
 }
@@ -164,6 +170,11 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.sync_api_key.unwrap().expose(), "k123");
         assert_eq!(c.max_asset_bytes, 10);
+        assert_eq!(c.free_space_reserve_bytes, None);
+        let c = Config::parse("free_space_reserve_bytes: 0\n").unwrap();
+        assert_eq!(c.free_space_reserve_bytes, Some(0));
+        let e = Config::parse("free_space_reserve_bytes: -1\n").unwrap_err();
+        assert!(e.contains("free_space_reserve_bytes"), "{e}");
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
     config.validate(None)?;
     let data_dir = config.data_dir.clone();
     let max = config.max_asset_bytes;
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, max))
+    let reserve = config.free_space_reserve_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, max, reserve))
         .await
         .map_err(|e| StartError::Store {
             dir: config.data_dir.clone(),

@@ -64,6 +64,11 @@ async fn store_upload(
         None => DEFAULT_CONTENT_TYPE.to_owned(),
     };
     check_content_length(&headers, store.max_asset_bytes())?;
+    // The announced size must fit above the free-space reserve before a byte is read; a
+    // body without Content-Length is checked as it streams.
+    if let Some(n) = content_length(&headers) {
+        store.check_space(n)?;
+    }
     let new = NewAsset {
         name,
         content_type,
@@ -82,17 +87,21 @@ async fn store_upload(
 
 /// Refuses an announced body over the limit before reading a byte of it.
 pub fn check_content_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError> {
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match announced {
+    match content_length(headers) {
         Some(n) if n > limit => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("asset is larger than the limit of {limit} bytes"),
         )),
         _ => Ok(()),
     }
+}
+
+/// The announced body length, if any and well formed (hyper refuses a malformed one).
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 #[derive(serde::Serialize)]

@@ -12,6 +12,7 @@ mod ingest;
 pub mod names;
 mod repair;
 mod shards;
+pub mod space;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -76,11 +77,18 @@ struct Inner {
     // The highest seq stored; SSE streams wait on it.
     latest: watch::Sender<u64>,
     max_asset_bytes: u64,
+    space: space::SpaceGuard,
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and repairs what a crash left.
-    pub fn open(data_dir: &Path, max_asset_bytes: u64) -> Result<Self, StoreError> {
+    /// `free_space_reserve`: bytes uploads must leave free on the disk (`None`: the default
+    /// of [`space::default_reserve`]).
+    pub fn open(
+        data_dir: &Path,
+        max_asset_bytes: u64,
+        free_space_reserve: Option<u64>,
+    ) -> Result<Self, StoreError> {
         let objects = data_dir.join("objects");
         let tmp = data_dir.join("tmp");
         let new_data_dir = !data_dir.exists();
@@ -99,6 +107,7 @@ impl Store {
         if !report.is_clean() {
             tracing::warn!(?report, "repaired the store after an unclean stop");
         }
+        let space = space::SpaceGuard::new(data_dir, free_space_reserve)?;
         let last = db::last_seq(&conn)?;
         let (latest, _) = watch::channel(last);
         Ok(Self {
@@ -109,12 +118,26 @@ impl Store {
                 db: Mutex::new(conn),
                 latest,
                 max_asset_bytes,
+                space,
             }),
         })
     }
 
     pub fn max_asset_bytes(&self) -> u64 {
         self.inner.max_asset_bytes
+    }
+
+    /// Replaces the free-space guard of a store just opened (tests fake a filling disk).
+    #[cfg(test)]
+    fn set_space(&mut self, space: space::SpaceGuard) {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.space = space;
+        }
+    }
+
+    /// Refuses (507) an upload of `size` bytes that would leave less than the reserve free.
+    pub fn check_space(&self, size: u64) -> Result<(), IngestError> {
+        self.inner.space.check(size)
     }
 
     /// Where the content of `hash` lives (whether or not it is stored).

@@ -1,4 +1,5 @@
-//! Store-level tests of what HTTP cannot observe: the ordering of directory fsyncs.
+//! Store-level tests of what HTTP cannot observe: the ordering of directory fsyncs, and a
+//! disk that fills up while an upload streams.
 
 use bytes::Bytes;
 
@@ -26,7 +27,7 @@ fn shard_of(content: &[u8]) -> u8 {
 async fn open_creates_every_shard_folder_durably() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("fresh");
-    let store = Store::open(&data, 1 << 20).unwrap();
+    let store = Store::open(&data, 1 << 20, Some(0)).unwrap();
     let shards = &store.inner.shards;
     for i in 0..=255u8 {
         assert!(shards.dir(i).is_dir(), "shard {i:02x} missing after open");
@@ -44,7 +45,7 @@ async fn open_creates_every_shard_folder_durably() {
 #[tokio::test]
 async fn commit_into_a_folder_not_yet_durable_fsyncs_objects_first() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let store = Store::open(dir.path(), 1 << 20, Some(0)).unwrap();
     let shards = &store.inner.shards;
     let shard = shard_of(b"racing upload");
     shards.forget_durability(shard);
@@ -58,7 +59,7 @@ async fn commit_into_a_folder_not_yet_durable_fsyncs_objects_first() {
 #[tokio::test]
 async fn a_shard_folder_removed_behind_our_back_is_recreated_durably() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let store = Store::open(dir.path(), 1 << 20, Some(0)).unwrap();
     let shards = &store.inner.shards;
     let shard = shard_of(b"orphaned shard");
     std::fs::remove_dir(shards.dir(shard)).unwrap();
@@ -75,9 +76,50 @@ async fn a_shard_folder_removed_behind_our_back_is_recreated_durably() {
 #[tokio::test]
 async fn names_lose_format_characters_at_ingest() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let store = Store::open(dir.path(), 1 << 20, Some(0)).unwrap();
     let outcome = ingest(&store, b"rlo", "invoice\u{202E}fdp.exe\u{200B}").await;
     assert_eq!(outcome.meta().name, "invoicefdp.exe");
     let stored = store.get(outcome.meta().hash).await.unwrap().unwrap();
     assert_eq!(stored.name, "invoicefdp.exe");
+}
+
+/// Another writer fills the disk while an upload streams: the check every few MiB notices,
+/// the upload fails with `NoSpace` and its temp file is gone.
+#[tokio::test]
+async fn a_disk_filling_up_mid_upload_aborts_it_and_removes_the_temp_file() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 1 << 30, Some(0)).unwrap();
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    // Plenty free before the upload starts, 1 MiB once it is under way.
+    store.set_space(space::SpaceGuard::with_probe(
+        dir.path(),
+        2 << 20,
+        move |_| {
+            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+            Ok(space::DiskSpace {
+                total: 1 << 40,
+                available: if first { 100 << 20 } else { 1 << 20 },
+            })
+        },
+    ));
+    let chunks = (0..16).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![3u8; 1 << 20])));
+    let err = store
+        .ingest(futures_util::stream::iter(chunks), new_asset("big"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, IngestError::NoSpace { reserve, .. } if reserve == 2 << 20),
+        "{err}"
+    );
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "never re-checked while streaming"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert!(store.list(0, 10).await.unwrap().0.is_empty());
 }

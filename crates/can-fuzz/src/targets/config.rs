@@ -120,8 +120,29 @@ fn assert_no_secret(text: &str, what: &str) {
     assert!(!text.contains(SECRET), "{what} shows a secret: {text}");
 }
 
+/// Whether the secret sits only in values of secret keys, so the promise covers it. YAML
+/// can carry it elsewhere (a quoted or block scalar of another key swallowing the lines
+/// below it; an error may then rightly quote that other value).
+fn only_under_secret_keys(text: &str) -> bool {
+    use serde_norway::Value;
+    let shows = |v: &Value| serde_norway::to_string(v).map_or(true, |t| t.contains(SECRET));
+    match serde_norway::from_str::<Value>(text) {
+        Ok(Value::Mapping(map)) => map.iter().all(|(k, v)| {
+            let secret_key = k.as_str().is_some_and(|k| SECRET_KEYS.contains(&k));
+            !shows(k) && (secret_key || !shows(v))
+        }),
+        Ok(other) => !shows(&other),
+        // Not YAML at all: both parsers fail the same way, and must not quote the text.
+        Err(_) => true,
+    }
+}
+
 /// The service's config: parse, then validate; the keys never leak into messages.
 fn service(text: &str) {
+    if !only_under_secret_keys(text) {
+        let _ = can_service::Config::parse(text).map(|c| c.validate(None));
+        return;
+    }
     match can_service::Config::parse(text) {
         Ok(config) => {
             if let Err(e) = config.validate(Some(Path::new("config.yaml"))) {
@@ -136,6 +157,10 @@ fn service(text: &str) {
 /// The agent's config (`can_sync::config::EngineConfig`), held to the same promise.
 fn agent(text: &str) {
     let path = Path::new("/etc/can-sync/agent.yaml");
+    if !only_under_secret_keys(text) {
+        let _ = can_sync::config::EngineConfig::parse(text, path);
+        return;
+    }
     match can_sync::config::EngineConfig::parse(text, path) {
         Ok(config) => assert_no_secret(&format!("{config:?}"), "the agent config's Debug"),
         Err(e) => assert_no_secret(&e.to_string(), "an agent config error"),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::secret::Secret;
+use crate::web::{HostPolicy, OriginPolicy};
 
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3210";
@@ -28,6 +29,22 @@ pub struct Config {
     /// Largest asset accepted, in bytes.
     #[serde(default = "default_max_asset_bytes")]
     pub max_asset_bytes: u64,
+    /// Web origins (`scheme://host[:port]`) besides the store's own whose requests are
+    /// served; a request with any other `Origin` is refused (403). Default: none.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Host names (`name` or `name:port`) besides IP literals and `localhost` that requests
+    /// may be addressed to; any other `Host` is refused (421). Default: none.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Bearer key for `/api/`; without it the public API is open to whoever can connect.
+    #[serde(default)]
+    pub public_api_key: Option<Secret>,
+    /// Bytes every upload must leave free on `data_dir`'s filesystem; an upload that would
+    /// eat into them is refused (507). Default (`None`): the smaller of 1 GiB and 5 % of the
+    /// filesystem's size. 0: no reserve (the disk may fill up completely).
+    #[serde(default)]
+    pub free_space_reserve_bytes: Option<u64>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -49,6 +66,10 @@ impl Default for Config {
             data_dir: default_data_dir(),
             sync_api_key: None,
             max_asset_bytes: default_max_asset_bytes(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            public_api_key: None,
+            free_space_reserve_bytes: None,
         }
     }
 }
@@ -112,18 +133,22 @@ impl Config {
         if self.max_asset_bytes == 0 {
             return Err(err("max_asset_bytes", "must be greater than 0"));
         }
-        if let Some(key) = &self.sync_api_key {
+        for (name, key) in [
+            ("sync_api_key", &self.sync_api_key),
+            ("public_api_key", &self.public_api_key),
+        ] {
+            let Some(key) = key else { continue };
             let k = key.expose();
             if k.is_empty() {
-                return Err(err("sync_api_key", "must not be empty"));
+                return Err(err(name, "must not be empty"));
             }
             if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(err(
-                    "sync_api_key",
-                    "must not contain spaces or control characters",
-                ));
+                return Err(err(name, "must not contain spaces or control characters"));
             }
         }
+        OriginPolicy::new(&self.allowed_origins, self.listen)
+            .map_err(|m| err("allowed_origins", &m))?;
+        HostPolicy::new(&self.allowed_hosts).map_err(|m| err("allowed_hosts", &m))?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(err("data_dir", "must not be empty"));
         }
@@ -145,6 +170,11 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.sync_api_key.unwrap().expose(), "k123");
         assert_eq!(c.max_asset_bytes, 10);
+        assert_eq!(c.free_space_reserve_bytes, None);
+        let c = Config::parse("free_space_reserve_bytes: 0\n").unwrap();
+        assert_eq!(c.free_space_reserve_bytes, Some(0));
+        let e = Config::parse("free_space_reserve_bytes: -1\n").unwrap_err();
+        assert!(e.contains("free_space_reserve_bytes"), "{e}");
     }
 
     #[test]
@@ -164,7 +194,58 @@ mod tests {
     }
 
     #[test]
+    fn web_settings() {
+        let c = Config::parse(
+            "allowed_origins: [\"https://app.example\", \"http://localhost:5173\"]\n\
+             allowed_hosts:\n  - nas.example\n  - box.example:8080\npublic_api_key: pk-1\n",
+        )
+        .unwrap();
+        c.validate(None).unwrap();
+        assert_eq!(c.allowed_origins.len(), 2);
+        assert_eq!(c.allowed_hosts, ["nas.example", "box.example:8080"]);
+        assert_eq!(c.public_api_key.as_ref().unwrap().expose(), "pk-1");
+        let d = Config::default();
+        assert!(d.allowed_origins.is_empty() && d.allowed_hosts.is_empty());
+        assert!(d.public_api_key.is_none());
+        for (text, key, shown) in [
+            (
+                "allowed_origins: [\"https://a.example/\"]\n",
+                "allowed_origins",
+                "https://a.example/",
+            ),
+            ("allowed_origins: [\"*\"]\n", "allowed_origins", "*"),
+            ("allowed_origins: [\"null\"]\n", "allowed_origins", "null"),
+            (
+                "allowed_hosts: [\"http://nas\"]\n",
+                "allowed_hosts",
+                "http://nas",
+            ),
+            (
+                "allowed_hosts: [\"nas:http\"]\n",
+                "allowed_hosts",
+                "nas:http",
+            ),
+        ] {
+            let e = Config::parse(text)
+                .unwrap()
+                .validate(None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains(shown), "{e}");
+        }
+        let e = Config::parse("allowed_hosts: nas\n").unwrap_err();
+        assert!(e.contains("allowed_hosts"), "{e}");
+        let e = Config::parse("alowed_origins: []\n").unwrap_err();
+        assert!(e.contains("alowed_origins"), "{e}");
+    }
+
+    #[test]
     fn secret_never_printed() {
+        let c = Config::parse("public_api_key: hunter3-secret\n").unwrap();
+        assert!(!format!("{c:?}").contains("hunter3"));
+        let c = Config::parse("public_api_key: \"a b\"\n").unwrap();
+        let e = c.validate(None).unwrap_err().to_string();
+        assert!(!e.contains("a b") && e.contains("public_api_key"), "{e}");
         let c = Config::parse("sync_api_key: hunter2-secret\n").unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
         let c = Config::parse("sync_api_key: \"a b\"\n").unwrap();

@@ -8,6 +8,7 @@ pub mod config;
 pub mod hash;
 pub mod secret;
 pub mod store;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub enum StartError {
         dir: std::path::PathBuf,
         source: store::StoreError,
     },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -46,11 +49,13 @@ pub struct RunningService {
     task: JoinHandle<()>,
 }
 
-/// Opens the store, binds the listener and serves in the background.
+/// Checks the config, opens the store, binds the listener and serves in the background.
 pub async fn start(config: &Config) -> Result<RunningService, StartError> {
+    config.validate(None)?;
     let data_dir = config.data_dir.clone();
     let max = config.max_asset_bytes;
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, max))
+    let reserve = config.free_space_reserve_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, max, reserve))
         .await
         .map_err(|e| StartError::Store {
             dir: config.data_dir.clone(),
@@ -70,7 +75,7 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
         addr: config.listen,
         source,
     })?;
-    let app = api::router(store.clone(), config.sync_api_key.as_ref());
+    let app = api::router(store.clone(), config, addr)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let (graceful_tx, graceful_rx) = oneshot::channel::<()>();

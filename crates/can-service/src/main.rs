@@ -12,7 +12,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "can-service", version, about)]
 struct Cli {
-    /// YAML config file (keys: listen, data_dir, sync_api_key, max_asset_bytes).
+    /// YAML config file (keys: listen, data_dir, sync_api_key, max_asset_bytes,
+    /// allowed_origins, allowed_hosts, public_api_key).
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Listen address; overrides the config file (port 0 picks a free port).
@@ -54,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         addr = %service.local_addr(),
         data_dir = %config.data_dir.display(),
         sync_api = config.sync_api_key.is_some(),
+        public_api_key = config.public_api_key.is_some(),
         "can-service started"
     );
     tokio::select! {

@@ -40,6 +40,23 @@ fn bad_configs_fail_clearly() {
         ("zero.yaml", "max_asset_bytes: 0\n", "max_asset_bytes"),
         ("listen.yaml", "listen: not-an-address\n", "listen"),
         ("yaml.yaml", "listen: [unclosed\n", "yaml.yaml"),
+        (
+            "origins.yaml",
+            "allowed_origins: [\"https://ok.example\", \"https://bad.example/path\"]\n",
+            "bad.example/path",
+        ),
+        (
+            "origins2.yaml",
+            "allowed_origins: https://x\n",
+            "allowed_origins",
+        ),
+        (
+            "hosts.yaml",
+            "allowed_hosts: [\"http://nas\"]\n",
+            "allowed_hosts",
+        ),
+        ("pubkey.yaml", "public_api_key: \"\"\n", "public_api_key"),
+        ("typo.yaml", "allowed_host: [nas]\n", "allowed_host"),
     ];
     for (file, text, needle) in cases {
         let path = dir.path().join(file);
@@ -59,14 +76,15 @@ fn bad_configs_fail_clearly() {
 }
 
 #[tokio::test]
-async fn sync_key_never_reaches_the_logs() {
+async fn keys_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let key = "very-secret-sync-key-4242";
+    let public_key = "very-secret-public-key-4343";
     let config = dir.path().join("c.yaml");
     std::fs::write(
         &config,
         format!(
-            "sync_api_key: {key}\ndata_dir: {}\n",
+            "sync_api_key: {key}\npublic_api_key: {public_key}\ndata_dir: {}\n",
             dir.path().join("d").display()
         ),
     )
@@ -103,6 +121,14 @@ async fn sync_key_never_reaches_the_logs() {
             .await
             .unwrap();
     }
+    for token in [public_key, "wrong"] {
+        let _ = c
+            .get(format!("{url}/api/assets"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+    }
     // SIGTERM: a clean shutdown, then read everything it logged.
     let pid = child.id().unwrap().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -114,4 +140,5 @@ async fn sync_key_never_reaches_the_logs() {
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("can-service started"), "{logs}");
     assert!(!logs.contains(key), "the sync key was logged");
+    assert!(!logs.contains(public_key), "the public key was logged");
 }

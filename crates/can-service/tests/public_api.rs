@@ -461,3 +461,21 @@ async fn client_disconnect_mid_upload_stores_nothing() {
     assert!(eventually(10, || svc.temp_files() == 0).await);
     assert_eq!(list_all(&c, &svc.url).await.len(), 1);
 }
+
+/// Found by fuzzing (crates/can-fuzz/regressions/service_http/range-on-empty-content):
+/// tower-http answered `Range: bytes=0-0` on empty content with `206 bytes 0-0/0`.
+#[tokio::test]
+async fn a_range_on_empty_content_gets_the_whole_empty_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), "");
+    let c = client();
+    let (status, meta) = upload(&c, &svc, "empty", Vec::new()).await;
+    assert_eq!(status, 201);
+    let url = svc.url(&format!("/api/assets/{}", meta["hash"].as_str().unwrap()));
+    for range in ["bytes=0-0", "bytes=0-", "bytes=-1"] {
+        let r = c.get(&url).header("Range", range).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{range}");
+        assert!(r.headers().get("content-range").is_none(), "{range}");
+        assert!(r.bytes().await.unwrap().is_empty(), "{range}");
+    }
+}

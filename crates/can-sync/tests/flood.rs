@@ -31,7 +31,7 @@ fn assets() -> usize {
 
 /// Fills the store in `dir/data` with `n` small assets (the same ones for the same `n`).
 fn seed(dir: &std::path::Path, n: usize) {
-    let store = can_service::Store::open(&dir.join("data"), u64::MAX).unwrap();
+    let store = can_service::Store::open(&dir.join("data"), u64::MAX, Some(0)).unwrap();
     let added = store
         .seed_blocking((0..n).map(|i| {
             (

@@ -390,3 +390,35 @@ async fn a_removed_member_is_never_dialled_after_a_passphrase_change() {
         agent_a.events()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_room_reports_store_full_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A reserve larger than any disk: every transfer into this store is refused up front.
+    let a = Service::start(
+        &dir.path().join("svc-a"),
+        &format!("sync_api_key: {KEY}\nfree_space_reserve_bytes: 1000000000000000\n"),
+    );
+    let b = Service::with_key(&dir.path().join("svc-b"));
+    let c = client();
+    upload(&c, &b, "wanted.bin", pseudo_random(256 << 10, 3)).await;
+    let agent_a = Agent::start(&dir.path().join("agent-a"), &a.url, KEY, PASS, "");
+    let _agent_b = Agent::start(
+        &dir.path().join("agent-b"),
+        &b.url,
+        KEY,
+        PASS,
+        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+    );
+    assert!(
+        agent_a.wait_for("store_full", 60).await,
+        "{:?}",
+        agent_a.events()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(agent_a.count("store_full"), 1, "reported once");
+    assert_eq!(agent_a.count("asset_received"), 0);
+    assert!(list_all(&c, &a.url).await.is_empty());
+    assert_eq!(a.temp_files(), 0);
+    assert_eq!(a.content_files(), 0);
+}

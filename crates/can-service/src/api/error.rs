@@ -72,6 +72,7 @@ impl From<IngestError> for ApiError {
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::SizeMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
             IngestError::Interrupted(_) => StatusCode::BAD_REQUEST,
             IngestError::Store(_) => {
                 tracing::error!(error = %e, "store failure during ingest");

@@ -5,11 +5,12 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use super::disposition::{CONTENT_CSP, content_disposition};
 use super::error::{ApiError, closing};
 use super::query::{After, ApiQuery, Page};
 use super::sse;
@@ -63,6 +64,11 @@ async fn store_upload(
         None => DEFAULT_CONTENT_TYPE.to_owned(),
     };
     check_content_length(&headers, store.max_asset_bytes())?;
+    // The announced size must fit above the free-space reserve before a byte is read; a
+    // body without Content-Length is checked as it streams.
+    if let Some(n) = content_length(&headers) {
+        store.check_space(n)?;
+    }
     let new = NewAsset {
         name,
         content_type,
@@ -81,17 +87,21 @@ async fn store_upload(
 
 /// Refuses an announced body over the limit before reading a byte of it.
 pub fn check_content_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError> {
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match announced {
+    match content_length(headers) {
         Some(n) if n > limit => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("asset is larger than the limit of {limit} bytes"),
         )),
         _ => Ok(()),
     }
+}
+
+/// The announced body length, if any and well formed (hyper refuses a malformed one).
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 #[derive(serde::Serialize)]
@@ -149,6 +159,14 @@ pub async fn content(
         .parse()
         .unwrap_or(mime::APPLICATION_OCTET_STREAM);
     let path = store.content_path(&meta.hash);
+    let mut request = request;
+    if meta.size == 0 {
+        // tower-http answers any satisfiable-looking Range on an empty file with
+        // `206 Content-Range: bytes 0-0/0`, a range that cannot exist (found by fuzzing).
+        // Empty content has no ranges, and a server may ignore Range (RFC 9110 §14.2):
+        // serve it whole, 200 with no body.
+        request.headers_mut().remove(header::RANGE);
+    }
     let served = ServeFile::new_with_mime(path, &mime)
         .oneshot(request)
         .await
@@ -158,15 +176,15 @@ pub async fn content(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, v);
     }
-    let disposition = format!(
-        "inline; filename*=UTF-8''{}",
-        utf8_percent_encode(&meta.name, NON_ALPHANUMERIC)
+    // Never run or render content as the store's own origin (see `disposition`).
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(&meta.content_type, &meta.name),
     );
-    if !meta.name.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&disposition)
-    {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_CSP),
+    );
     // Content is immutable under its hash.
     headers.insert(
         header::CACHE_CONTROL,

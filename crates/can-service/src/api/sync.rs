@@ -1,7 +1,5 @@
 //! The sync API under `/sync/v1/` (protobuf bodies), for the sync agent.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,45 +13,22 @@ use can_proto::{MAX_META_FRAME, PROTOBUF_MEDIA_TYPE};
 use futures_util::StreamExt;
 use prost::Message;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use tokio_util::io::ReaderStream;
 
+use super::auth::BearerKey;
 use super::error::{ApiError, closing};
 use super::public::{check_content_length, find};
 use super::query::{After, ApiQuery};
 use super::sse;
 use crate::hash::AssetHash;
-use crate::secret::Secret;
 use crate::store::{AssetMeta, IngestOutcome, NewAsset, Store};
 
-/// The key digest the bearer token is compared against.
-#[derive(Clone)]
-pub struct SyncAuth {
-    key_digest: Option<Arc<[u8; 32]>>,
-}
-
-impl SyncAuth {
-    pub fn new(key: Option<&Secret>) -> Self {
-        Self {
-            key_digest: key.map(|k| Arc::new(*blake3::hash(k.expose().as_bytes()).as_bytes())),
-        }
-    }
-}
-
 /// 404 when no key is configured (the API does not exist), 401 on a wrong or missing key.
-/// Digests are compared in constant time, so neither content nor length leaks by timing.
-pub async fn authorize(State(auth): State<SyncAuth>, request: Request, next: Next) -> Response {
-    let Some(expected) = &auth.key_digest else {
+pub async fn authorize(State(key): State<BearerKey>, request: Request, next: Next) -> Response {
+    if !key.is_set() {
         return ApiError::not_found("the sync API is not enabled on this service").into_response();
-    };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|token| blake3::hash(token.trim().as_bytes()));
-    let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_ref())));
-    if !ok {
+    }
+    if !key.admits(request.headers()) {
         return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong sync API key")
             .into_response();
     }

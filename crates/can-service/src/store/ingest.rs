@@ -4,13 +4,16 @@
 use std::fmt::Display;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
+use super::names::strip_format_chars;
+use super::shards::{Shards, sync_dir};
+use super::space::{CHECK_EVERY, SpaceGuard};
 use super::{AssetMeta, Store, StoreError, content_path, db};
 use crate::hash::AssetHash;
 
@@ -69,6 +72,15 @@ pub enum IngestError {
     },
     #[error("content is {actual} bytes, not the claimed {expected}")]
     SizeMismatch { expected: u64, actual: u64 },
+    #[error(
+        "not enough free space for {needed} more bytes: {available} bytes are free and the \
+         store keeps {reserve} bytes free (free_space_reserve_bytes)"
+    )]
+    NoSpace {
+        needed: u64,
+        available: u64,
+        reserve: u64,
+    },
     #[error("upload interrupted: {0}")]
     Interrupted(String),
     #[error(transparent)]
@@ -76,6 +88,15 @@ pub enum IngestError {
 }
 
 impl NewAsset {
+    /// The asset with its name cleaned of Unicode format characters (see [`super::names`]).
+    /// Every ingest applies it, so no path can store such a name.
+    pub fn cleaned(self) -> Self {
+        Self {
+            name: strip_format_chars(&self.name),
+            ..self
+        }
+    }
+
     /// Checks every field; the error names the field.
     pub fn validate(&self) -> Result<(), IngestError> {
         let invalid = |field, message: &str| IngestError::Invalid {
@@ -133,6 +154,7 @@ impl Store {
         S: Stream<Item = Result<Bytes, E>>,
         E: Display,
     {
+        let new = new.cleaned();
         new.validate()?;
         let limit = self.inner.max_asset_bytes;
         if let Some((_, size)) = expected
@@ -140,9 +162,13 @@ impl Store {
         {
             return Err(IngestError::TooLarge { limit });
         }
+        // Refuse before a byte of the body is read (the writer checks again as it goes).
+        let claimed = expected.map(|(_, size)| size);
+        self.inner.space.check(claimed.unwrap_or(0))?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let tmp_dir = self.inner.tmp.clone();
-        let writer = tokio::task::spawn_blocking(move || write_temp(&tmp_dir, rx));
+        let space = self.inner.space.clone();
+        let writer = tokio::task::spawn_blocking(move || write_temp(&tmp_dir, &space, claimed, rx));
 
         let mut body = std::pin::pin!(body);
         let mut received: u64 = 0;
@@ -204,7 +230,7 @@ impl Store {
         let outcome = tokio::task::spawn_blocking(move || -> Result<IngestOutcome, StoreError> {
             let Written { file, hash, size } = written;
             let dest = content_path(&inner.objects, &hash);
-            place(file, &dest)?;
+            place(&inner.shards, file, &hash, &dest)?;
             let created_at = new.created_at.unwrap_or_else(now_rfc3339);
             let conn = inner.db.lock().unwrap_or_else(|p| p.into_inner());
             let inserted = db::insert(
@@ -246,31 +272,62 @@ impl Store {
 }
 
 /// The writer thread: hashes and writes chunks until `Finish` (then fsyncs) or until the
-/// channel closes without it (then the temp file is dropped, which deletes it).
-fn write_temp(tmp_dir: &Path, mut rx: mpsc::Receiver<Msg>) -> Result<Option<Written>, StoreError> {
+/// channel closes without it, or the disk fills up (then the temp file is dropped, which
+/// deletes it).
+///
+/// Every [`CHECK_EVERY`] bytes it checks that the rest of the claimed size (or, when no size
+/// was claimed, the next stretch) still fits above the reserve: other writers may be filling
+/// the same disk while a long upload streams.
+fn write_temp(
+    tmp_dir: &Path,
+    space: &SpaceGuard,
+    claimed: Option<u64>,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Result<Option<Written>, IngestError> {
     let file = NamedTempFile::new_in(tmp_dir).map_err(StoreError::io(tmp_dir))?;
     let path = file.path().to_owned();
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     let mut flushed = 0u64;
+    let mut checked = 0u64;
+    let full = |source: std::io::Error, size: u64| {
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            IngestError::NoSpace {
+                needed: claimed.unwrap_or(size).max(size),
+                available: 0,
+                reserve: space.reserve(),
+            }
+        } else {
+            StoreError::Io {
+                path: path.clone(),
+                source,
+            }
+            .into()
+        }
+    };
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Msg::Data(chunk) => {
                 hasher.update(&chunk);
-                out.write_all(&chunk).map_err(StoreError::io(&path))?;
+                out.write_all(&chunk).map_err(|e| full(e, size))?;
                 size += chunk.len() as u64;
                 if size - flushed >= WRITEBACK_STEP {
                     start_writeback(out.get_ref().as_file(), flushed, size - flushed);
                     flushed = size;
                 }
+                if size - checked >= CHECK_EVERY {
+                    let rest = match claimed {
+                        Some(total) => total.saturating_sub(size),
+                        None => CHECK_EVERY,
+                    };
+                    space.check(rest)?;
+                    checked = size;
+                }
             }
             Msg::Finish => {
-                let file = out.into_inner().map_err(|e| StoreError::Io {
-                    path: path.clone(),
-                    source: e.into_error(),
-                })?;
-                file.as_file().sync_all().map_err(StoreError::io(&path))?;
+                let file = out.into_inner().map_err(|e| full(e.into_error(), size))?;
+                file.as_file().sync_all().map_err(|e| full(e, size))?;
                 return Ok(Some(Written {
                     file,
                     hash: hasher.finalize().into(),
@@ -302,26 +359,30 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
-/// Renames the fsynced temp file to its final name and makes the rename durable.
-fn place(file: NamedTempFile, dest: &Path) -> Result<(), StoreError> {
-    let shard = dest.parent().map(PathBuf::from).unwrap_or_default();
-    let new_shard = !shard.exists();
-    std::fs::create_dir_all(&shard).map_err(StoreError::io(&shard))?;
-    file.persist(dest).map_err(|e| StoreError::Io {
+/// Renames the fsynced temp file to its final name and makes the rename durable: the shard
+/// folder is fsynced, and so is `objects/` unless the folder's own entry is known durable.
+/// Only then may the caller commit the row.
+fn place(
+    shards: &Shards,
+    file: NamedTempFile,
+    hash: &AssetHash,
+    dest: &Path,
+) -> Result<(), StoreError> {
+    let shard = hash.as_bytes()[0];
+    let io_error = |source| StoreError::Io {
         path: dest.to_owned(),
-        source: e.error,
-    })?;
-    sync_dir(&shard)?;
-    if new_shard && let Some(objects) = shard.parent() {
-        sync_dir(objects)?;
+        source,
+    };
+    if let Err(e) = file.persist(dest) {
+        if e.error.kind() != std::io::ErrorKind::NotFound {
+            return Err(io_error(e.error));
+        }
+        // The shard folder was removed behind our back (it exists from open on).
+        shards.recreate(shard)?;
+        e.file.persist(dest).map_err(|e| io_error(e.error))?;
     }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StoreError::io(dir))
+    sync_dir(&shards.dir(shard))?;
+    shards.ensure_durable(shard)
 }
 
 /// Now, UTC, RFC 3339 with millisecond precision.

@@ -3,13 +3,17 @@
 //!
 //! Invariant: a row exists only for content that is complete, fsynced and in place. Ingest
 //! writes to `data_dir/tmp`, fsyncs, renames into `objects/<2 hex>/<64 hex>`, fsyncs the
-//! directory, and only then commits the row. A crash anywhere leaves either the whole asset
+//! directory (and `objects/` if the shard folder's entry may not be durable yet, see
+//! [`shards`]), and only then commits the row. A crash anywhere leaves either the whole asset
 //! or nothing that [`Store::open`] does not clean up.
 
 mod db;
 mod ingest;
+pub mod names;
 mod repair;
 mod seed;
+mod shards;
+pub mod space;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -67,42 +71,74 @@ pub struct Store {
 
 struct Inner {
     objects: PathBuf,
+    shards: shards::Shards,
     tmp: PathBuf,
     // One connection: statements are short and SQLite serialises writers anyway.
     db: Mutex<Connection>,
     // The highest seq stored; SSE streams wait on it.
     latest: watch::Sender<u64>,
     max_asset_bytes: u64,
+    space: space::SpaceGuard,
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and repairs what a crash left.
-    pub fn open(data_dir: &Path, max_asset_bytes: u64) -> Result<Self, StoreError> {
+    /// `free_space_reserve`: bytes uploads must leave free on the disk (`None`: the default
+    /// of [`space::default_reserve`]).
+    pub fn open(
+        data_dir: &Path,
+        max_asset_bytes: u64,
+        free_space_reserve: Option<u64>,
+    ) -> Result<Self, StoreError> {
         let objects = data_dir.join("objects");
         let tmp = data_dir.join("tmp");
+        let new_data_dir = !data_dir.exists();
         for dir in [data_dir, &objects, &tmp] {
             std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }
+        let shards = shards::Shards::open(&objects)?;
         let conn = db::open(&data_dir.join("index.sqlite3"))?;
+        // The entries of objects/, tmp/ and the index must be durable before the first
+        // upload is acknowledged, or a crash could take a whole new store with it.
+        shards::sync_dir(data_dir)?;
+        if new_data_dir && let Some(parent) = data_dir.parent().filter(|p| p.exists()) {
+            shards::sync_dir(parent)?;
+        }
         let report = repair::repair(&conn, &objects, &tmp)?;
         if !report.is_clean() {
             tracing::warn!(?report, "repaired the store after an unclean stop");
         }
+        let space = space::SpaceGuard::new(data_dir, free_space_reserve)?;
         let last = db::last_seq(&conn)?;
         let (latest, _) = watch::channel(last);
         Ok(Self {
             inner: Arc::new(Inner {
                 objects,
+                shards,
                 tmp,
                 db: Mutex::new(conn),
                 latest,
                 max_asset_bytes,
+                space,
             }),
         })
     }
 
     pub fn max_asset_bytes(&self) -> u64 {
         self.inner.max_asset_bytes
+    }
+
+    /// Replaces the free-space guard of a store just opened (tests fake a filling disk).
+    #[cfg(test)]
+    fn set_space(&mut self, space: space::SpaceGuard) {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.space = space;
+        }
+    }
+
+    /// Refuses (507) an upload of `size` bytes that would leave less than the reserve free.
+    pub fn check_space(&self, size: u64) -> Result<(), IngestError> {
+        self.inner.space.check(size)
     }
 
     /// Where the content of `hash` lives (whether or not it is stored).
@@ -152,3 +188,6 @@ fn content_path(objects: &Path, hash: &AssetHash) -> PathBuf {
     let hex = hash.to_hex();
     objects.join(&hex[..2]).join(hex)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! Store-level tests of what HTTP cannot observe: the ordering of directory fsyncs, and a
+//! disk that fills up while an upload streams.
+
+use bytes::Bytes;
+
+use super::*;
+
+fn new_asset(name: &str) -> NewAsset {
+    NewAsset {
+        name: name.to_owned(),
+        content_type: "text/plain".to_owned(),
+        created_at: None,
+        origin: "local".to_owned(),
+    }
+}
+
+async fn ingest(store: &Store, content: &'static [u8], name: &str) -> IngestOutcome {
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(content))]);
+    store.ingest(body, new_asset(name), None).await.unwrap()
+}
+
+fn shard_of(content: &[u8]) -> u8 {
+    blake3::hash(content).as_bytes()[0]
+}
+
+#[tokio::test]
+async fn open_creates_every_shard_folder_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let store = Store::open(&data, 1 << 20, Some(0)).unwrap();
+    let shards = &store.inner.shards;
+    for i in 0..=255u8 {
+        assert!(shards.dir(i).is_dir(), "shard {i:02x} missing after open");
+        assert!(shards.is_durable(i), "shard {i:02x} not durable after open");
+    }
+    // Once for all 256 folders, not once per upload.
+    assert_eq!(shards.objects_syncs(), 1);
+    ingest(&store, b"first", "a").await;
+    ingest(&store, b"second", "b").await;
+    assert_eq!(shards.objects_syncs(), 1);
+}
+
+/// The race of issue #12: another upload has just created the shard folder and not yet
+/// fsynced `objects/`. A commit into that folder must fsync `objects/` itself first.
+#[tokio::test]
+async fn commit_into_a_folder_not_yet_durable_fsyncs_objects_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20, Some(0)).unwrap();
+    let shards = &store.inner.shards;
+    let shard = shard_of(b"racing upload");
+    shards.forget_durability(shard);
+    let before = shards.objects_syncs();
+    let outcome = ingest(&store, b"racing upload", "r").await;
+    assert!(matches!(outcome, IngestOutcome::Created(_)));
+    assert_eq!(shards.objects_syncs(), before + 1);
+    assert!(shards.is_durable(shard));
+}
+
+#[tokio::test]
+async fn a_shard_folder_removed_behind_our_back_is_recreated_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20, Some(0)).unwrap();
+    let shards = &store.inner.shards;
+    let shard = shard_of(b"orphaned shard");
+    std::fs::remove_dir(shards.dir(shard)).unwrap();
+    let before = shards.objects_syncs();
+    let outcome = ingest(&store, b"orphaned shard", "o").await;
+    let IngestOutcome::Created(meta) = outcome else {
+        panic!("not created: {outcome:?}");
+    };
+    assert!(store.content_path(&meta.hash).is_file());
+    assert_eq!(shards.objects_syncs(), before + 1);
+    assert!(shards.is_durable(shard));
+}
+
+#[tokio::test]
+async fn names_lose_format_characters_at_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20, Some(0)).unwrap();
+    let outcome = ingest(&store, b"rlo", "invoice\u{202E}fdp.exe\u{200B}").await;
+    assert_eq!(outcome.meta().name, "invoicefdp.exe");
+    let stored = store.get(outcome.meta().hash).await.unwrap().unwrap();
+    assert_eq!(stored.name, "invoicefdp.exe");
+}
+
+/// Another writer fills the disk while an upload streams: the check every few MiB notices,
+/// the upload fails with `NoSpace` and its temp file is gone.
+#[tokio::test]
+async fn a_disk_filling_up_mid_upload_aborts_it_and_removes_the_temp_file() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 1 << 30, Some(0)).unwrap();
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    // Plenty free before the upload starts, 1 MiB once it is under way.
+    store.set_space(space::SpaceGuard::with_probe(
+        dir.path(),
+        2 << 20,
+        move |_| {
+            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+            Ok(space::DiskSpace {
+                total: 1 << 40,
+                available: if first { 100 << 20 } else { 1 << 20 },
+            })
+        },
+    ));
+    let chunks = (0..16).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![3u8; 1 << 20])));
+    let err = store
+        .ingest(futures_util::stream::iter(chunks), new_asset("big"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, IngestError::NoSpace { reserve, .. } if reserve == 2 << 20),
+        "{err}"
+    );
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "never re-checked while streaming"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert!(store.list(0, 10).await.unwrap().0.is_empty());
+}

@@ -109,7 +109,33 @@ async fn external_store_then_settings_actions() {
     // Change passphrase: a weak one is refused, a good one is stored and the engine restarts.
     let e = backend.change_passphrase("letmein").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::WeakPassphrase);
+    // A member the old passphrase knew: after the change it must never be dialled again, so
+    // the remembered-peers file (sealed under the old passphrase) is discarded.
+    let engine_dir = paths.data_dir.join("engine");
+    let old_key =
+        can_sync::discovery::remembered::file_key(&can_sync::keys::derive(PASS).unwrap().admission);
+    can_sync::discovery::remembered::remember(
+        &engine_dir,
+        &old_key,
+        can_proto::peer::PeerInfo {
+            endpoint_id: iroh::SecretKey::generate().public().as_bytes().to_vec(),
+            device_name: "removed member".into(),
+            direct_addrs: vec!["127.0.0.1:9".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(engine_dir.join("peers.pb").exists());
     backend.change_passphrase(NEW_PASS).await.unwrap();
+    assert!(
+        can_testkit::eventually(20, || !engine_dir.join("peers.pb").exists()).await,
+        "the old passphrase's remembered peers survived the change"
+    );
+    assert_eq!(
+        backend.status().await.unwrap().candidates,
+        0,
+        "the removed member is being dialled"
+    );
     // Shown only after the backend's own confirmation (the native dialog in the app).
     assert_eq!(
         backend.reveal_passphrase(async { false }).await.unwrap(),

@@ -3,6 +3,7 @@
 
 mod agent;
 pub mod desktop;
+pub mod netns;
 mod servers;
 mod service;
 

@@ -132,8 +132,9 @@ fn only_under_secret_keys(text: &str) -> bool {
             !shows(k) && (secret_key || !shows(v))
         }),
         Ok(other) => !shows(&other),
-        // Not YAML at all: both parsers fail the same way, and must not quote the text.
-        Err(_) => true,
+        // Broken YAML further down: the typed parser may stop earlier, at a value that
+        // swallowed the secret, so where the secret sits cannot be told.
+        Err(_) => false,
     }
 }
 

@@ -41,6 +41,8 @@ const AGENT_KEYS: &[&str] = &[
     "relay_only",
     "reconcile",
     "device_name",
+    "transfer_idle_timeout_secs",
+    "allow_weak_passphrase",
 ];
 
 const VALUES: &[&str] = &[

@@ -16,8 +16,11 @@ pub const MAX_CANDIDATES: usize = 256;
 pub const MAX_CONCURRENT_DIALS: usize = 16;
 /// Failed attempts in a row after which a candidate that never passed admission is dropped.
 pub const MAX_FAILURES_UNPROVEN: u32 = 4;
-/// The same for a peer that passed admission before (in this run or a remembered one).
-pub const MAX_FAILURES_PROVEN: u32 = 12;
+/// Failed attempts in a row after which a peer that passed admission before (in this run,
+/// or a remembered one) is dropped: about a day at the 30 s backoff cap. It is one of ours,
+/// maybe asleep or behind a rebooting router, and redialling it costs little; a day bounds
+/// how long ids a member made up can sit in the book.
+pub const MAX_FAILURES_PROVEN: u32 = 2_880;
 /// A discovered candidate dropped after its failures is not taken again from discovery for
 /// this long (a spoofer re-advertising it would otherwise keep the dialer busy).
 pub const DROPPED_QUARANTINE: Duration = Duration::from_secs(600);
@@ -81,7 +84,7 @@ impl<K: Copy + Eq + Hash> Default for Candidates<K> {
 impl<K: Copy + Eq + Hash> Candidates<K> {
     /// A source told us of `id`.
     pub fn offer(&mut self, id: K, source: Source, now: Instant) -> Offer {
-        if source != Source::Ticket
+        if source == Source::Discovered
             && let Some(at) = self.dropped.get(&id)
         {
             if now.saturating_duration_since(*at) < DROPPED_QUARANTINE {
@@ -149,15 +152,13 @@ impl<K: Copy + Eq + Hash> Candidates<K> {
             Source::Discovered => MAX_FAILURES_UNPROVEN,
         };
         if c.failures >= max {
+            let discovered = c.source == Source::Discovered;
             self.entries.remove(&id);
-            if self.dropped.len() >= MAX_DROPPED {
-                self.dropped
-                    .retain(|_, at| now.saturating_duration_since(*at) < DROPPED_QUARANTINE);
-                if self.dropped.len() >= MAX_DROPPED {
-                    self.dropped.clear();
-                }
+            // Only what discovery alone vouched for is kept out for a while: a spoofer
+            // re-advertising it would otherwise keep the dialer busy.
+            if discovered {
+                self.note_dropped(id, now);
             }
-            self.dropped.insert(id, now);
             AfterFailure::Drop
         } else {
             AfterFailure::Retry
@@ -167,6 +168,24 @@ impl<K: Copy + Eq + Hash> Candidates<K> {
     /// Ends a candidate for good (another protocol version, or the engine stops).
     pub fn remove(&mut self, id: &K) {
         self.entries.remove(id);
+    }
+
+    /// Ends a candidate and keeps discovery from bringing it back for the quarantine (it
+    /// speaks another protocol version: rediscovering it changes nothing).
+    pub fn quarantine(&mut self, id: K, now: Instant) {
+        self.entries.remove(&id);
+        self.note_dropped(id, now);
+    }
+
+    fn note_dropped(&mut self, id: K, now: Instant) {
+        if self.dropped.len() >= MAX_DROPPED {
+            self.dropped
+                .retain(|_, at| now.saturating_duration_since(*at) < DROPPED_QUARANTINE);
+            if self.dropped.len() >= MAX_DROPPED {
+                self.dropped.clear();
+            }
+        }
+        self.dropped.insert(id, now);
     }
 }
 
@@ -207,7 +226,7 @@ mod tests {
     }
 
     #[test]
-    fn admitted_peers_get_more_patience_and_tickets_never_end() {
+    fn admitted_peers_get_a_day_and_tickets_never_end() {
         let t = Instant::now();
         let mut c = Candidates::default();
         c.offer(1u32, Source::Discovered, t);
@@ -217,6 +236,9 @@ mod tests {
             assert_eq!(c.failed(1, t), AfterFailure::Retry);
         }
         assert_eq!(c.failed(1, t), AfterFailure::Drop);
+        // Dropped proven peers are not quarantined: a remembered or gossiped offer brings
+        // them back at once.
+        assert_eq!(c.offer(1, Source::Proven, t), Offer::New);
         c.offer(2, Source::Discovered, t);
         assert_eq!(c.offer(2, Source::Ticket, t), Offer::Known);
         for _ in 0..1000 {

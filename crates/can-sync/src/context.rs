@@ -204,6 +204,19 @@ impl Context {
         let _ = self.discovered.try_send(Discovered { addr, source });
     }
 
+    /// A ticket the user gave: unlike discovery, never dropped when the dialer is busy.
+    /// `false` once the dialer has stopped.
+    pub async fn discover_ticket(&self, addr: EndpointAddr) -> bool {
+        if addr.id == self.endpoint.id() {
+            return true;
+        }
+        let source = Source::Ticket;
+        self.discovered
+            .send(Discovered { addr, source })
+            .await
+            .is_ok()
+    }
+
     pub fn is_connected(&self, id: &EndpointId) -> bool {
         self.connected
             .lock()

@@ -142,6 +142,9 @@ impl<K: Copy + Eq + Hash> AdmissionLimiter<K> {
         if failed {
             e.failures = e.failures.saturating_add(1);
             e.until = now + admission_backoff(e.failures);
+        } else if e.until > now {
+            // A penalty still running (over budget) outlasts a later success.
+            e.failures = 0;
         } else {
             self.entries.remove(&id);
         }

@@ -26,8 +26,9 @@ pub enum Outcome {
     Drop,
     /// The peer stopped sending: try the next source first (this one goes to the back).
     Stalled,
-    /// Our store refuses this asset (too large, a name it does not take): asking anyone
-    /// again would be refused again, so it is not wanted any more (until a restart).
+    /// Our store refused the asset as this peer described it (its claimed size, name or
+    /// type): never asked of this peer again (until a restart); other peers may still send
+    /// it, since the description is the sender's.
     Refused,
 }
 
@@ -42,8 +43,8 @@ pub struct Planner<P> {
     sources: HashMap<Hash, Vec<P>>,
     queue: VecDeque<Hash>,
     in_flight: HashMap<Hash, P>,
-    /// Hashes our store refused: never wanted again in this run.
-    refused: HashSet<Hash>,
+    /// (peer, hash) pairs our store refused: never asked again in this run.
+    refused: HashSet<(P, Hash)>,
     per_peer_active: HashMap<P, usize>,
     per_peer: usize,
     total: usize,
@@ -129,7 +130,7 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         };
         for h in hashes {
             known.insert(h);
-            if self.local.contains(&h) || self.refused.contains(&h) {
+            if self.local.contains(&h) || self.refused.contains(&(p, h)) {
                 continue;
             }
             let sources = self.sources.entry(h).or_default();
@@ -232,12 +233,10 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
                 }
                 Vec::new()
             }
-            Outcome::Refused => {
-                self.refused.insert(h);
-                self.sources.remove(&h);
-                Vec::new()
-            }
-            Outcome::Drop => {
+            Outcome::Refused | Outcome::Drop => {
+                if outcome == Outcome::Refused {
+                    self.refused.insert((p, h));
+                }
                 if let Some(s) = self.sources.get_mut(&h) {
                     s.retain(|q| *q != p);
                     if s.is_empty() {
@@ -345,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stalled_source_goes_last_and_a_refused_hash_is_never_wanted_again() {
+    fn a_stalled_source_goes_last_and_a_refused_pair_is_not_asked_again() {
         let mut p = Planner::<u8>::new(4, 16);
         p.peer_connected(1);
         p.peer_connected(2);
@@ -356,14 +355,17 @@ mod tests {
         p.finished(1, h(7), Outcome::Stalled);
         assert_eq!(p.next_requests(), vec![(2, h(7))]);
         p.finished(1, h(8), Outcome::Refused);
-        assert_eq!(p.wanted(), 1);
+        // Peer 1's description was refused; peer 2 may still send it.
+        assert_eq!(p.next_requests(), vec![(2, h(8))]);
+        p.finished(2, h(8), Outcome::Refused);
+        // Told again by both: neither is asked again.
+        p.peer_has(1, [h(8)]);
         p.peer_has(2, [h(8)]);
-        p.peer_connected(3);
-        p.peer_has(3, [h(8)]);
         assert!(
             p.next_requests().is_empty(),
-            "a refused hash is not asked for"
+            "a refused pair is not asked again"
         );
+        assert_eq!(p.wanted(), 1, "only h(7), in flight from peer 2");
     }
 
     #[test]

@@ -92,10 +92,15 @@ impl Actor {
                     loop {
                         tokio::select! {
                             _ = &mut wait => break,
-                            cmd = rx.recv(), if early.len() < EARLY_CMDS => match cmd {
+                            cmd = rx.recv() => match cmd {
                                 Some(Cmd::Status(tx)) => { let _ = tx.send(self.status()); }
                                 Some(Cmd::Pause(p)) => { self.set_paused(p); }
-                                Some(other) => early.push_back(other),
+                                // Too many waiting: refuse the connection (the peer redials).
+                                Some(Cmd::PeerUp { reply, .. }) if early.len() >= EARLY_CMDS => {
+                                    let _ = reply.send(false);
+                                }
+                                Some(other) if early.len() < EARLY_CMDS => early.push_back(other),
+                                Some(_) => {}
                                 None => return,
                             },
                             _ = self.ctx.cancelled() => return,
@@ -311,6 +316,12 @@ impl Actor {
         if let Ok(mut c) = self.ctx.connected.lock() {
             c.insert(id);
         }
+        // A candidate from now on (if it was not one: it dialled us), so that we redial it
+        // when the connection drops, however long it stays away.
+        self.ctx.discover(
+            iroh::EndpointAddr::new(id),
+            crate::candidates::Source::Proven,
+        );
         if let Ok(mut c) = self.ctx.candidates.lock() {
             c.admitted(id);
         }
@@ -367,6 +378,13 @@ impl Actor {
         };
         match p.peer.try_send(cmd) {
             Ok(()) => {}
+            // An announcement that does not fit is not lost: the next round (a
+            // reconciliation or a full list) tells the peer everything it lacks.
+            Err(mpsc::error::TrySendError::Full(PeerCmd::Announce(_))) => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.round_due = true;
+                }
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 close_conn(&p.conn, close::NOT_READING, "not reading");
                 self.emit(EngineEvent::PeerMisbehaved {
@@ -594,6 +612,9 @@ impl Actor {
                 self.planner.finished(id, hash, Outcome::Drop);
                 self.misbehaved(id, close::MISBEHAVING, &reason);
             }
+            Err(FetchError::Refused(reason)) if reason == "busy" => {
+                self.planner.finished(id, hash, Outcome::Stalled);
+            }
             Err(FetchError::Refused(reason)) => {
                 if reason == "paused" {
                     // Ask it again once it sends a fresh round (it does on resume).
@@ -604,8 +625,9 @@ impl Actor {
                 }
             }
             Err(FetchError::StoreRefused { status, message }) => {
-                // The store's own rules: asking again, from anyone, would be refused again.
-                tracing::warn!(peer = %id.fmt_short(), hash = %hex::encode(hash), status, %message, "the CAN Service refuses a received asset; not asking for it again");
+                // The store's rules against this peer's description of the asset (its size,
+                // name, type): asking this peer again would be refused again.
+                tracing::warn!(peer = %id.fmt_short(), hash = %hex::encode(hash), status, %message, "the CAN Service refuses a received asset; not asking this peer for it again");
                 self.planner.finished(id, hash, Outcome::Refused);
                 self.emit(EngineEvent::AssetRefused {
                     peer: id.to_string(),

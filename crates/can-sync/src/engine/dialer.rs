@@ -94,7 +94,7 @@ async fn dial_loop(ctx: Arc<Context>, id: EndpointId, defer: bool) {
             Attempt::Incompatible(reason) => {
                 tracing::warn!(peer = %id.fmt_short(), %reason, "peer speaks another protocol version; not dialling it again");
                 if let Ok(mut c) = ctx.candidates.lock() {
-                    c.remove(&id);
+                    c.quarantine(id, Instant::now());
                 }
                 ctx.emit(EngineEvent::IncompatiblePeer {
                     peer: id.to_string(),
@@ -202,8 +202,8 @@ pub(super) async fn follow_ticket_file(ctx: Arc<Context>, path: PathBuf) {
         {
             if addr.id == ctx.endpoint.id() {
                 tracing::error!(path = %path.display(), "a connect ticket names this node itself; ignoring it");
-            } else {
-                ctx.discover(addr.clone(), Source::Ticket);
+            } else if !ctx.discover_ticket(addr.clone()).await {
+                return; // the dialer has stopped
             }
             last = Some(addr);
         }

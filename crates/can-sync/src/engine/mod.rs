@@ -195,7 +195,8 @@ impl Engine {
                 "that ticket is this device's own".into(),
             ));
         }
-        self.ctx.discover(addr, Source::Ticket);
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move { ctx.discover_ticket(addr).await });
         Ok(())
     }
 

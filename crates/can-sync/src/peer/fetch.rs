@@ -30,14 +30,23 @@ pub(crate) async fn fetch(
     let remote = conn.remote_id();
     let idle = ctx.idle_timeout;
     let transport = |e: &dyn std::fmt::Display| FetchError::Transport(e.to_string());
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| transport(&e))?;
-    write_frame(
-        &mut send,
-        &Request {
-            hash: hash.to_vec(),
-        },
+    // The peer grants stream credit and reads our request when it likes: bounded like the
+    // body, so a peer that never does cannot hold a transfer slot.
+    let (mut send, recv) = tokio::time::timeout(idle, conn.open_bi())
+        .await
+        .map_err(|_| FetchError::Stalled(idle))?
+        .map_err(|e| transport(&e))?;
+    tokio::time::timeout(
+        idle,
+        write_frame(
+            &mut send,
+            &Request {
+                hash: hash.to_vec(),
+            },
+        ),
     )
     .await
+    .map_err(|_| FetchError::Stalled(idle))?
     .map_err(|e| transport(&e))?;
     send.finish().map_err(|e| transport(&e))?;
     let mut recv = BufReader::with_capacity(READ_BUFFER, recv);

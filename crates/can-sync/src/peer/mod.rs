@@ -37,6 +37,8 @@ pub mod close {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands the actor may queue for one connection before it counts as stuck.
 pub(crate) const PEER_QUEUE: usize = 1024;
+/// Requests of one peer served at once.
+const SERVING: usize = 16;
 
 pub fn close_conn(conn: &Connection, code: u32, reason: &str) {
     conn.close(VarInt::from_u32(code), reason.as_bytes());
@@ -83,17 +85,21 @@ pub(crate) async fn run(ctx: Arc<Context>, conn: Connection, role: Role) -> RunO
             tracing::info!(peer = %remote.fmt_short(), %reason, "peer connection ended");
             RunOutcome::Admitted
         }
+        Err(SessionError::Busy(code)) => {
+            tracing::debug!(peer = %remote.fmt_short(), code, "the peer closed before admission (busy or limited)");
+            RunOutcome::Limited
+        }
         Err(SessionError::Admission(e)) => {
+            close_conn(&conn, close::ADMISSION_FAILED, "admission failed");
             if matches!(e, AdmissionError::WrongPassphrase) {
                 tracing::warn!(peer = %remote.fmt_short(), "peer refused: it does not know the passphrase");
+                ctx.emit(EngineEvent::AdmissionRefused {
+                    peer: remote.to_string(),
+                    incoming: role == Role::Listener,
+                });
             } else {
                 tracing::info!(peer = %remote.fmt_short(), error = %e, "admission failed");
             }
-            close_conn(&conn, close::ADMISSION_FAILED, "admission failed");
-            ctx.emit(EngineEvent::AdmissionRefused {
-                peer: remote.to_string(),
-                incoming: role == Role::Listener,
-            });
             RunOutcome::AdmissionFailed
         }
         Err(e) => {
@@ -116,6 +122,20 @@ pub(crate) async fn run(ctx: Arc<Context>, conn: Connection, role: Role) -> RunO
                 RunOutcome::Failed
             }
         }
+    }
+}
+
+/// The close code, if the peer closed the connection with 4, 5 or 6.
+fn closed_before_admission(conn: &Connection) -> Option<u64> {
+    match conn.close_reason() {
+        Some(iroh::endpoint::ConnectionError::ApplicationClosed(app)) => {
+            let code = app.error_code.into_inner();
+            [close::DUPLICATE, close::SHUTDOWN, close::RATE_LIMITED]
+                .iter()
+                .any(|c| u64::from(*c) == code)
+                .then_some(code)
+        }
+        _ => None,
     }
 }
 
@@ -145,6 +165,10 @@ pub(crate) enum SessionError {
     OverBudget,
     #[error("not reading what we send")]
     NotReading,
+    /// The peer closed before admission with code 4, 5 or 6 (its own limiter, a duplicate,
+    /// shutting down): nobody guessed anything, so it is not a failed admission.
+    #[error("the peer closed before admission (code {0})")]
+    Busy(u64),
 }
 
 impl SessionError {
@@ -199,6 +223,12 @@ async fn session(
             return Err(e.into());
         }
         Err(AdmissionError::Wire(e)) => {
+            // Both ends redialling at once meet each other's admission slot (code 6), or a
+            // duplicate: no guess was made, so the slot is freed without a failure.
+            if let Some(code) = closed_before_admission(conn) {
+                drop(slot);
+                return Err(SessionError::Busy(code));
+            }
             // Garbage where a proof should be counts as a failed guess; a connection that
             // merely dropped (or closed for admission: the caller re-labels it) does too,
             // since a prober could otherwise stop just before the proof to dodge the limit.
@@ -248,7 +278,13 @@ async fn session(
         })
         .await
         .map_err(|_| SessionError::Engine)?;
-    if !accepted.await.unwrap_or(false) {
+    // The actor may hold PeerUp a while (its store still loading): a connection that dies
+    // meanwhile ends here instead of lingering.
+    let accepted = tokio::select! {
+        a = accepted => a.unwrap_or(false),
+        reason = conn.closed() => return Ok(reason.to_string()),
+    };
+    if !accepted {
         close_conn(conn, close::DUPLICATE, "duplicate connection");
         return Ok("duplicate connection".into());
     }
@@ -259,10 +295,14 @@ async fn session(
         conn_id,
         rbsr,
     };
+    // At most SERVING requests of this peer are served at once (an honest peer asks for 8);
+    // more are refused as "busy", so a peer cannot hold many store responses open.
+    let serving = Arc::new(tokio::sync::Semaphore::new(SERVING));
     let server = async {
         loop {
             let (send, recv) = conn.accept_bi().await?;
-            tokio::spawn(serve::serve(ctx.clone(), remote, send, recv));
+            let permit = serving.clone().try_acquire_owned().ok();
+            tokio::spawn(serve::serve(ctx.clone(), remote, send, recv, permit));
         }
         #[allow(unreachable_code)]
         Ok::<_, SessionError>(String::new())

@@ -17,6 +17,7 @@ pub(super) async fn serve(
     remote: EndpointId,
     mut send: SendStream,
     mut recv: RecvStream,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
     let idle = ctx.idle_timeout;
     let request: Request =
@@ -45,6 +46,12 @@ pub(super) async fn serve(
         let _ = send.finish();
         return;
     }
+    // Held until this request is answered in full (or fails).
+    let Some(_permit) = permit else {
+        let _ = write_frame(&mut send, &refuse("busy")).await;
+        let _ = send.finish();
+        return;
+    };
     let (asset, mut content) = match ctx.can.fetch(&hash).await {
         Ok(x) => x,
         Err(e) => {

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use can_sync::{Engine, EngineConfig, EngineEvent, Secret};
+mod common;
+
+use can_sync::{Engine, EngineConfig, EngineEvent};
 use can_testkit::*;
+use common::engine_config;
 
 const PASS: &str = "glacier tempo orchid basalt lagoon cipher walnut";
 
@@ -24,23 +27,8 @@ async fn status_events_pause_and_resume() {
     assert!(eventually(60, || agent_b.ticket_path().exists()).await);
 
     let config = EngineConfig {
-        can_service_url: a.url.clone(),
-        sync_api_key: Secret::new(KEY),
-        passphrase: Secret::new(PASS),
-        device_name: "Alpha".into(),
-        data_dir: dir.path().join("engine-a"),
-        bind_addr: "127.0.0.1:0".parse().unwrap(),
-        relay_urls: Some(vec![]),
-        poll_interval: Duration::from_secs(2),
-        rendezvous_interval: Duration::from_secs(60),
-        ticket_file: None,
         connect_ticket_files: vec![agent_b.ticket_path()],
-        pkarr_relays: Some(vec![]),
-        local_discovery: false,
-        relay_only: false,
-        start_paused: false,
-        reconcile: Default::default(),
-        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
+        ..engine_config(&a.url, PASS, "Alpha", dir.path().join("engine-a"))
     };
     let engine = Engine::start(config).await.unwrap();
     let mut events = engine.subscribe();
@@ -147,25 +135,7 @@ async fn wait_event(
 }
 
 fn offline_config(dir: &std::path::Path, url: &str) -> EngineConfig {
-    EngineConfig {
-        can_service_url: url.to_owned(),
-        sync_api_key: Secret::new(KEY),
-        passphrase: Secret::new(PASS),
-        device_name: "Alpha".into(),
-        data_dir: dir.join("engine"),
-        bind_addr: "127.0.0.1:0".parse().unwrap(),
-        relay_urls: Some(vec![]),
-        poll_interval: Duration::from_secs(2),
-        rendezvous_interval: Duration::from_secs(60),
-        ticket_file: None,
-        connect_ticket_files: Vec::new(),
-        pkarr_relays: Some(vec![]),
-        local_discovery: false,
-        relay_only: false,
-        start_paused: false,
-        reconcile: Default::default(),
-        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
-    }
+    engine_config(url, PASS, "Alpha", dir.join("engine"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use can_proto::peer::{Control, HashList, Reconcile, control};
 use can_sync::peer::close;
 use can_sync::reconcile::codec::{Bound, PayloadRef, encode_range};
 use can_sync::wire::write_frame;
-use can_sync::{Engine, EngineConfig, Secret};
+use can_sync::{Engine, EngineConfig};
 use can_testkit::*;
 use common::*;
 
@@ -71,23 +71,8 @@ async fn cheap_o_n_requests_are_budgeted_and_status_stays_fast() {
 
     let ticket = dir.path().join("engine-a.ticket");
     let engine = Engine::start(EngineConfig {
-        can_service_url: a.url.clone(),
-        sync_api_key: Secret::new(KEY),
-        passphrase: Secret::new(PASS),
-        device_name: "Target".into(),
-        data_dir: dir.path().join("engine-a"),
-        bind_addr: "127.0.0.1:0".parse().unwrap(),
-        relay_urls: Some(vec![]),
-        poll_interval: Duration::from_secs(2),
-        rendezvous_interval: Duration::from_secs(60),
         ticket_file: Some(ticket.clone()),
-        connect_ticket_files: Vec::new(),
-        pkarr_relays: Some(vec![]),
-        local_discovery: false,
-        relay_only: false,
-        start_paused: false,
-        reconcile: Default::default(),
-        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
+        ..engine_config(&a.url, PASS, "Target", dir.path().join("engine-a"))
     })
     .await
     .unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use can_proto::peer::{Announce, Control, HashList, Hello, Reconcile, control};
 use can_sync::reconcile::codec::{Bound, PayloadRef, encode_range};
 use can_sync::wire::write_frame;
-use can_sync::{Engine, EngineConfig, Secret};
+use can_sync::{Engine, EngineConfig};
 use can_testkit::*;
 use common::*;
 use rand::rngs::StdRng;
@@ -142,23 +142,9 @@ async fn random_control_messages_never_break_a_live_engine() {
     }
     let ticket = dir.path().join("engine.ticket");
     let engine = Engine::start(EngineConfig {
-        can_service_url: a.url.clone(),
-        sync_api_key: Secret::new(KEY),
-        passphrase: Secret::new(PASS),
-        device_name: "Target".into(),
-        data_dir: dir.path().join("engine"),
-        bind_addr: "127.0.0.1:0".parse().unwrap(),
-        relay_urls: Some(vec![]),
-        poll_interval: Duration::from_secs(2),
-        rendezvous_interval: Duration::from_secs(60),
         ticket_file: Some(ticket.clone()),
-        connect_ticket_files: Vec::new(),
-        pkarr_relays: Some(vec![]),
-        local_discovery: false,
-        relay_only: false,
-        start_paused: false,
-        reconcile: Default::default(),
         transfer_idle_timeout: Duration::from_secs(2),
+        ..engine_config(&a.url, PASS, "Target", dir.path().join("engine"))
     })
     .await
     .unwrap();

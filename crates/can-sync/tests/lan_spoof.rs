@@ -7,15 +7,18 @@
 //! loopback; the fake ids all point at one decoy iroh endpoint whose real id is another, so
 //! every dial fails at the TLS handshake, as quickly as a real LAN would let it.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use can_sync::{Engine, EngineConfig, Secret};
+use can_sync::{Engine, EngineConfig};
 use can_testkit::netns::{Place, private_netns};
 use can_testkit::*;
+use common::engine_config;
 use hickory_proto::op::{Message, MessageType, OpCode};
 use hickory_proto::rr::{Name, RData, Record, rdata};
 use iroh::endpoint::presets;
@@ -93,23 +96,9 @@ async fn inside() {
     let svc = Service::with_key(&dir.path().join("svc"));
     let engine = Arc::new(
         Engine::start(EngineConfig {
-            can_service_url: svc.url.clone(),
-            sync_api_key: Secret::new(KEY),
-            passphrase: Secret::new(PASS),
-            device_name: "Target".into(),
-            data_dir: dir.path().join("engine"),
             bind_addr: "0.0.0.0:0".parse().unwrap(),
-            relay_urls: Some(vec![]),
-            poll_interval: Duration::from_secs(2),
-            rendezvous_interval: Duration::from_secs(60),
-            ticket_file: None,
-            connect_ticket_files: Vec::new(),
-            pkarr_relays: Some(vec![]),
             local_discovery: true,
-            relay_only: false,
-            start_paused: false,
-            reconcile: Default::default(),
-            transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
+            ..engine_config(&svc.url, PASS, "Target", dir.path().join("engine"))
         })
         .await
         .unwrap(),

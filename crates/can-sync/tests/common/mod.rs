@@ -68,18 +68,27 @@ pub async fn admitted_peer_with(
     name: &str,
     features: Vec<String>,
 ) -> (Connection, SendStream, tokio::io::BufReader<RecvStream>) {
-    let conn = ep.connect(addr.clone(), ALPN).await.unwrap();
+    // Every step bounded: a test fails, it never hangs.
+    let limit = Duration::from_secs(30);
+    let conn = tokio::time::timeout(limit, ep.connect(addr.clone(), ALPN))
+        .await
+        .expect("connect timed out")
+        .unwrap();
     let (mut send, recv) = conn.open_bi().await.unwrap();
     let mut recv = tokio::io::BufReader::new(recv);
-    admit(
-        &mut recv,
-        &mut send,
-        &keys.admission,
-        ep.id(),
-        addr.id,
-        Role::Dialer,
+    tokio::time::timeout(
+        limit,
+        admit(
+            &mut recv,
+            &mut send,
+            &keys.admission,
+            ep.id(),
+            addr.id,
+            Role::Dialer,
+        ),
     )
     .await
+    .expect("admission timed out")
     .unwrap();
     let hello = Control {
         kind: Some(control::Kind::Hello(Hello {
@@ -89,7 +98,10 @@ pub async fn admitted_peer_with(
         })),
     };
     write_frame(&mut send, &hello).await.unwrap();
-    let _: Control = expect_frame(&mut recv, MAX_FRAME).await.unwrap();
+    let _: Control = tokio::time::timeout(limit, expect_frame(&mut recv, MAX_FRAME))
+        .await
+        .expect("no Hello within 30 s")
+        .unwrap();
     (conn, send, recv)
 }
 

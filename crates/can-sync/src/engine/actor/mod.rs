@@ -1,0 +1,333 @@
+//! The actor: the only owner of sync state (this file: its state, loop and status;
+//! [`peers`]: the peer table and rounds; [`transfers`]: starting transfers and their
+//! outcomes). It takes one [`Cmd`] at a time and does a
+//! bounded slice of work for each; everything that costs O(N) per peer (answering a
+//! reconciliation, writing a full list) runs in that peer's own task (`peer::control`).
+//! The one O(N) step here, sorting our hashes into a snapshot, happens at most once per
+//! change of our own set, whoever asks.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use iroh::EndpointId;
+use tokio::sync::mpsc;
+
+use super::local;
+use super::status::{PeerEntry, Stats};
+use crate::context::{Cmd, Context};
+use crate::events::{EngineEvent, Status};
+use crate::peer::{close, close_conn};
+use crate::plan::{Hash, Planner};
+use crate::util::jitter;
+
+mod peers;
+mod transfers;
+
+/// Transfers from one peer at a time, and in all.
+const PER_PEER_TRANSFERS: usize = 8;
+const TOTAL_TRANSFERS: usize = 16;
+/// We ask a peer for O(N) work (a reconciliation, a full list) at most this often, well
+/// inside the budget every peer applies to us (`limits::BUDGET_*`).
+const MIN_ROUND_GAP: Duration = Duration::from_secs(10);
+/// Commands held while the store is still loading at start (more wait in the channel).
+const EARLY_CMDS: usize = 1024;
+/// How long transfers wait after the store said it is out of space.
+const STORE_FULL_HOLD: Duration = Duration::from_secs(30);
+
+pub(super) struct Actor {
+    ctx: Arc<Context>,
+    remembered_key: [u8; 32],
+    planner: Planner<EndpointId>,
+    peers: HashMap<EndpointId, PeerEntry>,
+    totals: Stats,
+    store_online: bool,
+    loaded: bool,
+    hold_until: Option<Instant>,
+    /// Store failures in a row, for the retry backoff.
+    store_failures: u32,
+    store_full: bool,
+    last_error: Option<String>,
+    /// Our hashes sorted for reconciliation, and the planner's local version they reflect.
+    snapshot: Option<(u64, Arc<[Hash]>)>,
+}
+
+impl Actor {
+    pub fn new(ctx: Arc<Context>, remembered_key: [u8; 32]) -> Self {
+        Self {
+            ctx,
+            remembered_key,
+            planner: Planner::new(PER_PEER_TRANSFERS, TOTAL_TRANSFERS),
+            peers: HashMap::new(),
+            totals: Stats::default(),
+            store_online: false,
+            loaded: false,
+            hold_until: None,
+            store_failures: 0,
+            store_full: false,
+            last_error: None,
+            snapshot: None,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, poll_interval: Duration) {
+        // Learn what the local store has before talking to anyone. Meanwhile status and
+        // pause are answered at once and everything else waits its turn, in order.
+        let mut early = VecDeque::new();
+        let mut backoff = Duration::from_millis(250);
+        let cursor = loop {
+            match self.ctx.can.all_hashes(0).await {
+                Ok((entries, last)) => {
+                    self.planner.load_local(
+                        entries
+                            .iter()
+                            .filter_map(|e| <[u8; 32]>::try_from(e.hash.as_slice()).ok()),
+                    );
+                    self.set_store(Ok(()));
+                    break last;
+                }
+                Err(e) => {
+                    self.set_store(Err(e.to_string()));
+                    let wait = tokio::time::sleep(jitter(backoff));
+                    tokio::pin!(wait);
+                    loop {
+                        tokio::select! {
+                            _ = &mut wait => break,
+                            cmd = rx.recv() => match cmd {
+                                Some(Cmd::Status(tx)) => { let _ = tx.send(self.status()); }
+                                Some(Cmd::Pause(p)) => { self.set_paused(p); }
+                                // Too many waiting: refuse the connection (the peer redials).
+                                Some(Cmd::PeerUp { reply, .. }) if early.len() >= EARLY_CMDS => {
+                                    let _ = reply.send(false);
+                                }
+                                Some(other) if early.len() < EARLY_CMDS => early.push_back(other),
+                                Some(_) => {}
+                                None => return,
+                            },
+                            _ = self.ctx.cancelled() => return,
+                        }
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        self.loaded = true;
+        tokio::spawn(local::watch(self.ctx.clone(), cursor, poll_interval));
+        for cmd in early {
+            self.handle(cmd);
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    self.due_rounds();
+                    self.pump();
+                }
+                _ = self.ctx.cancelled() => {
+                    for p in self.peers.values() {
+                        close_conn(&p.conn, close::SHUTDOWN, "shutting down");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        self.ctx.emit(event);
+    }
+
+    fn set_store(&mut self, state: Result<(), String>) {
+        match state {
+            Ok(()) if !self.store_online => {
+                self.store_online = true;
+                tracing::info!(url = %self.ctx.can.base_url(), "CAN Service online");
+                self.emit(EngineEvent::StoreOnline);
+            }
+            Err(error) if self.store_online || self.last_error.as_deref() != Some(&error) => {
+                self.store_online = false;
+                tracing::warn!(%error, "CAN Service unavailable; retrying");
+                self.last_error = Some(error.clone());
+                self.emit(EngineEvent::StoreOffline { error });
+            }
+            _ => {}
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) -> bool {
+        let was = self.ctx.paused.swap(paused, Ordering::Relaxed);
+        if was == paused {
+            return false;
+        }
+        if paused {
+            tracing::info!("sync paused");
+            self.emit(EngineEvent::Paused);
+        } else {
+            tracing::info!("sync resumed");
+            self.emit(EngineEvent::Resumed);
+        }
+        true
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::PeerUp {
+                id,
+                conn_id,
+                dialer,
+                device_name,
+                rbsr,
+                conn,
+                peer,
+                reply,
+            } => {
+                if let Some(existing) = self.peers.get(&id) {
+                    // Both ends dialled: keep the connection dialled by the smaller id, which
+                    // both ends compute the same way. The same end dialling again means its
+                    // old connection is dead (it restarted): the new one wins.
+                    if existing.dialer < dialer {
+                        let _ = reply.send(false);
+                        return;
+                    }
+                    close_conn(&existing.conn, close::DUPLICATE, "duplicate connection");
+                    self.drop_peer(id, "replaced by a newer connection");
+                }
+                let _ = reply.send(true);
+                self.peer_up(id, conn_id, dialer, device_name, rbsr, conn, peer);
+            }
+            Cmd::PeerDown {
+                id,
+                conn_id,
+                reason,
+            } => {
+                if self.is_current(&id, conn_id) {
+                    self.drop_peer(id, &reason);
+                }
+            }
+            Cmd::PeerHas {
+                id,
+                conn_id,
+                hashes,
+            } => {
+                if self.is_current(&id, conn_id) {
+                    self.planner.peer_has(id, hashes);
+                    self.pump();
+                }
+            }
+            Cmd::ListPage {
+                id,
+                conn_id,
+                round,
+                last,
+                bytes,
+                bytes_sent,
+                hashes,
+            } => {
+                if self.is_current(&id, conn_id) {
+                    self.list_page(id, round, last, bytes, bytes_sent, &hashes);
+                    self.planner.peer_has(id, hashes);
+                    self.pump();
+                }
+            }
+            Cmd::Reconciled {
+                id,
+                conn_id,
+                summary,
+            } => {
+                if self.is_current(&id, conn_id) {
+                    self.reconciled(id, summary);
+                }
+            }
+            Cmd::Snapshot(tx) => {
+                let _ = tx.send(self.snapshot());
+            }
+            Cmd::Local { hash, origin } => {
+                let from = origin
+                    .as_deref()
+                    .and_then(|o| o.strip_prefix("peer:"))
+                    .and_then(|id| id.parse::<EndpointId>().ok());
+                let targets = self.planner.add_local(hash, from);
+                self.announce(hash, targets);
+            }
+            Cmd::StoreState(state) => {
+                if state.is_ok() {
+                    self.hold_until = None;
+                }
+                self.set_store(state);
+            }
+            Cmd::Fetched { id, hash, result } => self.on_fetched(id, hash, result),
+            Cmd::Served {
+                id,
+                hash,
+                name,
+                size,
+            } => {
+                self.totals.sent(size);
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.stats.sent(size);
+                    p.last_activity = crate::now_rfc3339();
+                }
+                // The peer has it now.
+                self.planner.peer_has(id, [hash]);
+                self.emit(EngineEvent::AssetSent {
+                    peer: id.to_string(),
+                    hash: hex::encode(hash),
+                    name,
+                    size,
+                });
+            }
+            Cmd::Pause(paused) => {
+                if self.set_paused(paused) && !paused {
+                    // Catch up: a fresh round in both directions with every peer (a new RBSR
+                    // session teaches both sides what each lacks, like two hash lists).
+                    for p in self.peers.values_mut() {
+                        p.round_due = true;
+                    }
+                    self.due_rounds();
+                    self.pump();
+                }
+            }
+            Cmd::Status(tx) => {
+                let _ = tx.send(self.status());
+            }
+        }
+    }
+
+    fn is_current(&self, id: &EndpointId, conn_id: usize) -> bool {
+        self.peers.get(id).is_some_and(|p| p.conn_id == conn_id)
+    }
+
+    fn status(&self) -> Status {
+        let (candidates, dialing) = self.dial_counts();
+        Status {
+            endpoint_id: self.ctx.endpoint.id().to_string(),
+            device_name: self.ctx.device_name.clone(),
+            paused: self.ctx.is_paused(),
+            store_online: self.store_online,
+            local_assets: self.planner.local_count(),
+            pending: self.planner.wanted(),
+            in_flight: self.planner.in_flight(),
+            peers: self.peers.iter().map(|(id, p)| p.status(id)).collect(),
+            assets_sent: self.totals.assets_sent,
+            assets_received: self.totals.assets_received,
+            bytes_sent: self.totals.bytes_sent,
+            bytes_received: self.totals.bytes_received,
+            last_error: self.last_error.clone(),
+            candidates,
+            dialing,
+        }
+    }
+
+    /// Candidates known to the dialer, and dial attempts in flight.
+    fn dial_counts(&self) -> (usize, usize) {
+        let known = self.ctx.candidates.lock().map(|c| c.len()).unwrap_or(0);
+        let dialing =
+            crate::candidates::MAX_CONCURRENT_DIALS - self.ctx.dial_permits.available_permits();
+        (known, dialing)
+    }
+}

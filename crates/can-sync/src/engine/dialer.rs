@@ -45,7 +45,7 @@ pub(super) async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Discovered>) {
             continue;
         }
         if !addr.is_empty() {
-            ctx.lookup.add_endpoint_info(addr);
+            learn_addrs(&ctx, addr);
         }
         if offer == Offer::New {
             tracing::info!(peer = %id.fmt_short(), ?source, "new candidate");
@@ -55,6 +55,27 @@ pub(super) async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Discovered>) {
             let defer = source != Source::Ticket && ctx.endpoint.id() > id;
             tokio::spawn(dial_loop(ctx.clone(), id, defer));
         }
+    }
+}
+
+/// Addresses kept per endpoint in the memory lookup. Sources add to what is known (a peer
+/// may be reachable several ways); past this many, the newest offer replaces the lot, so
+/// re-advertisements with ever new addresses cannot grow it.
+const MAX_ADDRS_PER_PEER: usize = 16;
+
+fn learn_addrs(ctx: &Context, addr: EndpointAddr) {
+    let known = ctx
+        .lookup
+        .get_endpoint_info(addr.id)
+        .map_or(0, |info| EndpointAddr::from(info).addrs.len());
+    if known + addr.addrs.len() > MAX_ADDRS_PER_PEER {
+        let mut addr = addr;
+        while addr.addrs.len() > MAX_ADDRS_PER_PEER {
+            addr.addrs.pop_last();
+        }
+        ctx.lookup.set_endpoint_info(addr);
+    } else {
+        ctx.lookup.add_endpoint_info(addr);
     }
 }
 

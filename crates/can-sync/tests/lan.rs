@@ -18,14 +18,7 @@ fn two_agents_in_two_namespaces_find_each_other_by_mdns() {
     if std::env::var_os(INNER).is_some() {
         return inner();
     }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let tools = Command::new("unshare").arg("--version").output().is_ok()
-        && Command::new("ip").arg("-V").output().is_ok();
-    if !root || !tools {
+    if !can_testkit::netns::can_create() {
         eprintln!(
             "SKIPPED: the LAN discovery test needs root, unshare(1) and ip(8) to create network namespaces"
         );

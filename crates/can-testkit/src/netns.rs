@@ -25,6 +25,17 @@ fn ip(args: &[&str]) {
     assert!(ok, "ip {args:?} failed");
 }
 
+/// Whether this process may create network namespaces: root, with unshare(1) and ip(8).
+pub fn can_create() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    root && Command::new("unshare").arg("--version").output().is_ok()
+        && Command::new("ip").arg("-V").output().is_ok()
+}
+
 /// Re-runs the test named `test` (this test binary, `--exact`) under `unshare -n` and
 /// asserts that it passed there. Inside, `lo` is up with multicast on (mDNS over loopback).
 pub fn private_netns(test: &str) -> Place {
@@ -34,14 +45,7 @@ pub fn private_netns(test: &str) -> Place {
         ip(&["route", "add", "224.0.0.0/4", "dev", "lo"]);
         return Place::Inside;
     }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let tools = Command::new("unshare").arg("--version").output().is_ok()
-        && Command::new("ip").arg("-V").output().is_ok();
-    if !root || !tools {
+    if !can_create() {
         eprintln!(
             "SKIPPED: {test} needs root, unshare(1) and ip(8) for a private network namespace"
         );

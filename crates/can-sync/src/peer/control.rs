@@ -148,19 +148,28 @@ fn hash_list(round: u64, page: &[Hash], last: bool, reply_wanted: bool) -> Contr
 
 /// Bytes a list of `n` hashes takes on the control stream (length prefixes included).
 fn list_wire_len(n: usize, round: u64, reply_wanted: bool) -> u64 {
+    use prost::Message;
     let pages = pages(n);
     let count = pages.len();
     pages
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let msg = HashList {
+            // The page without its hashes, plus the hashes field as prost writes it (none
+            // when empty): measured without building a 512 KiB buffer per page.
+            let bare = HashList {
                 round,
-                hashes: vec![0; r.len() * 32],
+                hashes: Vec::new(),
                 last: i + 1 == count,
                 reply_wanted,
             };
-            hash_list_wire_len(&msg)
+            let bytes = r.len() * 32;
+            let hashes = if bytes == 0 {
+                0
+            } else {
+                1 + prost::encoding::encoded_len_varint(bytes as u64) + bytes
+            };
+            control_frame_len(bare.encoded_len() + hashes)
         })
         .sum()
 }
@@ -168,7 +177,12 @@ fn list_wire_len(n: usize, round: u64, reply_wanted: bool) -> u64 {
 /// Bytes a hash-list page takes on the control stream (length prefix included).
 pub(crate) fn hash_list_wire_len(list: &HashList) -> u64 {
     use prost::Message;
-    let inner = list.encoded_len();
+    control_frame_len(list.encoded_len())
+}
+
+/// A `Control{hash_list}` frame around a HashList of `inner` bytes: one key byte, the
+/// message's length, the message; then the frame's own length prefix.
+fn control_frame_len(inner: usize) -> u64 {
     let control = 1 + prost::encoding::encoded_len_varint(inner as u64) + inner;
     (control + prost::encoding::encoded_len_varint(control as u64)) as u64
 }
@@ -380,5 +394,10 @@ mod tests {
             })
             .sum();
         assert_eq!(list_wire_len(items.len(), 7, true), written);
+        // An empty list is one empty last page.
+        let Some(control::Kind::HashList(empty)) = hash_list(3, &[], true, false).kind else {
+            unreachable!()
+        };
+        assert_eq!(list_wire_len(0, 3, false), hash_list_wire_len(&empty));
     }
 }

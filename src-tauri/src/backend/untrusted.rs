@@ -4,38 +4,9 @@
 //! are shown, never obeyed.
 
 /// Unicode general category Cf ("format"): invisible characters that change how the text
-/// around them is shown. U+202E (right-to-left override) turns `invoice\u{202E}fdp.exe`
-/// into what reads as "invoiceexe.pdf"; zero-width ones hide text or make two names look
-/// the same. The table is Cf as of Unicode 16; a later addition is at worst shown.
-const FORMAT: &[(u32, u32)] = &[
-    (0x00AD, 0x00AD),
-    (0x0600, 0x0605),
-    (0x061C, 0x061C),
-    (0x06DD, 0x06DD),
-    (0x070F, 0x070F),
-    (0x0890, 0x0891),
-    (0x08E2, 0x08E2),
-    (0x180E, 0x180E),
-    (0x200B, 0x200F),
-    (0x202A, 0x202E),
-    (0x2060, 0x2064),
-    (0x2066, 0x206F),
-    (0xFEFF, 0xFEFF),
-    (0xFFF9, 0xFFFB),
-    (0x110BD, 0x110BD),
-    (0x110CD, 0x110CD),
-    (0x13430, 0x1343F),
-    (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A),
-    (0xE0001, 0xE0001),
-    (0xE0020, 0xE007F),
-];
-
-/// Is `c` in Unicode category Cf?
-pub fn is_format(c: char) -> bool {
-    let c = c as u32;
-    FORMAT.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
-}
+/// around them is shown (U+202E turns `invoice\u{202E}fdp.exe` into what reads as
+/// "invoiceexe.pdf"). The engine's own test of the category, so app and engine agree.
+pub use can_sync::text::is_format_char as is_format;
 
 /// Control characters (Cc) and the line/paragraph separators: they break a line or a
 /// file name where the peer wants one.

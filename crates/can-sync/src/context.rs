@@ -33,6 +33,9 @@ pub(crate) enum Cmd {
         id: EndpointId,
         conn_id: usize,
         dialer: EndpointId,
+        /// The peer's Hello.instance: another one than its current connection's means it
+        /// restarted.
+        instance: u64,
         device_name: String,
         /// Both Hellos offered "rbsr-v1".
         rbsr: bool,
@@ -118,6 +121,8 @@ pub(crate) struct Context {
     pub device_name: String,
     /// Features offered in our Hello (docs/protocol.md, "2. Hello").
     pub features: Vec<String>,
+    /// Drawn at start, sent in Hello: peers tell our restart from a second connection.
+    pub instance: u64,
     pub cmd: mpsc::Sender<Cmd>,
     pub events: broadcast::Sender<EngineEvent>,
     pub data_dir: PathBuf,
@@ -167,6 +172,7 @@ impl Context {
             can: p.can,
             device_name: p.device_name,
             features: p.features,
+            instance: rand::random(),
             cmd: p.cmd,
             events: p.events,
             data_dir: p.data_dir,

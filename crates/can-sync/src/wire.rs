@@ -116,6 +116,7 @@ mod tests {
                 device_name: "laptop".into(),
                 agent_version: "1".into(),
                 features: vec!["rbsr-v1".into()],
+                instance: 7,
             })),
         };
         write_frame(&mut a, &msg).await.unwrap();

@@ -102,6 +102,7 @@ fn random_frame(rng: &mut StdRng, known: &[[u8; 32]]) -> Vec<u8> {
             device_name: "again".into(),
             agent_version: "x".into(),
             features: vec!["rbsr-v1".into(), "from-the-future".into()],
+            instance: rng.random(),
         }),
         5 => {
             // A field this version does not know (a newer peer's message kind).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iroh::address_lookup::MemoryLookup;
-use iroh::endpoint::{Connection, presets};
+use iroh::endpoint::{Connection, QuicTransportConfig, presets};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointAddr, RelayMode, RelayUrl, Watcher as _};
 
@@ -47,8 +47,14 @@ pub(super) async fn bind(
     };
     let offline = matches!(relay_mode, RelayMode::Disabled);
     let public = secret.public();
+    // iroh sends keep-alives every 5 s; a connection that hears nothing for 15 s (three of
+    // them) is dead: dropped and redialled, instead of QUIC's default 30 s.
+    let transport = QuicTransportConfig::builder()
+        .max_idle_timeout(Duration::from_secs(15).try_into().ok())
+        .build();
     let mut builder = Endpoint::builder(presets::Minimal)
         .secret_key(secret)
+        .transport_config(transport)
         .alpns(vec![ALPN.to_vec()])
         .relay_mode(relay_mode)
         .address_lookup(lookup.clone());

@@ -41,6 +41,8 @@ pub(super) struct PeerEntry {
     pub conn: Connection,
     pub conn_id: usize,
     pub dialer: EndpointId,
+    /// The peer's Hello.instance on this connection.
+    pub instance: u64,
     pub device_name: String,
     /// The connection's control task; bounded, so a stuck connection shows as full.
     pub peer: mpsc::Sender<PeerCmd>,

@@ -243,6 +243,7 @@ async fn session(
             device_name: ctx.device_name.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             features: ctx.features.clone(),
+            instance: ctx.instance,
         })),
     };
     write_frame(&mut send, &hello).await?;
@@ -270,6 +271,7 @@ async fn session(
             id: remote,
             conn_id,
             dialer,
+            instance: their_hello.instance,
             device_name: clean_name(&their_hello.device_name),
             rbsr,
             conn: conn.clone(),

@@ -95,6 +95,7 @@ pub async fn admitted_peer_with(
             device_name: name.into(),
             agent_version: "t".into(),
             features,
+            instance: 1,
         })),
     };
     write_frame(&mut send, &hello).await.unwrap();

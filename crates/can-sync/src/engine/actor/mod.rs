@@ -180,6 +180,7 @@ impl Actor {
                 id,
                 conn_id,
                 dialer,
+                instance,
                 device_name,
                 rbsr,
                 conn,
@@ -188,9 +189,12 @@ impl Actor {
             } => {
                 if let Some(existing) = self.peers.get(&id) {
                     // Both ends dialled: keep the connection dialled by the smaller id, which
-                    // both ends compute the same way. The same end dialling again means its
-                    // old connection is dead (it restarted): the new one wins.
-                    if existing.dialer < dialer {
+                    // both ends compute the same way. The same end dialling again, or the
+                    // peer coming back as another instance (it restarted, whoever dialled),
+                    // means the old connection is dead, though QUIC would take its idle
+                    // timeout to notice: the new one wins.
+                    let restarted = existing.instance != instance;
+                    if !restarted && existing.dialer < dialer {
                         let _ = reply.send(false);
                         return;
                     }
@@ -198,7 +202,7 @@ impl Actor {
                     self.drop_peer(id, "replaced by a newer connection");
                 }
                 let _ = reply.send(true);
-                self.peer_up(id, conn_id, dialer, device_name, rbsr, conn, peer);
+                self.peer_up(id, conn_id, dialer, instance, device_name, rbsr, conn, peer);
             }
             Cmd::PeerDown {
                 id,

@@ -80,6 +80,8 @@ struct FileConfig {
     transfer_idle_timeout_secs: u64,
     #[serde(default)]
     allow_weak_passphrase: bool,
+    control_socket: Option<PathBuf>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,7 +141,34 @@ pub fn default_device_name() -> String {
         .unwrap_or_else(|| "CAN Sync device".to_owned())
 }
 
+/// The headless agent's whole config: the engine's settings and the agent's own.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub engine: EngineConfig,
+    /// The local control socket `can-sync status|pause|resume` talk to (default
+    /// `<data_dir>/control.sock`).
+    pub control_socket: PathBuf,
+    /// Where Prometheus metrics are served (opt-in; loopback only).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The control socket of an agent whose config does not name one.
+pub fn default_control_socket(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
 impl EngineConfig {
+    /// Reads the agent's YAML config; relative paths are taken relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        AgentConfig::load(path).map(|c| c.engine)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        AgentConfig::parse(text, path).map(|c| c.engine)
+    }
+}
+
+impl AgentConfig {
     /// Reads the agent's YAML config; relative paths are taken relative to the file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -218,17 +247,30 @@ impl EngineConfig {
                 }
             }
         }
+        if let Some(addr) = file.metrics_addr
+            && !addr.ip().is_loopback()
+        {
+            return Err(field(
+                "metrics_addr",
+                "must be a loopback address (127.0.0.1 or [::1]): metrics are not authenticated",
+            ));
+        }
+        let data_dir = file.data_dir.map(resolve).unwrap_or_else(default_data_dir);
+        let control_socket = file
+            .control_socket
+            .map(resolve)
+            .unwrap_or_else(|| default_control_socket(&data_dir));
         let connect = match file.connect_ticket_file {
             None => Vec::new(),
             Some(OneOrMany::One(p)) => vec![resolve(p)],
             Some(OneOrMany::Many(v)) => v.into_iter().map(resolve).collect(),
         };
-        Ok(Self {
+        let engine = EngineConfig {
             can_service_url: url.trim_end_matches('/').to_owned(),
             sync_api_key: key,
             passphrase,
             device_name: file.device_name.unwrap_or_else(default_device_name),
-            data_dir: file.data_dir.map(resolve).unwrap_or_else(default_data_dir),
+            data_dir,
             bind_addr: file
                 .bind_addr
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
@@ -243,6 +285,11 @@ impl EngineConfig {
             start_paused: false,
             reconcile: file.reconcile,
             transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
+        };
+        Ok(Self {
+            engine,
+            control_socket,
+            metrics_addr: file.metrics_addr,
         })
     }
 }
@@ -268,6 +315,25 @@ mod tests {
         assert!(
             EngineConfig::parse(&format!("{BASE}reconcile: fast\n"), Path::new("/c.yaml")).is_err()
         );
+    }
+
+    #[test]
+    fn agent_keys_control_socket_and_loopback_metrics() {
+        let p = Path::new("/srv/a/config.yaml");
+        let c = AgentConfig::parse(&format!("{BASE}data_dir: state\n"), p).unwrap();
+        assert_eq!(c.control_socket, PathBuf::from("/srv/a/state/control.sock"));
+        assert_eq!(c.metrics_addr, None);
+        let c = AgentConfig::parse(
+            &format!("{BASE}control_socket: ctl.sock\nmetrics_addr: 127.0.0.1:9464\n"),
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.control_socket, PathBuf::from("/srv/a/ctl.sock"));
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let e = AgentConfig::parse(&format!("{BASE}metrics_addr: 0.0.0.0:9464\n"), p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics_addr") && e.contains("loopback"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub struct PeerStatus {
 }
 
 /// A snapshot of the engine.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Status {
     pub endpoint_id: String,
     pub device_name: String,

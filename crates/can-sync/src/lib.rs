@@ -16,8 +16,10 @@
 //! - [`peer`]: one connection's I/O; [`engine`]: the actor, the dialer and lifecycle.
 //! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
 //! - [`text`]: peer-chosen names as we show them.
+//! - [`agent`]: the headless agent's control socket, metrics and status report.
 
 pub mod admission;
+pub mod agent;
 pub mod can_client;
 pub mod candidates;
 pub mod config;
@@ -37,8 +39,8 @@ pub mod transfer;
 pub(crate) mod util;
 pub mod wire;
 
-pub use config::{EngineConfig, ReconcileMode};
-pub use engine::{Engine, EngineError};
+pub use config::{AgentConfig, EngineConfig, ReconcileMode};
+pub use engine::{Engine, EngineError, EngineHandle};
 pub use events::{EngineEvent, PeerStatus, Status};
 pub use secret::Secret;
 

@@ -204,6 +204,55 @@ impl Engine {
         self.ctx.events.subscribe()
     }
 
+    /// A cloneable handle for status, pause and resume (the agent's control socket and
+    /// metrics use it); it does not keep the engine running.
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            ctx: self.ctx.clone(),
+        }
+    }
+
+    pub async fn status(&self) -> Result<Status, EngineError> {
+        self.handle().status().await
+    }
+
+    /// Paused: no transfer starts in either direction; running ones finish.
+    pub async fn pause(&self) -> Result<(), EngineError> {
+        self.handle().pause().await
+    }
+
+    pub async fn resume(&self) -> Result<(), EngineError> {
+        self.handle().resume().await
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.ctx.is_paused()
+    }
+
+    /// Closes every connection and the endpoint, and stops all tasks.
+    pub async fn shutdown(self) {
+        self.ctx.cancel.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Ok(mut c) = self.ctx.connected.lock() {
+            c.clear();
+        }
+        let _ = self.router.shutdown().await;
+        self.ctx.endpoint.close().await;
+    }
+}
+
+/// What the agent's local interfaces may do with a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    ctx: Arc<Context>,
+}
+
+impl EngineHandle {
     pub async fn status(&self) -> Result<Status, EngineError> {
         let (tx, rx) = oneshot::channel();
         self.ctx
@@ -235,19 +284,7 @@ impl Engine {
         self.ctx.is_paused()
     }
 
-    /// Closes every connection and the endpoint, and stops all tasks.
-    pub async fn shutdown(self) {
-        self.ctx.cancel.cancel();
-        for task in &self.tasks {
-            task.abort();
-        }
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        if let Ok(mut c) = self.ctx.connected.lock() {
-            c.clear();
-        }
-        let _ = self.router.shutdown().await;
-        self.ctx.endpoint.close().await;
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.ctx.events.subscribe()
     }
 }

@@ -128,6 +128,8 @@ pub(crate) struct Context {
     pub data_dir: PathBuf,
     /// A transfer with no bytes for this long is aborted.
     pub idle_timeout: Duration,
+    /// Transfers in flight (both directions), for progress and rates.
+    pub transfers: Arc<crate::progress::Transfers>,
     pub cancel: CancellationToken,
     pub(crate) paused: AtomicBool,
     /// Addresses learnt from discovery, for dialling by id.
@@ -177,6 +179,7 @@ impl Context {
             events: p.events,
             data_dir: p.data_dir,
             idle_timeout: p.idle_timeout,
+            transfers: Arc::default(),
             cancel: CancellationToken::new(),
             paused: AtomicBool::new(p.paused),
             lookup: p.lookup,

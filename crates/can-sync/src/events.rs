@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::progress::TransferStatus;
+
 /// One connected peer.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PeerStatus {
@@ -41,6 +43,14 @@ pub struct Status {
     pub candidates: usize,
     /// Connection attempts in flight to endpoints only discovery vouches for (at most 16).
     pub dialing: usize,
+    /// Transfers in flight, downloads and uploads, oldest first (at most 64 listed).
+    pub transfers: Vec<TransferStatus>,
+    /// Bytes still to download for the transfers in flight (sizes of assets not started
+    /// yet are unknown until they start).
+    pub bytes_left: u64,
+    /// Bytes per second over the last 5 s, all downloads / all uploads.
+    pub download_rate: f64,
+    pub upload_rate: f64,
 }
 
 /// Something that happened.
@@ -122,4 +132,12 @@ pub enum EngineEvent {
     },
     Paused,
     Resumed,
+    /// Every second while transfers are in flight, and once when the last one ended: the
+    /// same figures as the status's `transfers`, `bytes_left` and rates.
+    Progress {
+        transfers: Vec<TransferStatus>,
+        bytes_left: u64,
+        download_rate: f64,
+        upload_rate: f64,
+    },
 }

@@ -12,6 +12,7 @@
 //! - [`limits`]: budgets for O(N) work and the failed-admission limiter, pure.
 //! - [`candidates`]: which discovered endpoints get a dial loop and for how long, pure.
 //! - [`transfer`]: how a transfer ended and what follows, pure.
+//! - [`progress`]: transfers in flight, their bytes and rates.
 //! - [`context`]: what the engine's tasks share and the messages between them.
 //! - [`peer`]: one connection's I/O; [`engine`]: the actor, the dialer and lifecycle.
 //! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod limits;
 pub mod peer;
 pub mod plan;
+pub mod progress;
 pub mod reconcile;
 pub mod secret;
 pub mod text;
@@ -42,6 +44,7 @@ pub mod wire;
 pub use config::{AgentConfig, EngineConfig, ReconcileMode};
 pub use engine::{Engine, EngineError, EngineHandle};
 pub use events::{EngineEvent, PeerStatus, Status};
+pub use progress::{Direction, TransferStatus};
 pub use secret::Secret;
 
 /// Now, UTC, RFC 3339 with millisecond precision.

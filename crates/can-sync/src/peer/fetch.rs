@@ -11,6 +11,7 @@ use iroh::endpoint::Connection;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 use crate::context::Context;
+use crate::progress::{Direction, Guard};
 use crate::transfer::{FetchError, Fetched, classify_store_error};
 use crate::wire::{MAX_FRAME, WireError, expect_frame, write_frame};
 
@@ -75,7 +76,10 @@ pub(crate) async fn fetch(
     // Remember how the peer's stream failed, to tell a broken or stalled transfer from a
     // store that is down when the upload to the store fails.
     let state = Arc::new(AtomicU8::new(BODY_OK));
-    let body = body_stream(recv.take(size), idle, state.clone());
+    let progress = ctx
+        .transfers
+        .start(Direction::Download, remote, hash, &name, size);
+    let body = body_stream(recv.take(size), idle, state.clone(), progress);
     let result = ctx.can.ingest(asset, body).await;
     if result.is_err() {
         match state.load(Ordering::Relaxed) {
@@ -102,18 +106,24 @@ fn body_stream<R>(
     reader: R,
     idle: Duration,
     state: Arc<AtomicU8>,
+    progress: Guard,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     let chunks = tokio_util::io::ReaderStream::with_capacity(reader, READ_BUFFER);
+    let progress = Arc::new(progress);
     futures_util::stream::unfold(Some(chunks), move |chunks| {
         let state = state.clone();
+        let progress = progress.clone();
         async move {
             let mut chunks = chunks?;
             match tokio::time::timeout(idle, chunks.next()).await {
                 Ok(None) => None,
-                Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+                Ok(Some(Ok(bytes))) => {
+                    progress.add(bytes.len() as u64);
+                    Some((Ok(bytes), Some(chunks)))
+                }
                 Ok(Some(Err(e))) => {
                     state.store(BODY_BROKEN, Ordering::Relaxed);
                     Some((Err(e), None))

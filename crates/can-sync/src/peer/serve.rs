@@ -10,6 +10,7 @@ use iroh::endpoint::{RecvStream, SendStream, VarInt};
 use super::close;
 use crate::can_client::CanError;
 use crate::context::{Cmd, Context};
+use crate::progress::Direction;
 use crate::wire::{MAX_PRE_ADMISSION_FRAME, expect_frame, write_frame};
 
 pub(super) async fn serve(
@@ -65,6 +66,9 @@ pub(super) async fn serve(
         }
     };
     let (name, size) = (asset.name.clone(), asset.size);
+    let progress = ctx
+        .transfers
+        .start(Direction::Upload, remote, hash, &name, size);
     let result = async {
         let stalled = || format!("the peer read nothing for {idle:?}");
         tokio::time::timeout(
@@ -81,12 +85,14 @@ pub(super) async fn serve(
         .map_err(|e| e.to_string())?;
         while let Some(chunk) = content.next().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
+            let len = chunk.len() as u64;
             // A peer that stops reading would hold this task and the store's response
             // open forever: each chunk must go out within the idle timeout.
             tokio::time::timeout(idle, send.write_chunk(chunk))
                 .await
                 .map_err(|_| stalled())?
                 .map_err(|e| e.to_string())?;
+            progress.add(len);
         }
         send.finish().map_err(|e| e.to_string())?;
         // Delivered only once the peer has acknowledged every byte.
@@ -97,6 +103,7 @@ pub(super) async fn serve(
         Ok::<_, String>(())
     }
     .await;
+    drop(progress);
     match result {
         Ok(()) => {
             let _ = ctx

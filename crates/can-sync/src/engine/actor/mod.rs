@@ -35,6 +35,8 @@ const MIN_ROUND_GAP: Duration = Duration::from_secs(10);
 const EARLY_CMDS: usize = 1024;
 /// How long transfers wait after the store said it is out of space.
 const STORE_FULL_HOLD: Duration = Duration::from_secs(30);
+/// Transfers listed in a status or progress event (all count in `bytes_left`).
+const MAX_LISTED_TRANSFERS: usize = 64;
 
 pub(super) struct Actor {
     ctx: Arc<Context>,
@@ -51,6 +53,8 @@ pub(super) struct Actor {
     last_error: Option<String>,
     /// Our hashes sorted for reconciliation, and the planner's local version they reflect.
     snapshot: Option<(u64, Arc<[Hash]>)>,
+    /// Transfers were in flight at the last progress report.
+    was_moving: bool,
 }
 
 impl Actor {
@@ -68,6 +72,7 @@ impl Actor {
             store_full: false,
             last_error: None,
             snapshot: None,
+            was_moving: false,
         }
     }
 
@@ -127,6 +132,7 @@ impl Actor {
                 _ = tick.tick() => {
                     self.due_rounds();
                     self.pump();
+                    self.report_progress();
                 }
                 _ = self.ctx.cancelled() => {
                     for p in self.peers.values() {
@@ -306,8 +312,44 @@ impl Actor {
         self.peers.get(id).is_some_and(|p| p.conn_id == conn_id)
     }
 
+    /// Transfers and rates as of now, with the peers' device names.
+    fn progress(&self) -> crate::progress::Snapshot {
+        let mut snap = self
+            .ctx
+            .transfers
+            .snapshot(Instant::now(), MAX_LISTED_TRANSFERS);
+        for t in &mut snap.transfers {
+            if let Some(p) = t
+                .peer
+                .parse::<EndpointId>()
+                .ok()
+                .and_then(|id| self.peers.get(&id))
+            {
+                t.device_name = p.device_name.clone();
+            }
+        }
+        snap
+    }
+
+    /// The `progress` event while anything moves, and once more when it stopped.
+    fn report_progress(&mut self) {
+        let moving = !self.ctx.transfers.is_empty();
+        if !moving && !self.was_moving {
+            return;
+        }
+        self.was_moving = moving;
+        let snap = self.progress();
+        self.emit(EngineEvent::Progress {
+            transfers: snap.transfers,
+            bytes_left: snap.bytes_left,
+            download_rate: snap.download_rate,
+            upload_rate: snap.upload_rate,
+        });
+    }
+
     fn status(&self) -> Status {
         let (candidates, dialing) = self.dial_counts();
+        let progress = self.progress();
         Status {
             endpoint_id: self.ctx.endpoint.id().to_string(),
             device_name: self.ctx.device_name.clone(),
@@ -324,6 +366,10 @@ impl Actor {
             last_error: self.last_error.clone(),
             candidates,
             dialing,
+            transfers: progress.transfers,
+            bytes_left: progress.bytes_left,
+            download_rate: progress.download_rate,
+            upload_rate: progress.upload_rate,
         }
     }
 

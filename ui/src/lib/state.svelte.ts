@@ -6,6 +6,56 @@ export const live = $state<{ status: Status | null; now: number }>({
   now: Date.now(),
 });
 
+// ---------------------------------------------------------------- throughput
+
+/** The throughput chart's window. */
+export const THROUGHPUT_WINDOW_MS = 10 * 60_000;
+/** At most one sample a second, so at most 600 in the window. */
+export const SAMPLE_MS = 1000;
+export const MAX_SAMPLES = 600;
+
+/** Download and upload rates (bytes/s) as a status reported them at time `t` (ms). */
+export interface RateSample {
+  t: number;
+  down: number;
+  up: number;
+}
+
+/** Samples of `download_rate`/`upload_rate`, oldest first, spanning the last 10 minutes. */
+export const throughput = $state<{ samples: RateSample[] }>({ samples: [] });
+
+function rate(n: number): number {
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
+
+/** A new engine status (the `status` command's answer or event): shown, and sampled. */
+export function recordStatus(s: Status, now: number = Date.now()): void {
+  live.status = s;
+  live.now = now;
+  const down = rate(s.download_rate);
+  const up = rate(s.upload_rate);
+  const samples = throughput.samples;
+  const last = samples.at(-1);
+  if (last && now - last.t < SAMPLE_MS && now >= last.t) {
+    // Several events a second while something moves: the newest one stands for the second.
+    last.down = down;
+    last.up = up;
+  } else {
+    samples.push({ t: now, down, up });
+  }
+  // Keep the newest sample from before the window too: it says where the line starts.
+  let drop = 0;
+  while (drop < samples.length - 1 && samples[drop + 1].t <= now - THROUGHPUT_WINDOW_MS) drop++;
+  drop = Math.max(drop, samples.length - MAX_SAMPLES);
+  if (drop > 0) samples.splice(0, drop);
+}
+
+/** The engine stopped (or the main window went away): forget its status and samples. */
+export function clearStatus(): void {
+  live.status = null;
+  throughput.samples = [];
+}
+
 export interface Notice {
   id: number;
   text: string;

@@ -114,6 +114,24 @@ async fn the_real_app_end_to_end() {
     s.find("[data-testid=wizard-step-store]", 60).await;
     s.wait_text("[data-testid=wizard-step-store] h2", 20, |t| !t.is_empty())
         .await;
+    // Records each wizard screen as it appears, to check that setup takes exactly three.
+    s.execute(
+        "const seen = (window.__wizardScreens = []);
+         const note = (el) => {
+           const id = el.getAttribute('data-testid');
+           if (seen[seen.length - 1] !== id) seen.push(id);
+         };
+         const scan = (node) => {
+           if (node.nodeType !== 1) return;
+           if (node.matches('[data-testid^=wizard-step-]')) note(node);
+           node.querySelectorAll('[data-testid^=wizard-step-]').forEach(note);
+         };
+         scan(document.body);
+         new MutationObserver((ms) => ms.forEach((m) => m.addedNodes.forEach(scan)))
+           .observe(document.body, { childList: true, subtree: true });
+         return null;",
+    )
+    .await;
     // The window was just mapped: let WebKit paint it before the screenshot (cosmetic).
     tokio::time::sleep(Duration::from_millis(800)).await;
     s.screenshot(&shots.join("1-wizard-store.png")).await;
@@ -143,8 +161,20 @@ async fn the_real_app_end_to_end() {
     s.find("[data-testid=wizard-step-device]", 20).await;
     s.type_into("[data-testid=device-name]", "Alpha").await;
     s.click("[data-testid=wizard-finish]").await;
-    s.find("[data-testid=wizard-step-done]", 60).await;
-    s.click("[data-testid=wizard-open]").await;
+    // Finish is the last click of setup: the main window follows, no fourth screen.
+    s.find("[data-testid=shell]", 60).await;
+    assert_eq!(
+        s.execute("return window.__wizardScreens").await,
+        serde_json::json!([
+            "wizard-step-store",
+            "wizard-step-passphrase",
+            "wizard-step-device"
+        ]),
+        "setup must take exactly three screens"
+    );
+    // The one-time "add another computer" banner; dismissed so the screenshots show the pages.
+    s.find("[data-testid=setup-banner]", 10).await;
+    s.click("[data-testid=setup-banner-dismiss]").await;
 
     // ---- pairing: link to the peer by its ticket (advanced direct connect)
     s.click("[data-testid=nav-pairing]").await;

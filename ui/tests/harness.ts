@@ -235,6 +235,26 @@ export function status(over: Args = {}) {
     bytes_sent: 0,
     bytes_received: 0,
     last_error: null,
+    transfers: [],
+    bytes_left: 0,
+    download_rate: 0,
+    upload_rate: 0,
+    ...over,
+  };
+}
+
+/** A TransferStatus: transfer(1) downloads 40 of 100 MB from Peer 1 at 2 MB/s. */
+export function transfer(n: number, over: Args = {}) {
+  return {
+    hash: `${n}`.repeat(64).slice(0, 64),
+    name: `video-${n}.mp4`,
+    peer: peer(n).endpoint_id,
+    device_name: `Peer ${n}`,
+    direction: 'download',
+    bytes_done: 40_000_000,
+    bytes_total: 100_000_000,
+    rate_bytes_per_sec: 2_000_000,
+    eta_secs: 30,
     ...over,
   };
 }

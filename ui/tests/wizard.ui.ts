@@ -7,6 +7,7 @@ import {
   closeSharedEnv,
   eventually,
   openApp,
+  runningState,
   sharedEnv,
   type Handler,
 } from './harness.ts';
@@ -19,9 +20,41 @@ const WEAK_MSG = 'About 60 bits: acceptable, but 80 or more is recommended.';
 const WEAK_REJECT_MSG = 'About 48 bits by the final estimate: below the minimum of 50.';
 const OK_MSG = 'About 95 bits: strong.';
 const AUTH_MSG = 'The CAN Service refused the sync API key (HTTP 401).';
+/** Seven of the longest words of the generator's list (EFF long list: at most 9 letters). */
+const GENERATED = [
+  'unmatched scoreless tightrope crossword boldfaced subscript rectangle',
+  'overgrown unwrapped festivity clockwork shortlist trademark unsheathe',
+];
 
-/** A fake backend that walks the wizard's steps like the real one. */
-function wizardBackend(): Record<string, Handler> {
+/**
+ * Records, in the page, each wizard screen as it appears (`window.__wizardScreens`: the
+ * data-testid of every `wizard-step-*` element, consecutive repeats collapsed). A string:
+ * functions compiled by tsx cannot always be serialised to the page.
+ */
+const RECORD_SCREENS = `(() => {
+  const seen = (window.__wizardScreens = []);
+  const note = (el) => {
+    const id = el.getAttribute('data-testid');
+    if (seen[seen.length - 1] !== id) seen.push(id);
+  };
+  const scan = (node) => {
+    if (node.nodeType !== 1) return;
+    if (node.matches('[data-testid^="wizard-step-"]')) note(node);
+    node.querySelectorAll('[data-testid^="wizard-step-"]').forEach(note);
+  };
+  scan(document.body);
+  new MutationObserver((ms) => ms.forEach((m) => m.addedNodes.forEach(scan))).observe(document.body, {
+    childList: true,
+    subtree: true,
+  });
+})()`;
+
+/**
+ * A fake backend that walks the wizard's steps like the real one. `onSetUp` runs when the
+ * device step finished setup, before `wizard_submit` answers (the real backend emits
+ * `app-state` "running" there).
+ */
+function wizardBackend(onSetUp: () => Promise<void> = async () => {}): Record<string, Handler> {
   const order = ['store', 'passphrase', 'device', 'done'];
   let step = 'store';
   let store: unknown = null;
@@ -41,7 +74,7 @@ function wizardBackend(): Record<string, Handler> {
       paused: false,
     }),
     wizard_view: view,
-    wizard_submit: ({ input }) => {
+    wizard_submit: async ({ input }) => {
       switch (input.step) {
         case 'store':
           if (input.store.kind === 'external' && input.store.api_key !== 'good-key') {
@@ -58,11 +91,12 @@ function wizardBackend(): Record<string, Handler> {
           return view();
       }
       step = order[order.indexOf(step) + 1];
+      if (step === 'done') await onSetUp();
       return view();
     },
     generate_passphrase: () => {
-      generated++;
-      return { passphrase: `generated words number ${generated} alpha beta`, bits: 77.5, words: 6 };
+      const passphrase = GENERATED[generated++ % GENERATED.length];
+      return { passphrase, bits: 90.5, words: 7 };
     },
     check_passphrase: ({ passphrase }) => {
       if (passphrase === STRONG) return { bits: 95, verdict: 'ok', message: OK_MSG };
@@ -92,11 +126,17 @@ describe('setup wizard', () => {
   });
 
   async function start(): Promise<{ page: Page; backend: FakeBackend }> {
-    const backend = new FakeBackend(wizardBackend());
+    const backend: FakeBackend = new FakeBackend(
+      wizardBackend(() => backend.emit('app-state', runningState())),
+    );
     const opened = await openApp(browser, server.url, backend);
     context = opened.context;
+    await opened.page.getByTestId('wizard-step-store').waitFor();
+    await opened.page.evaluate(RECORD_SCREENS);
     return { page: opened.page, backend };
   }
+
+  const screens = (page: Page) => page.evaluate('window.__wizardScreens');
 
   it('built-in store, refused/weak/strong passphrase, device name, done', { timeout: 30_000 }, async () => {
     const { page, backend } = await start();
@@ -109,7 +149,7 @@ describe('setup wizard', () => {
 
     // Passphrase step opens on "create" with a generated passphrase.
     await t('wizard-step-passphrase').waitFor();
-    await eventually(async () => assert.equal(await t('generated-info').textContent(), '6 words, about 78 bits'));
+    await eventually(async () => assert.equal(await t('generated-info').textContent(), '7 words, about 91 bits'));
 
     // Join with a refused passphrase: debounced check, Next disabled, message shown.
     await t('passphrase-mode-join').check();
@@ -146,12 +186,22 @@ describe('setup wizard', () => {
     await t('device-name').fill('  Laptop ');
     await t('wizard-finish').click();
 
-    // Done, then the pages.
-    await t('wizard-step-done').waitFor();
-    assert.match((await t('wizard-step-done').textContent()) ?? '', /CAN Sync is running/);
-    await t('wizard-open').click();
+    // Finish lands on the main window: no "done" screen in between.
     await t('shell').waitFor();
     await t('page-peers').waitFor();
+    assert.equal(await t('wizard').count(), 0);
+    assert.deepEqual(await screens(page), [
+      'wizard-step-store',
+      'wizard-step-passphrase',
+      'wizard-step-device',
+      'wizard-step-passphrase',
+      'wizard-step-device',
+    ]);
+
+    // The banner's link opens Pairing and retires the banner.
+    await t('setup-banner-pairing').click();
+    await t('page-pairing').waitFor();
+    assert.equal(await t('setup-banner').count(), 0);
 
     assert.deepEqual(backend.callsOf('wizard_submit'), [
       { input: { step: 'store', store: { kind: 'builtin' } } },
@@ -164,23 +214,82 @@ describe('setup wizard', () => {
     assert.deepEqual(backend.unhandled, []);
   });
 
-  it('generated passphrase is submitted with generated: true', { timeout: 20_000 }, async () => {
+  it('generated passphrase: seven words shown whole, copyable, submitted with generated: true', { timeout: 20_000 }, async () => {
     const { page, backend } = await start();
     const t = (id: string) => page.getByTestId(id);
+    await context!.grantPermissions(['clipboard-read', 'clipboard-write']);
     await t('wizard-next').click();
-    await eventually(async () =>
-      assert.equal(await t('generated-passphrase').inputValue(), 'generated words number 1 alpha beta'),
-    );
+    await eventually(async () => assert.equal(await t('generated-passphrase').textContent(), GENERATED[0]));
+
+    // Whole: every word in the text, nothing clipped or scrolled, at the app's window size and
+    // at a narrow one (where it wraps).
+    const fits = async () => {
+      const box = await t('generated-passphrase').evaluate((el) => ({
+        scrollWidth: el.scrollWidth,
+        clientWidth: el.clientWidth,
+        scrollHeight: el.scrollHeight,
+        clientHeight: el.clientHeight,
+        text: el.textContent ?? '',
+        fontPx: parseFloat(getComputedStyle(el).fontSize),
+      }));
+      assert.deepEqual(box.text.trim().split(/\s+/), GENERATED[0].split(' '));
+      assert.ok(box.scrollWidth <= box.clientWidth, `scrolls sideways: ${JSON.stringify(box)}`);
+      assert.ok(box.scrollHeight <= box.clientHeight, `scrolls down: ${JSON.stringify(box)}`);
+      assert.ok(box.fontPx >= 18, `large: ${box.fontPx}px`);
+      assert.ok(await t('generated-passphrase').isVisible());
+    };
+    await page.setViewportSize({ width: 960, height: 680 });
+    await fits();
+    await page.setViewportSize({ width: 420, height: 680 });
+    await fits();
+    await page.setViewportSize({ width: 1100, height: 800 });
+
+    await t('copy-passphrase').click();
+    await eventually(async () => assert.equal(await t('copy-passphrase').textContent(), 'Copied'));
+    assert.equal(await page.evaluate('navigator.clipboard.readText()'), GENERATED[0]);
+
     await t('generate-another').click();
-    await eventually(async () =>
-      assert.equal(await t('generated-passphrase').inputValue(), 'generated words number 2 alpha beta'),
-    );
+    await eventually(async () => assert.equal(await t('generated-passphrase').textContent(), GENERATED[1]));
     await t('wizard-next').click();
     await t('wizard-step-device').waitFor();
     assert.deepEqual(backend.callsOf('wizard_submit')[1], {
-      input: { step: 'passphrase', passphrase: 'generated words number 2 alpha beta', generated: true },
+      input: { step: 'passphrase', passphrase: GENERATED[1], generated: true },
     });
     assert.deepEqual(backend.callsOf('check_passphrase'), []);
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('three screens, then the main window; the setup banner shows once', { timeout: 30_000 }, async () => {
+    const { page, backend } = await start();
+    const t = (id: string) => page.getByTestId(id);
+    await t('wizard-next').click();
+    await eventually(async () => assert.equal(await t('generated-passphrase').textContent(), GENERATED[0]));
+    await t('wizard-next').click();
+    await t('wizard-step-device').waitFor();
+    await t('wizard-finish').click();
+
+    // Finish is the last click: the main window, on its first page, with the banner.
+    await t('shell').waitFor();
+    await t('page-peers').waitFor();
+    assert.deepEqual(await screens(page), ['wizard-step-store', 'wizard-step-passphrase', 'wizard-step-device']);
+    assert.equal(backend.callsOf('wizard_submit').length, 3);
+    assert.equal(
+      (await t('setup-banner').textContent())?.replace(/\s+/g, ' ').trim(),
+      'Add another computer: install CAN Sync there and enter the same passphrase. Open Pairing ×',
+    );
+
+    // Until dismissed it is there on the next start too; once dismissed, never again.
+    await page.reload();
+    await t('shell').waitFor();
+    await t('setup-banner').waitFor();
+    await t('setup-banner-dismiss').click();
+    await eventually(async () => assert.equal(await t('setup-banner').count(), 0));
+    await page.reload();
+    await t('shell').waitFor();
+    await t('page-peers').waitFor();
+    await t('nav-pairing').click();
+    await t('page-pairing').waitFor();
+    assert.equal(await t('setup-banner').count(), 0);
     assert.deepEqual(backend.unhandled, []);
   });
 

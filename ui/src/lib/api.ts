@@ -101,6 +101,25 @@ export interface PeerStatus {
   last_activity: string;
 }
 
+/** One transfer in flight, either way. */
+export interface TransferStatus {
+  /** 64 hex digits. */
+  hash: string;
+  /** The asset's name: peer-chosen text, render as text only (see format.peerText). */
+  name: string;
+  /** The peer's endpoint id. */
+  peer: string;
+  /** The peer's device name ("" if unknown). */
+  device_name: string;
+  direction: 'download' | 'upload';
+  bytes_done: number;
+  bytes_total: number;
+  /** Over the last few seconds. */
+  rate_bytes_per_sec: number;
+  /** null while the rate is 0. */
+  eta_secs: number | null;
+}
+
 export interface Status {
   endpoint_id: string;
   device_name: string;
@@ -115,6 +134,28 @@ export interface Status {
   bytes_sent: number;
   bytes_received: number;
   last_error: string | null;
+  /** In-flight transfers, downloads and uploads. */
+  transfers: TransferStatus[];
+  /** Bytes still to download for the in-flight transfers. */
+  bytes_left: number;
+  /** Bytes per second, all downloads, over the last few seconds. */
+  download_rate: number;
+  /** Bytes per second, all uploads, over the last few seconds. */
+  upload_rate: number;
+}
+
+type ProgressField = 'transfers' | 'bytes_left' | 'download_rate' | 'upload_rate';
+/** A `Status` as received: an engine from before the progress fields leaves them out. */
+type StatusWire = Omit<Status, ProgressField> & Partial<Pick<Status, ProgressField>>;
+
+function withProgress(s: StatusWire): Status {
+  return {
+    ...s,
+    transfers: s.transfers ?? [],
+    bytes_left: s.bytes_left ?? 0,
+    download_rate: s.download_rate ?? 0,
+    upload_rate: s.upload_rate ?? 0,
+  };
 }
 
 export interface Pairing {
@@ -207,7 +248,7 @@ export const api = {
   generatePassphrase: () => call<GeneratedPassphrase>('generate_passphrase'),
   checkPassphrase: (passphrase: string) =>
     call<PassphraseCheck>('check_passphrase', { passphrase }),
-  status: () => call<Status>('status'),
+  status: () => call<StatusWire>('status').then(withProgress),
   pause: () => call<null>('pause'),
   resume: () => call<null>('resume'),
   pairing: () => call<Pairing>('pairing'),
@@ -228,7 +269,7 @@ export const api = {
 
   // ------------------------------------------------------------ events
   onAppState: (cb: (s: AppState) => void) => on<AppState>('app-state', cb),
-  onStatus: (cb: (s: Status) => void) => on<Status>('status', cb),
+  onStatus: (cb: (s: Status) => void) => on<StatusWire>('status', (s) => cb(withProgress(s))),
   onHistoryAdded: (cb: (item: HistoryItem) => void) => on<HistoryItem>('history-added', cb),
   onEngineEvent: (cb: (e: EngineEvent) => void) => on<EngineEvent>('engine-event', cb),
 

@@ -15,6 +15,32 @@ export function formatBytes(n: number): string {
   return `${v < 9.95 ? v.toFixed(1) : Math.round(v)} ${UNITS[i]}`;
 }
 
+/** A transfer rate: "0 B/s", "850 KB/s", "3.2 MB/s". */
+export function formatRate(bytesPerSec: number): string {
+  if (!Number.isFinite(bytesPerSec) || bytesPerSec < 0) return '–';
+  return `${formatBytes(bytesPerSec)}/s`;
+}
+
+/**
+ * Time left, roughly, as people say it: "less than a minute", "about 2 min",
+ * "about 1 h 25 min" (to 5 minutes), "about 14 h", "about 3 days". "–" if unknown.
+ */
+export function formatTimeLeft(secs: number): string {
+  if (!Number.isFinite(secs) || secs < 0) return '–';
+  if (secs < 60) return 'less than a minute';
+  const min = Math.round(secs / 60);
+  if (min < 60) return `about ${min} min`;
+  if (min < 600) {
+    const rounded = Math.round(min / 5) * 5;
+    const h = Math.floor(rounded / 60);
+    const m = rounded % 60;
+    return m === 0 ? `about ${h} h` : `about ${h} h ${m} min`;
+  }
+  const h = Math.round(min / 60);
+  if (h < 48) return `about ${h} h`;
+  return `about ${Math.round(h / 24)} days`;
+}
+
 /** "just now", "12 s ago", "5 min ago", "3 h ago", "2 d ago", then a date. */
 export function formatRelative(iso: string, now: number = Date.now()): string {
   const t = Date.parse(iso);

@@ -6,6 +6,56 @@ export const live = $state<{ status: Status | null; now: number }>({
   now: Date.now(),
 });
 
+// ---------------------------------------------------------------- throughput
+
+/** The throughput chart's window. */
+export const THROUGHPUT_WINDOW_MS = 10 * 60_000;
+/** At most one sample a second, so at most 600 in the window. */
+export const SAMPLE_MS = 1000;
+export const MAX_SAMPLES = 600;
+
+/** Download and upload rates (bytes/s) as a status reported them at time `t` (ms). */
+export interface RateSample {
+  t: number;
+  down: number;
+  up: number;
+}
+
+/** Samples of `download_rate`/`upload_rate`, oldest first, spanning the last 10 minutes. */
+export const throughput = $state<{ samples: RateSample[] }>({ samples: [] });
+
+function rate(n: number): number {
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
+
+/** A new engine status (the `status` command's answer or event): shown, and sampled. */
+export function recordStatus(s: Status, now: number = Date.now()): void {
+  live.status = s;
+  live.now = now;
+  const down = rate(s.download_rate);
+  const up = rate(s.upload_rate);
+  const samples = throughput.samples;
+  const last = samples.at(-1);
+  if (last && now - last.t < SAMPLE_MS && now >= last.t) {
+    // Several events a second while something moves: the newest one stands for the second.
+    last.down = down;
+    last.up = up;
+  } else {
+    samples.push({ t: now, down, up });
+  }
+  // Keep the newest sample from before the window too: it says where the line starts.
+  let drop = 0;
+  while (drop < samples.length - 1 && samples[drop + 1].t <= now - THROUGHPUT_WINDOW_MS) drop++;
+  drop = Math.max(drop, samples.length - MAX_SAMPLES);
+  if (drop > 0) samples.splice(0, drop);
+}
+
+/** The engine stopped (or the main window went away): forget its status and samples. */
+export function clearStatus(): void {
+  live.status = null;
+  throughput.samples = [];
+}
+
 export interface Notice {
   id: number;
   text: string;
@@ -25,4 +75,41 @@ export function notify(text: string, kind: Notice['kind'] = 'info', ms = 6000): 
 export function dismiss(id: number): void {
   const i = notices.items.findIndex((n) => n.id === id);
   if (i >= 0) notices.items.splice(i, 1);
+}
+
+// ---------------------------------------------------------------- setup banner
+
+/**
+ * The one-time "add another computer" banner after setup. A UI preference, kept in the
+ * webview's localStorage: "show" once the wizard finished, "dismissed" once closed.
+ */
+const SETUP_BANNER_KEY = 'can-sync.setup-banner';
+
+function readSetupBanner(): boolean {
+  try {
+    return localStorage.getItem(SETUP_BANNER_KEY) === 'show';
+  } catch {
+    return false;
+  }
+}
+
+function writeSetupBanner(value: 'show' | 'dismissed'): void {
+  try {
+    localStorage.setItem(SETUP_BANNER_KEY, value);
+  } catch {
+    /* storage unavailable: the banner then lasts for this window only */
+  }
+}
+
+export const setupBanner = $state<{ visible: boolean }>({ visible: readSetupBanner() });
+
+/** The wizard just finished: show the banner (until dismissed, across restarts). */
+export function showSetupBanner(): void {
+  writeSetupBanner('show');
+  setupBanner.visible = true;
+}
+
+export function dismissSetupBanner(): void {
+  writeSetupBanner('dismissed');
+  setupBanner.visible = false;
 }

@@ -277,6 +277,37 @@ async fn the_real_app_end_to_end() {
         "resumed, yet nothing arrived"
     );
 
+    // ---- a 2 GiB asset from the peer: Peers shows it moving, with rate and time left,
+    // and the throughput chart has points
+    s.click("[data-testid=nav-peers]").await;
+    s.find("[data-testid=page-peers]", 10).await;
+    let big = tokio::spawn(upload_big(peer_svc.url("/api/assets"), 2 << 30));
+    let progress = "return (() => { const p = document.querySelector('[data-testid=transfer-progress]'); return p && p.value > 0 ? p.value : 0; })()";
+    let first = poll_number(&s, progress, 120, |v| v > 0.0)
+        .await
+        .expect("no transfer progress shown");
+    let later = poll_number(&s, progress, 60, |v| v > first).await;
+    assert!(
+        later.is_some(),
+        "the progress bar does not move from {first}"
+    );
+    s.wait_text("[data-testid=transfer-rate]", 20, |t| {
+        t.ends_with("/s") && t != "0 B/s"
+    })
+    .await;
+    s.wait_text("[data-testid=transfer-eta]", 20, |t| !t.is_empty())
+        .await;
+    s.wait_text("[data-testid=status-line]", 20, |t| t.contains("left"))
+        .await;
+    let points = "return document.querySelector('[data-testid=throughput-down]').getAttribute('points').trim().split(/\\s+/).length";
+    assert!(
+        poll_number(&s, points, 30, |n| n > 1.0).await.is_some(),
+        "the throughput chart has no line"
+    );
+    s.screenshot(&shots.join("7-progress.png")).await;
+    assert_eq!(big.await.unwrap(), 201);
+    s.find("[data-testid=transfers-empty]", 300).await;
+
     // ---- a second launch hands over to the first (single instance) and exits
     let mut second = Command::new(env!("CARGO_BIN_EXE_can-sync-app"))
         .envs(env.iter().cloned())
@@ -309,4 +340,47 @@ async fn the_real_app_end_to_end() {
     );
     s.close().await;
     eprintln!("screenshots in {}", shots.display());
+}
+
+/// Uploads `len` bytes of distinct content without holding them in memory (1 MiB chunks,
+/// each stamped with its index); returns the HTTP status.
+async fn upload_big(url: String, len: usize) -> u16 {
+    const CHUNK: usize = 1 << 20;
+    let base = can_testkit::pseudo_random(CHUNK, 2026);
+    let chunks = (0..len.div_ceil(CHUNK)).map(move |i| {
+        let mut chunk = base.clone();
+        chunk[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        chunk.truncate(CHUNK.min(len - i * CHUNK));
+        Ok::<_, std::io::Error>(chunk)
+    });
+    client()
+        .post(url)
+        .header("X-Filename", "big.bin")
+        .header("Content-Length", len.to_string())
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Runs `script` (which returns a number) until `ok` holds or `secs` pass.
+async fn poll_number(
+    s: &Session,
+    script: &str,
+    secs: u64,
+    ok: impl Fn(f64) -> bool,
+) -> Option<f64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(v) = s.execute(script).await.as_f64()
+            && ok(v)
+        {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }

@@ -63,7 +63,7 @@ describe('peers page', () => {
     assert.equal((await r1.getByTestId('peer-assets').textContent())?.replace(/\s+/g, ' ').trim(), '10 / 100');
     assert.equal((await r1.getByTestId('peer-bytes').textContent())?.replace(/\s+/g, ' ').trim(), '1.5 MB / 2.5 KB');
     assert.equal(await r1.getByTestId('peer-last-activity').textContent(), '3 min ago');
-    assert.equal(await t('status-line').textContent(), 'Syncing 4 assets', 'no bytes or rate known: counts only');
+    assert.equal(await t('status-line').textContent(), 'Syncing 3 assets', 'no bytes or rate known: counts only');
     assert.equal(
       (await t('peers-summary').textContent())?.replace(/\s+/g, ' ').trim(),
       '1,234 local assets · 3 pending · 1 in flight',
@@ -122,7 +122,7 @@ describe('peers page', () => {
     });
     const moving = status({
       peers: [p1],
-      pending: 2,
+      pending: 3,
       in_flight: 1,
       transfers: [down, up],
       bytes_left: 1_200_000_000,
@@ -131,7 +131,7 @@ describe('peers page', () => {
     });
     await backend.emit('status', moving);
 
-    // Header: N = pending + in flight, bytes left, time from bytes_left / download_rate.
+    // Header: N = pending (in-flight assets are among them), bytes left, time from bytes_left / download_rate.
     await eventually(async () =>
       assert.equal(await t('status-line').textContent(), 'Syncing 3 assets · 1.2 GB left · about 2 min'),
     );

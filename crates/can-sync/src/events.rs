@@ -30,7 +30,7 @@ pub struct Status {
     /// Whether the local CAN Service answers.
     pub store_online: bool,
     pub local_assets: usize,
-    /// Assets known at peers and not stored here yet.
+    /// Assets known at peers and not stored here yet (those in flight included).
     pub pending: usize,
     pub in_flight: usize,
     pub peers: Vec<PeerStatus>,

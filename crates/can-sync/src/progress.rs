@@ -171,6 +171,18 @@ impl Transfers {
         }
     }
 
+    /// Samples the overall byte counters. Called every second (the actor's tick) so that a
+    /// rate never spans an idle stretch before the bytes started to move.
+    pub fn sample_rates(&self, now: Instant) -> (f64, f64) {
+        match self.meters.lock() {
+            Ok(mut m) => (
+                m.0.sample(now, self.downloaded.load(Ordering::Relaxed)),
+                m.1.sample(now, self.uploaded.load(Ordering::Relaxed)),
+            ),
+            Err(_) => (0.0, 0.0),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.live.lock().map(|l| l.is_empty()).unwrap_or(true)
     }
@@ -208,10 +220,7 @@ impl Transfers {
                 });
             }
         }
-        if let Ok(mut m) = self.meters.lock() {
-            snap.download_rate = m.0.sample(now, self.downloaded.load(Ordering::Relaxed));
-            snap.upload_rate = m.1.sample(now, self.uploaded.load(Ordering::Relaxed));
-        }
+        (snap.download_rate, snap.upload_rate) = self.sample_rates(now);
         snap
     }
 }

@@ -18,9 +18,12 @@ use super::settings::{Settings, StoreSetting};
 use super::store::Builtin;
 use super::{AppEvent, Backend, lock, notifier};
 
-/// Status is pushed at most this often while things happen, and at least every `IDLE_PUSH`.
+/// Status is pushed at most this often while things happen; while transfers move it is
+/// read every `MOVING_PUSH` (progress bars), else every `IDLE_PUSH` (round-trip times and
+/// the like, which change without an event). It reaches the UI only when it changed.
 const STATUS_THROTTLE: Duration = Duration::from_millis(300);
-const IDLE_PUSH: Duration = Duration::from_secs(2);
+const MOVING_PUSH: Duration = Duration::from_millis(250);
+const IDLE_PUSH: Duration = Duration::from_secs(10);
 
 pub(super) struct Running {
     pub engine: Arc<Engine>,
@@ -124,10 +127,16 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
     let mut names: HashMap<String, String> = HashMap::new();
     let mut dirty = true;
     let mut last_push = Instant::now() - IDLE_PUSH;
+    let mut last_status: Option<can_sync::Status> = None;
     loop {
         let now = Instant::now();
+        let moving = last_status
+            .as_ref()
+            .is_some_and(|s| !s.transfers.is_empty());
         let status_due = if dirty {
             last_push + STATUS_THROTTLE
+        } else if moving {
+            last_push + MOVING_PUSH
         } else {
             last_push + IDLE_PUSH
         };
@@ -155,7 +164,10 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
         if now >= status_due {
             if let Ok(status) = engine.status().await {
                 coalescer.set_busy(status.pending + status.in_flight > 0);
-                backend.emit(AppEvent::Status(status));
+                if last_status.as_ref() != Some(&status) {
+                    backend.emit(AppEvent::Status(status.clone()));
+                    last_status = Some(status);
+                }
             }
             last_push = now;
             dirty = false;

@@ -335,6 +335,7 @@ impl Actor {
     fn report_progress(&mut self) {
         let moving = !self.ctx.transfers.is_empty();
         if !moving && !self.was_moving {
+            self.ctx.transfers.sample_rates(Instant::now());
             return;
         }
         self.was_moving = moving;

@@ -97,6 +97,7 @@ pub(super) async fn start(
         start_paused: settings.paused,
         reconcile: Default::default(),
         transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
+        bandwidth: Default::default(),
     };
     let engine = match Engine::start(config).await {
         Ok(e) => Arc::new(e),

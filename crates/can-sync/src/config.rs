@@ -39,6 +39,19 @@ pub struct EngineConfig {
     pub transfer_idle_timeout: Duration,
     /// Upload and download limits (default: none).
     pub bandwidth: crate::bandwidth::BandwidthLimits,
+    /// QUIC congestion control.
+    pub congestion: Congestion,
+}
+
+/// QUIC congestion controllers (docs/protocol.md, "Transport").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Congestion {
+    /// BBRv3: paces by measured bandwidth and RTT; random loss does not collapse it.
+    #[default]
+    Bbr,
+    /// CUBIC, QUIC's usual default: loss-based.
+    Cubic,
 }
 
 /// How an agent reconciles with a peer at connection start and on resume.
@@ -88,6 +101,8 @@ struct FileConfig {
     download_limit: Option<RateText>,
     #[serde(default)]
     limit_lan: bool,
+    #[serde(default)]
+    congestion_controller: Congestion,
 }
 
 /// A rate as written in YAML: "5 MB/s", "off", or a plain number of bytes per second.
@@ -318,6 +333,7 @@ impl AgentConfig {
             reconcile: file.reconcile,
             transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
             bandwidth,
+            congestion: file.congestion_controller,
         };
         Ok(Self {
             engine,

@@ -6,6 +6,7 @@ pub mod desktop;
 pub mod netns;
 mod servers;
 mod service;
+pub mod wan;
 
 pub use agent::{Agent, list_all};
 pub use servers::LocalServers;

@@ -98,6 +98,7 @@ pub(super) async fn start(
         reconcile: Default::default(),
         transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
         bandwidth: Default::default(),
+        congestion: Default::default(),
     };
     let engine = match Engine::start(config).await {
         Ok(e) => Arc::new(e),

@@ -11,7 +11,7 @@ use iroh::{Endpoint, EndpointAddr, RelayMode, RelayUrl, Watcher as _};
 
 use super::EngineError;
 use crate::admission::{ALPN, Role};
-use crate::config::EngineConfig;
+use crate::config::{Congestion, EngineConfig};
 use crate::context::Context;
 use crate::peer;
 
@@ -49,8 +49,14 @@ pub(super) async fn bind(
     let public = secret.public();
     // iroh sends keep-alives every 5 s; a connection that hears nothing for 15 s (three of
     // them) is dead: dropped and redialled, instead of QUIC's default 30 s.
+    let congestion: Arc<dyn iroh::endpoint::ControllerFactory + Send + Sync> =
+        match config.congestion {
+            Congestion::Bbr => Arc::new(noq_proto::congestion::Bbr3Config::default()),
+            Congestion::Cubic => Arc::new(noq_proto::congestion::CubicConfig::default()),
+        };
     let transport = QuicTransportConfig::builder()
         .max_idle_timeout(Duration::from_secs(15).try_into().ok())
+        .congestion_controller_factory(congestion)
         .build();
     let mut builder = Endpoint::builder(presets::Minimal)
         .secret_key(secret)

@@ -177,5 +177,6 @@ pub fn engine_config(
         reconcile: Default::default(),
         transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
         bandwidth: Default::default(),
+        congestion: Default::default(),
     }
 }

@@ -1,0 +1,386 @@
+//! A WAN testbed: N sites, each a network namespace whose only way to the others is an
+//! emulated access link (rate, delay, jitter, loss, cuts) run in user space, because this
+//! kernel has no `netem`.
+//!
+//! Each site has a TUN device `wan0` with `10.77.0.<i+1>/24`; a forwarder in the test
+//! process reads every packet a site sends to that network, passes it through the sender's
+//! uplink and the receiver's downlink ([`link::Link`]) and writes it into the receiver's
+//! TUN device when it is due. Each site also gets a veth pair to the test's namespace
+//! (`10.78.<i>.2` inside, `10.78.<i>.1` outside, no route beyond it) where its CAN Service
+//! listens, so the test can read the stores without crossing the emulated links.
+//! Root only ([`Testbed::available`]); everything is removed on drop.
+
+pub mod link;
+mod tun;
+
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use link::Profile;
+use link::{Link, Verdict};
+
+/// One site of the testbed.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Its network namespace (for `Agent::start_in`).
+    pub netns: String,
+    /// Its address on the emulated network (bind agents here).
+    pub addr: Ipv4Addr,
+    /// The test side of its veth pair: where the site's CAN Service should listen.
+    pub host_addr: Ipv4Addr,
+}
+
+impl Site {
+    /// The agent config line that keeps the agent on the emulated network.
+    pub fn bind_yaml(&self) -> String {
+        format!("bind_addr: {}:0\n", self.addr)
+    }
+}
+
+struct Links {
+    /// Per site: (uplink: site → network, downlink: network → site).
+    links: Vec<(Link, Link)>,
+    rng: rand::rngs::StdRng,
+}
+
+/// The running testbed.
+pub struct Testbed {
+    sites: Vec<Site>,
+    links: Arc<Mutex<Links>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    /// Packets delivered and dropped, for test diagnostics.
+    pub delivered: Arc<AtomicU64>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn in_ns(ns: &str, args: &[&str]) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .expect("run ip netns exec");
+    assert!(
+        out.status.success(),
+        "{args:?} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A packet waiting for its time.
+#[derive(PartialEq, Eq)]
+struct Due {
+    at: Instant,
+    seq: u64,
+    to: usize,
+    packet: Vec<u8>,
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Earliest first out of the (max-)heap.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Testbed {
+    /// Whether this machine can run it: root, ip(8), /dev/net/tun.
+    pub fn available() -> bool {
+        crate::netns::can_create() && Path::new("/dev/net/tun").exists()
+    }
+
+    /// Starts one site per profile (site `i` uses `profiles[i]` on its access link).
+    pub fn start(profiles: &[Profile]) -> Testbed {
+        assert!(profiles.len() <= 200, "at most 200 sites");
+        let id =
+            (std::process::id() as u64 * 64 + NEXT.fetch_add(1, Ordering::Relaxed)) % 0x00ff_ffff;
+        let now = Instant::now();
+        let mut sites = Vec::new();
+        let mut tuns = Vec::new();
+        for (i, _) in profiles.iter().enumerate() {
+            let netns = format!("cswan-{id:x}-{i}");
+            let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+            ip(&["netns", "add", &netns]);
+            ip(&["-n", &netns, "link", "set", "lo", "up"]);
+            // IPv4 only: no link-local v6 addresses for iroh to try beside the emulated path.
+            in_ns(
+                &netns,
+                &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+            );
+            in_ns(
+                &netns,
+                &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+            );
+            let tun = tun::open_in(&netns, "wan0").expect("create the TUN device");
+            let addr = Ipv4Addr::new(10, 77, 0, i as u8 + 1);
+            ip(&[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "wan0",
+            ]);
+            ip(&["-n", &netns, "link", "set", "wan0", "mtu", "1400", "up"]);
+            let (host, inner) = (format!("csw{id:x}h{i}"), format!("csw{id:x}s{i}"));
+            let _ = Command::new("ip").args(["link", "del", &host]).output();
+            ip(&["link", "add", &host, "type", "veth", "peer", "name", &inner]);
+            ip(&["link", "set", &inner, "netns", &netns]);
+            let host_addr = Ipv4Addr::new(10, 78, i as u8, 1);
+            ip(&["addr", "add", &format!("{host_addr}/30"), "dev", &host]);
+            ip(&["link", "set", &host, "up"]);
+            ip(&[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("10.78.{i}.2/30"),
+                "dev",
+                &inner,
+            ]);
+            ip(&["-n", &netns, "link", "set", &inner, "up"]);
+            sites.push(Site {
+                netns,
+                addr,
+                host_addr,
+            });
+            tuns.push(Arc::new(tun));
+        }
+        let links = Arc::new(Mutex::new(Links {
+            links: profiles
+                .iter()
+                .map(|p| (Link::new(*p, now), Link::new(*p, now)))
+                .collect(),
+            rng: rand::SeedableRng::seed_from_u64(id),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel::<Due>();
+        let mut threads = Vec::new();
+        let seq = Arc::new(AtomicU64::new(0));
+        for (from, tun) in tuns.iter().enumerate() {
+            let (tun, links, stop, tx, seq, dropped) = (
+                tun.clone(),
+                links.clone(),
+                stop.clone(),
+                tx.clone(),
+                seq.clone(),
+                dropped.clone(),
+            );
+            let n = tuns.len();
+            threads.push(std::thread::spawn(move || {
+                read_site(from, n, &tun, &links, &stop, &tx, &seq, &dropped)
+            }));
+        }
+        drop(tx);
+        {
+            let (stop, delivered) = (stop.clone(), delivered.clone());
+            threads.push(std::thread::spawn(move || {
+                deliver(rx, &tuns, &stop, &delivered)
+            }));
+        }
+        Testbed {
+            sites,
+            links,
+            stop,
+            threads,
+            delivered,
+            dropped,
+        }
+    }
+
+    pub fn site(&self, i: usize) -> &Site {
+        &self.sites[i]
+    }
+
+    pub fn sites(&self) -> &[Site] {
+        &self.sites
+    }
+
+    /// Site `i`'s access link gets another profile (both directions), from now on.
+    pub fn set_profile(&self, i: usize, profile: Profile) {
+        if let Ok(mut l) = self.links.lock() {
+            l.links[i].0.profile = profile;
+            l.links[i].1.profile = profile;
+        }
+    }
+
+    fn set_up(&self, i: usize, up: bool) {
+        if let Ok(mut l) = self.links.lock() {
+            l.links[i].0.up = up;
+            l.links[i].1.up = up;
+        }
+    }
+
+    /// Site `i` loses its link: every packet to or from it is dropped.
+    pub fn cut(&self, i: usize) {
+        self.set_up(i, false);
+    }
+
+    pub fn restore(&self, i: usize) {
+        self.set_up(i, true);
+    }
+
+    /// Cuts and restores site `i`'s link every `every` until `stop` is set (or the testbed
+    /// goes away); the link is left up.
+    pub fn flap(&self, i: usize, every: Duration, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        let links = self.links.clone();
+        let ended = self.stop.clone();
+        std::thread::spawn(move || {
+            let mut up = true;
+            while !stop.load(Ordering::Relaxed) && !ended.load(Ordering::Relaxed) {
+                std::thread::sleep(every);
+                up = !up;
+                if let Ok(mut l) = links.lock() {
+                    l.links[i].0.up = up;
+                    l.links[i].1.up = up;
+                }
+            }
+            if let Ok(mut l) = links.lock() {
+                l.links[i].0.up = true;
+                l.links[i].1.up = true;
+            }
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_site(
+    from: usize,
+    sites: usize,
+    tun: &File,
+    links: &Mutex<Links>,
+    stop: &AtomicBool,
+    tx: &mpsc::Sender<Due>,
+    seq: &AtomicU64,
+    dropped: &AtomicU64,
+) {
+    let mut buf = vec![0u8; 65536];
+    let fd = tun.as_raw_fd();
+    while !stop.load(Ordering::Relaxed) {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 100) };
+        if ready <= 0 {
+            continue;
+        }
+        let n = match (&*tun).read(&mut buf) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        let packet = &buf[..n];
+        // IPv4 to 10.77.0.x only; the rest (none is expected) is dropped.
+        if n < 20 || packet[0] >> 4 != 4 || packet[16..19] != [10, 77, 0] {
+            continue;
+        }
+        let to = packet[19] as usize;
+        if to == 0 || to > sites || to - 1 == from {
+            continue;
+        }
+        let to = to - 1;
+        let now = Instant::now();
+        let verdict = {
+            let Ok(mut l) = links.lock() else { return };
+            let l = &mut *l;
+            let (r1, r2, r3, r4) = (
+                rand::Rng::random::<f64>(&mut l.rng),
+                rand::Rng::random::<f64>(&mut l.rng),
+                rand::Rng::random::<f64>(&mut l.rng),
+                rand::Rng::random::<f64>(&mut l.rng),
+            );
+            match l.links[from].0.pass(n, now, r1, r2) {
+                Verdict::Deliver(at) => l.links[to].1.pass(n, at, r3, r4),
+                Verdict::Dropped => Verdict::Dropped,
+            }
+        };
+        match verdict {
+            Verdict::Deliver(at) => {
+                let due = Due {
+                    at,
+                    seq: seq.fetch_add(1, Ordering::Relaxed),
+                    to,
+                    packet: packet.to_vec(),
+                };
+                if tx.send(due).is_err() {
+                    return;
+                }
+            }
+            Verdict::Dropped => {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn deliver(rx: mpsc::Receiver<Due>, tuns: &[Arc<File>], stop: &AtomicBool, delivered: &AtomicU64) {
+    let mut queue = BinaryHeap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        while queue.peek().is_some_and(|d: &Due| d.at <= now) {
+            if let Some(d) = queue.pop() {
+                // A full receive queue drops the packet, like a real interface.
+                let _ = (&*tuns[d.to]).write(&d.packet);
+                delivered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let wait = queue
+            .peek()
+            .map(|d| d.at.saturating_duration_since(now))
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        match rx.recv_timeout(wait) {
+            Ok(d) => queue.push(d),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // Take whatever else arrived without waiting.
+        while let Ok(d) = rx.try_recv() {
+            queue.push(d);
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        for s in &self.sites {
+            let _ = Command::new("ip").args(["netns", "del", &s.netns]).output();
+        }
+    }
+}

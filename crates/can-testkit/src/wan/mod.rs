@@ -8,7 +8,8 @@
 //! TUN device when it is due. Each site also gets a veth pair to the test's namespace
 //! (`10.78.<i>.2` inside, `10.78.<i>.1` outside, no route beyond it) where its CAN Service
 //! listens, so the test can read the stores without crossing the emulated links.
-//! Root only ([`Testbed::available`]); everything is removed on drop.
+//! Root only ([`Testbed::available`]); everything is removed on drop. Tests in one process
+//! get the testbed one at a time (they share the address plan).
 
 pub mod link;
 mod tun;
@@ -62,9 +63,12 @@ pub struct Testbed {
     /// Packets delivered and dropped, for test diagnostics.
     pub delivered: Arc<AtomicU64>,
     pub dropped: Arc<AtomicU64>,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
+/// One testbed at a time in a process: they share the address plan (and the two cores).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -119,6 +123,10 @@ impl Testbed {
     /// Starts one site per profile (site `i` uses `profiles[i]` on its access link).
     pub fn start(profiles: &[Profile]) -> Testbed {
         assert!(profiles.len() <= 200, "at most 200 sites");
+        // A test that failed while holding it poisoned it; the next one may still run.
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let id =
             (std::process::id() as u64 * 64 + NEXT.fetch_add(1, Ordering::Relaxed)) % 0x00ff_ffff;
         let now = Instant::now();
@@ -215,6 +223,7 @@ impl Testbed {
             threads,
             delivered,
             dropped,
+            _turn: turn,
         }
     }
 

@@ -483,7 +483,6 @@ impl Backend {
     pub fn history(&self, q: &history::Query) -> Result<history::Page, AppError> {
         self.history.query(q)
     }
-
 }
 
 fn store_view(settings: &Settings, running: Option<&Running>) -> Option<StoreView> {

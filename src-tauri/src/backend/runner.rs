@@ -1,4 +1,3 @@
-        bandwidth: settings.bandwidth(),
 //! A running sync: the engine, the built-in store if used, and the task that turns engine
 //! events into history rows, status pushes and notifications.
 
@@ -100,6 +99,7 @@ pub(super) async fn start(
         start_paused,
         reconcile: Default::default(),
         transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
+        bandwidth: settings.bandwidth(),
     };
     let engine = match Engine::start(config).await {
         Ok(e) => Arc::new(e),

@@ -360,11 +360,26 @@ mod tests {
     fn hostile_limits_are_refused_whole() {
         let mut s = Settings::default();
         for (json, says) in [
-            (r#"{"upload_limit": {"amount": 0, "unit": "KB/s"}}"#, "Upload limit"),
-            (r#"{"upload_limit": {"amount": -5, "unit": "MB/s"}}"#, "from 1 to 4294"),
-            (r#"{"download_limit": {"amount": 1.5, "unit": "MB/s"}}"#, "Download limit"),
-            (r#"{"download_limit": {"amount": 1e300, "unit": "KB/s"}}"#, "from 1 to 4294967"),
-            (r#"{"download_limit": {"amount": 4295, "unit": "MB/s"}}"#, "whole number of MB/s"),
+            (
+                r#"{"upload_limit": {"amount": 0, "unit": "KB/s"}}"#,
+                "Upload limit",
+            ),
+            (
+                r#"{"upload_limit": {"amount": -5, "unit": "MB/s"}}"#,
+                "from 1 to 4294",
+            ),
+            (
+                r#"{"download_limit": {"amount": 1.5, "unit": "MB/s"}}"#,
+                "Download limit",
+            ),
+            (
+                r#"{"download_limit": {"amount": 1e300, "unit": "KB/s"}}"#,
+                "from 1 to 4294967",
+            ),
+            (
+                r#"{"download_limit": {"amount": 4295, "unit": "MB/s"}}"#,
+                "whole number of MB/s",
+            ),
         ] {
             let before = s.clone();
             let e = s
@@ -385,7 +400,10 @@ mod tests {
             r#"{"pause_on_metered": "yes"}"#,
             r#"{"paused": true}"#,
         ] {
-            assert!(serde_json::from_str::<SettingsPatch>(json).is_err(), "{json}");
+            assert!(
+                serde_json::from_str::<SettingsPatch>(json).is_err(),
+                "{json}"
+            );
         }
         // The largest limits the engine takes.
         s.apply(&patch(

@@ -8,7 +8,9 @@ use can_sync::Secret;
 use super::secrets::SecretKind;
 use super::settings::{Settings, SettingsPatch, StoreSetting};
 use super::wizard::{StoreChoice, Wizard};
-use super::{AppError, Backend, ErrorCode, SettingsView, blocking, lock, passphrase, store, store_view};
+use super::{
+    AppError, Backend, ErrorCode, SettingsView, blocking, lock, passphrase, store, store_view,
+};
 
 impl Backend {
     pub async fn settings_view(&self) -> SettingsView {

@@ -8,8 +8,8 @@
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
-use zbus::proxy::CacheProperties;
 use zbus::names::InterfaceName;
+use zbus::proxy::CacheProperties;
 use zbus::{Connection, Variant};
 
 use super::Conditions;

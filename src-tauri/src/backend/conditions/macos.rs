@@ -79,10 +79,7 @@ impl Drop for PathMonitor {
 pub(super) async fn run(tx: &watch::Sender<Conditions>) {
     let _monitor = PathMonitor::start(tx.clone());
     loop {
-        let on_battery = tokio::task::spawn_blocking(on_battery)
-            .await
-            .ok()
-            .flatten();
+        let on_battery = tokio::task::spawn_blocking(on_battery).await.ok().flatten();
         tx.send_if_modified(|c| {
             let changed = c.on_battery != on_battery || !c.read;
             c.on_battery = on_battery;

@@ -205,10 +205,7 @@ mod tests {
     fn resume_overrides_until_the_condition_clears() {
         let metered = c(Some(true), Some(false));
         let mut o = Overrides::default();
-        assert_eq!(
-            decide(false, metered, ON, o),
-            Some(PausedReason::Metered)
-        );
+        assert_eq!(decide(false, metered, ON, o), Some(PausedReason::Metered));
         o.resume(metered, ON);
         assert_eq!(decide(false, metered, ON, o), None);
         // Still metered: the override holds; battery now sets in and pauses.
@@ -218,17 +215,11 @@ mod tests {
         // Metered clears, then comes back: it pauses again.
         o.settle(c(Some(false), Some(true)));
         o.settle(metered);
-        assert_eq!(
-            decide(false, metered, ON, o),
-            Some(PausedReason::Metered)
-        );
+        assert_eq!(decide(false, metered, ON, o), Some(PausedReason::Metered));
         // Unknown counts as cleared.
         o.resume(metered, ON);
         o.settle(c(None, None));
-        assert_eq!(
-            decide(false, metered, ON, o),
-            Some(PausedReason::Metered)
-        );
+        assert_eq!(decide(false, metered, ON, o), Some(PausedReason::Metered));
         // The user's pause is never overridden by anything but the user.
         o.resume(metered, ON);
         assert_eq!(decide(true, metered, ON, o), Some(PausedReason::User));
@@ -239,10 +230,7 @@ mod tests {
         };
         o.reset_changed(ON, off);
         o.reset_changed(off, ON);
-        assert_eq!(
-            decide(false, metered, ON, o),
-            Some(PausedReason::Metered)
-        );
+        assert_eq!(decide(false, metered, ON, o), Some(PausedReason::Metered));
     }
 
     #[test]

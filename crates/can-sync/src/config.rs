@@ -37,6 +37,8 @@ pub struct EngineConfig {
     pub reconcile: ReconcileMode,
     /// A transfer with no bytes for this long is aborted and planned again.
     pub transfer_idle_timeout: Duration,
+    /// Upload and download limits (default: none).
+    pub bandwidth: crate::bandwidth::BandwidthLimits,
 }
 
 /// How an agent reconciles with a peer at connection start and on resume.
@@ -82,6 +84,27 @@ struct FileConfig {
     allow_weak_passphrase: bool,
     control_socket: Option<PathBuf>,
     metrics_addr: Option<SocketAddr>,
+    upload_limit: Option<RateText>,
+    download_limit: Option<RateText>,
+    #[serde(default)]
+    limit_lan: bool,
+}
+
+/// A rate as written in YAML: "5 MB/s", "off", or a plain number of bytes per second.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RateText {
+    Text(String),
+    Number(u64),
+}
+
+impl RateText {
+    fn parse(self) -> Result<Option<u64>, String> {
+        match self {
+            RateText::Text(t) => crate::bandwidth::parse_rate(&t),
+            RateText::Number(n) => crate::bandwidth::parse_rate(&n.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +278,15 @@ impl AgentConfig {
                 "must be a loopback address (127.0.0.1 or [::1]): metrics are not authenticated",
             ));
         }
+        let rate = |name, value: Option<RateText>| match value {
+            None => Ok(None),
+            Some(v) => v.parse().map_err(|e| field(name, &e)),
+        };
+        let bandwidth = crate::bandwidth::BandwidthLimits {
+            upload_bytes_per_sec: rate("upload_limit", file.upload_limit)?,
+            download_bytes_per_sec: rate("download_limit", file.download_limit)?,
+            limit_lan: file.limit_lan,
+        };
         let data_dir = file.data_dir.map(resolve).unwrap_or_else(default_data_dir);
         let control_socket = file
             .control_socket
@@ -285,6 +317,7 @@ impl AgentConfig {
             start_paused: false,
             reconcile: file.reconcile,
             transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
+            bandwidth,
         };
         Ok(Self {
             engine,
@@ -334,6 +367,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("metrics_addr") && e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn bandwidth_keys() {
+        let p = Path::new("/c.yaml");
+        let c = EngineConfig::parse(
+            &format!("{BASE}upload_limit: 5 MB/s\ndownload_limit: 250000\nlimit_lan: true\n"),
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.bandwidth.upload_bytes_per_sec, Some(5_000_000));
+        assert_eq!(c.bandwidth.download_bytes_per_sec, Some(250_000));
+        assert!(c.bandwidth.limit_lan);
+        let c = EngineConfig::parse(BASE, p).unwrap();
+        assert_eq!(c.bandwidth, crate::bandwidth::BandwidthLimits::default());
+        let e = EngineConfig::parse(&format!("{BASE}upload_limit: fast\n"), p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upload_limit"), "{e}");
     }
 
     #[test]

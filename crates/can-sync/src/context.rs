@@ -130,6 +130,8 @@ pub(crate) struct Context {
     pub idle_timeout: Duration,
     /// Transfers in flight (both directions), for progress and rates.
     pub transfers: Arc<crate::progress::Transfers>,
+    /// Upload and download limits, applied to every transfer.
+    pub(crate) shaper: crate::bandwidth::Shaper,
     pub cancel: CancellationToken,
     pub(crate) paused: AtomicBool,
     /// Addresses learnt from discovery, for dialling by id.
@@ -161,6 +163,7 @@ pub(crate) struct ContextParts {
     pub events: broadcast::Sender<EngineEvent>,
     pub data_dir: PathBuf,
     pub idle_timeout: Duration,
+    pub bandwidth: crate::bandwidth::BandwidthLimits,
     pub paused: bool,
     pub lookup: MemoryLookup,
     pub discovered: mpsc::Sender<Discovered>,
@@ -180,6 +183,7 @@ impl Context {
             data_dir: p.data_dir,
             idle_timeout: p.idle_timeout,
             transfers: Arc::default(),
+            shaper: crate::bandwidth::Shaper::new(p.bandwidth),
             cancel: CancellationToken::new(),
             paused: AtomicBool::new(p.paused),
             lookup: p.lookup,

@@ -13,6 +13,7 @@
 //! - [`candidates`]: which discovered endpoints get a dial loop and for how long, pure.
 //! - [`transfer`]: how a transfer ended and what follows, pure.
 //! - [`progress`]: transfers in flight, their bytes and rates.
+//! - [`bandwidth`]: upload and download limits (token buckets), LAN exemption.
 //! - [`context`]: what the engine's tasks share and the messages between them.
 //! - [`peer`]: one connection's I/O; [`engine`]: the actor, the dialer and lifecycle.
 //! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
@@ -21,6 +22,7 @@
 
 pub mod admission;
 pub mod agent;
+pub mod bandwidth;
 pub mod can_client;
 pub mod candidates;
 pub mod config;
@@ -41,6 +43,7 @@ pub mod transfer;
 pub(crate) mod util;
 pub mod wire;
 
+pub use bandwidth::BandwidthLimits;
 pub use config::{AgentConfig, EngineConfig, ReconcileMode};
 pub use engine::{Engine, EngineError, EngineHandle};
 pub use events::{EngineEvent, PeerStatus, Status};

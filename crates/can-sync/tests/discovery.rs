@@ -214,6 +214,7 @@ async fn a_relayed_connection_moves_to_a_direct_path() {
         start_paused: false,
         reconcile: Default::default(),
         transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
+        bandwidth: Default::default(),
     })
     .await
     .unwrap();

@@ -95,6 +95,7 @@ impl Engine {
             events,
             data_dir: config.data_dir.clone(),
             idle_timeout: config.transfer_idle_timeout,
+            bandwidth: config.bandwidth,
             paused: config.start_paused,
             lookup,
             discovered,
@@ -229,6 +230,11 @@ impl Engine {
         self.ctx.is_paused()
     }
 
+    /// New upload/download limits; running transfers follow them from their next chunk.
+    pub fn set_bandwidth(&self, limits: crate::bandwidth::BandwidthLimits) {
+        self.handle().set_bandwidth(limits);
+    }
+
     /// Closes every connection and the endpoint, and stops all tasks.
     pub async fn shutdown(self) {
         self.ctx.cancel.cancel();
@@ -286,5 +292,15 @@ impl EngineHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.ctx.events.subscribe()
+    }
+
+    /// New upload/download limits; running transfers follow them from their next chunk.
+    pub fn set_bandwidth(&self, limits: crate::bandwidth::BandwidthLimits) {
+        tracing::info!(?limits, "bandwidth limits");
+        self.ctx.shaper.set(limits);
+    }
+
+    pub fn bandwidth(&self) -> crate::bandwidth::BandwidthLimits {
+        self.ctx.shaper.limits()
     }
 }

@@ -79,7 +79,14 @@ pub(crate) async fn fetch(
     let progress = ctx
         .transfers
         .start(Direction::Download, remote, hash, &name, size);
-    let body = body_stream(recv.take(size), idle, state.clone(), progress);
+    let lan = crate::bandwidth::is_lan_conn(&conn);
+    let body = body_stream(
+        recv.take(size),
+        idle,
+        state.clone(),
+        progress,
+        (ctx.clone(), lan),
+    );
     let result = ctx.can.ingest(asset, body).await;
     if result.is_err() {
         match state.load(Ordering::Relaxed) {
@@ -107,6 +114,7 @@ fn body_stream<R>(
     idle: Duration,
     state: Arc<AtomicU8>,
     progress: Guard,
+    (ctx, lan): (Arc<Context>, bool),
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -116,11 +124,17 @@ where
     futures_util::stream::unfold(Some(chunks), move |chunks| {
         let state = state.clone();
         let progress = progress.clone();
+        let ctx = ctx.clone();
         async move {
             let mut chunks = chunks?;
             match tokio::time::timeout(idle, chunks.next()).await {
                 Ok(None) => None,
                 Ok(Some(Ok(bytes))) => {
+                    // The download limit: this chunk waits for its tokens before it is passed
+                    // on; meanwhile QUIC flow control slows the sender.
+                    ctx.shaper
+                        .take(Direction::Download, lan, bytes.len() as u64)
+                        .await;
                     progress.add(bytes.len() as u64);
                     Some((Ok(bytes), Some(chunks)))
                 }

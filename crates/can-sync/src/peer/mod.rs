@@ -304,7 +304,8 @@ async fn session(
         loop {
             let (send, recv) = conn.accept_bi().await?;
             let permit = serving.clone().try_acquire_owned().ok();
-            tokio::spawn(serve::serve(ctx.clone(), remote, send, recv, permit));
+            let lan = crate::bandwidth::is_lan_conn(conn);
+            tokio::spawn(serve::serve(ctx.clone(), remote, lan, send, recv, permit));
         }
         #[allow(unreachable_code)]
         Ok::<_, SessionError>(String::new())

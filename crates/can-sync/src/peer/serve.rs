@@ -16,6 +16,8 @@ use crate::wire::{MAX_PRE_ADMISSION_FRAME, expect_frame, write_frame};
 pub(super) async fn serve(
     ctx: Arc<Context>,
     remote: EndpointId,
+    // The peer is on the LAN (exempt from the upload limit unless `limit_lan`).
+    lan: bool,
     mut send: SendStream,
     mut recv: RecvStream,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -86,6 +88,8 @@ pub(super) async fn serve(
         while let Some(chunk) = content.next().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
             let len = chunk.len() as u64;
+            // The upload limit: the chunk waits for its tokens before it goes out.
+            ctx.shaper.take(Direction::Upload, lan, len).await;
             // A peer that stops reading would hold this task and the store's response
             // open forever: each chunk must go out within the idle timeout.
             tokio::time::timeout(idle, send.write_chunk(chunk))

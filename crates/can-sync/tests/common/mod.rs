@@ -176,5 +176,6 @@ pub fn engine_config(
         start_paused: false,
         reconcile: Default::default(),
         transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
+        bandwidth: Default::default(),
     }
 }

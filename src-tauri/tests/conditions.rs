@@ -2,7 +2,8 @@
 //! and UPower on a private bus the app takes for its system bus: the services appear after
 //! the app started, flip `Metered` and `OnBattery`, and go away; the engine pauses and
 //! resumes, and the state (and so the tray line) says why. Resume while paused by a
-//! condition syncs through it until it clears.
+//! condition syncs through it until it clears. Bandwidth limits from Settings reach the
+//! running engine at once and at its next start.
 
 mod common;
 
@@ -220,6 +221,20 @@ async fn metered_and_battery_pause_and_resume_the_engine() {
     )
     .await;
 
+    // Limits reach the running engine at once, and the next start.
+    let limits = can_sync::BandwidthLimits {
+        upload_bytes_per_sec: Some(750_000),
+        download_bytes_per_sec: Some(3_000_000),
+        limit_lan: true,
+    };
+    let patch: SettingsPatch = serde_json::from_str(
+        r#"{"upload_limit": {"amount": 750, "unit": "KB/s"},
+            "download_limit": {"amount": 3, "unit": "MB/s"}, "limit_lan": true}"#,
+    )
+    .unwrap();
+    backend.update_settings(&patch).await.unwrap();
+    assert_eq!(backend.bandwidth_in_force().await, Some(limits));
+
     // A restart while metered starts paused: no burst first, so no Paused event either.
     backend.shutdown().await;
     drop(events);
@@ -243,5 +258,17 @@ async fn metered_and_battery_pause_and_resume_the_engine() {
         }
     }
     assert!(!backend.status().await.unwrap().paused);
+    assert_eq!(backend.bandwidth_in_force().await, Some(limits));
+    // Off again: unlimited at once.
+    let patch: SettingsPatch =
+        serde_json::from_str(r#"{"upload_limit": null, "download_limit": null}"#).unwrap();
+    backend.update_settings(&patch).await.unwrap();
+    assert_eq!(
+        backend.bandwidth_in_force().await,
+        Some(can_sync::BandwidthLimits {
+            limit_lan: true,
+            ..Default::default()
+        })
+    );
     backend.shutdown().await;
 }

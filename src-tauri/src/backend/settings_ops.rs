@@ -44,13 +44,21 @@ impl Backend {
         if before.bandwidth() != after.bandwidth()
             && let Some(r) = self.running.lock().await.as_ref()
         {
-            r.engine.set_bandwidth(after.bandwidth());
+            // Read again under the engine's lock: of two patches racing, the engine ends
+            // with the limits of the one saved last.
+            r.engine.set_bandwidth(self.settings().bandwidth());
         }
         if before.pause_when() != after.pause_when() {
             lock(&self.overrides).reset_changed(before.pause_when(), after.pause_when());
             self.apply_pause().await?;
         }
         Ok(self.settings_view().await)
+    }
+
+    /// The limits the running engine applies now (`None` when it is not running).
+    pub async fn bandwidth_in_force(&self) -> Option<can_sync::BandwidthLimits> {
+        let running = self.running.lock().await;
+        running.as_ref().map(|r| r.engine.handle().bandwidth())
     }
 
     /// Switches stores; `None` if the switch to an external store was not confirmed. An

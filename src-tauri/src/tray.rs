@@ -9,6 +9,7 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Wry};
 
+use crate::backend::conditions::PausedReason;
 use crate::backend::{AppState, Backend, Phase};
 
 /// What the tray shows, derived from state and status alone (unit-tested).
@@ -101,6 +102,15 @@ fn syncing_line(s: &Status) -> String {
     line
 }
 
+/// "Paused", or why the app paused by itself.
+fn paused_line(state: &AppState) -> &'static str {
+    match state.paused_reason {
+        Some(PausedReason::Metered) => "Paused (metered)",
+        Some(PausedReason::Battery) => "Paused (on battery)",
+        Some(PausedReason::User) | None => "Paused",
+    }
+}
+
 pub fn view(state: &AppState, status: Option<&Status>) -> TrayView {
     let pause_label = if state.paused {
         "Resume sync"
@@ -110,7 +120,7 @@ pub fn view(state: &AppState, status: Option<&Status>) -> TrayView {
     let (kind, line) = match (state.phase, status) {
         (Phase::Setup, _) => (TrayKind::Setup, "Not set up yet".to_owned()),
         (Phase::Error, _) => (TrayKind::Error, "Not syncing: see CAN Sync".to_owned()),
-        (Phase::Running, _) if state.paused => (TrayKind::Paused, "Paused".to_owned()),
+        (Phase::Running, _) if state.paused => (TrayKind::Paused, paused_line(state).to_owned()),
         (Phase::Running, None) => (TrayKind::Syncing, "Starting…".to_owned()),
         (Phase::Running, Some(s)) if !s.store_online => {
             (TrayKind::Error, "Store offline".to_owned())
@@ -194,8 +204,9 @@ impl Tray {
                 "pause" => {
                     let b = backend.clone();
                     tauri::async_runtime::spawn(async move {
-                        let paused = b.settings().paused;
-                        if let Err(e) = b.set_paused(!paused).await {
+                        // "Resume sync" while a condition pauses syncs through it until it
+                        // clears (docs/app-ipc.md).
+                        if let Err(e) = b.toggle_paused().await {
                             tracing::warn!(error = %e, "pause from the tray failed");
                         }
                     });
@@ -246,6 +257,7 @@ mod tests {
             error: None,
             store: None,
             paused,
+            paused_reason: paused.then_some(PausedReason::User),
         }
     }
 
@@ -311,9 +323,24 @@ mod tests {
         assert_eq!(view(&run, Some(&status(2, 0, false))).kind, TrayKind::Error);
         let paused = view(&state(Phase::Running, true), Some(&status(2, 0, true)));
         assert_eq!(
-            (paused.kind, paused.pause_label),
-            (TrayKind::Paused, "Resume sync")
+            (paused.kind, paused.line.as_str(), paused.pause_label),
+            (TrayKind::Paused, "Paused", "Resume sync")
         );
+        // Paused by a condition: the line says which; Resume is offered (it overrides).
+        for (reason, line) in [
+            (PausedReason::Metered, "Paused (metered)"),
+            (PausedReason::Battery, "Paused (on battery)"),
+        ] {
+            let s = AppState {
+                paused_reason: Some(reason),
+                ..state(Phase::Running, true)
+            };
+            let v = view(&s, Some(&status(2, 3, true)));
+            assert_eq!(
+                (v.kind, v.line.as_str(), v.pause_label),
+                (TrayKind::Paused, line, "Resume sync")
+            );
+        }
         assert_eq!(
             view(&state(Phase::Error, false), None).kind,
             TrayKind::Error

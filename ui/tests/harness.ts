@@ -201,6 +201,24 @@ export function runningState(over: Args = {}) {
     error: null,
     store: { kind: 'builtin', url: 'http://127.0.0.1:3210' },
     paused: false,
+    paused_reason: null,
+    ...over,
+  };
+}
+
+/** The Settings a fresh device answers. */
+export function settingsView(over: Args = {}) {
+  return {
+    notifications: true,
+    launch_at_login: false,
+    start_hidden: false,
+    device_name: 'Desk',
+    store: { kind: 'builtin', url: 'http://127.0.0.1:3210' },
+    upload_limit: null,
+    download_limit: null,
+    limit_lan: false,
+    pause_on_metered: false,
+    pause_on_battery: false,
     ...over,
   };
 }
@@ -278,13 +296,7 @@ function defaultHandlers(): Record<string, Handler> {
     app_state: () => runningState(),
     status: () => status(),
     pairing: () => ({ device_name: 'Desk', endpoint_id: ENDPOINT_SELF, ticket: 'endpointticketAAAA' }),
-    settings: () => ({
-      notifications: true,
-      launch_at_login: false,
-      start_hidden: false,
-      device_name: 'Desk',
-      store: { kind: 'builtin', url: 'http://127.0.0.1:3210' },
-    }),
+    settings: () => settingsView(),
     history: () => ({ items: [], total: 0 }),
     pause: () => null,
     resume: () => null,

@@ -10,6 +10,7 @@ import {
   openApp,
   peer,
   runningState,
+  settingsView,
   status,
   type Handler,
 } from './harness.ts';
@@ -48,7 +49,7 @@ describe('app shell, pairing and settings', () => {
     await eventually(() => assert.equal(backend.callsOf('pause').length, 1));
     // The button follows the backend's state, not the click.
     assert.equal(await toggle.textContent(), 'Pause');
-    await backend.emit('app-state', runningState({ paused: true }));
+    await backend.emit('app-state', runningState({ paused: true, paused_reason: 'user' }));
     await eventually(async () => assert.equal(await toggle.textContent(), 'Resume'));
     assert.equal(await t('status-line').textContent(), 'Paused');
 
@@ -65,7 +66,13 @@ describe('app shell, pairing and settings', () => {
   it('error phase shows the message; Retry calls retry, reading the state does not', { timeout: 20_000 }, async () => {
     const msg =
       'No Secret Service keychain is reachable. Install and unlock GNOME Keyring or KWallet, then retry.';
-    const failed = { phase: 'error', error: appError('keychain_unavailable', msg), store: null, paused: false };
+    const failed = {
+      phase: 'error',
+      error: appError('keychain_unavailable', msg),
+      store: null,
+      paused: false,
+      paused_reason: null,
+    };
     let started = false;
     const { page, backend } = await start({
       // A getter: whatever the UI reads, nothing starts.
@@ -85,7 +92,7 @@ describe('app shell, pairing and settings', () => {
     assert.equal(backend.callsOf('app_state').length, 1, 'Retry uses retry, not app_state');
 
     // app-state events switch phases live.
-    await backend.emit('app-state', { phase: 'setup', error: null, store: null, paused: false });
+    await backend.emit('app-state', { phase: 'setup', error: null, store: null, paused: false, paused_reason: null });
     await eventually(async () => assert.equal(await t('wizard').count(), 1));
   });
 
@@ -134,15 +141,9 @@ describe('app shell, pairing and settings', () => {
   it('settings: toggles, passphrase, store, reset back to the wizard', { timeout: 20_000 }, async () => {
     let phase = 'running';
     let storeConfirmations = 0;
-    const settings = {
-      notifications: true,
-      launch_at_login: false,
-      start_hidden: false,
-      device_name: 'Desk',
-      store: { kind: 'builtin', url: 'http://127.0.0.1:3210' },
-    };
+    const settings = settingsView();
     const { page, backend } = await start({
-      app_state: () => (phase === 'running' ? runningState() : { phase, error: null, store: null, paused: false }),
+      app_state: () => (phase === 'running' ? runningState() : { phase, error: null, store: null, paused: false, paused_reason: null }),
       update_settings: ({ patch }) => Object.assign(settings, patch),
       check_passphrase: ({ passphrase }) =>
         passphrase.length < 10

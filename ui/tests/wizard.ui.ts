@@ -72,6 +72,7 @@ function wizardBackend(onSetUp: () => Promise<void> = async () => {}): Record<st
       error: null,
       store: step === 'done' ? { kind: 'builtin', url: 'http://127.0.0.1:3210' } : null,
       paused: false,
+      paused_reason: null,
     }),
     wizard_view: view,
     wizard_submit: async ({ input }) => {

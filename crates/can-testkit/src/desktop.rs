@@ -60,7 +60,10 @@ impl SessionBus {
     }
 
     /// `DBUS_SESSION_BUS_ADDRESS` plus private HOME / XDG dirs under the bus's temp dir, so
-    /// nothing a test starts touches the real home.
+    /// nothing a test starts touches the real home. `DBUS_SYSTEM_BUS_ADDRESS` points at this
+    /// bus too, where no NetworkManager or UPower runs: the app's metered/battery watcher
+    /// then reads "unknown" instead of the host's real state (a test wanting those starts a
+    /// second bus with stand-ins and points the variable there).
     pub fn env(&self) -> Vec<(String, String)> {
         let d = self.dir.path();
         let mk = |p: PathBuf| {
@@ -74,6 +77,7 @@ impl SessionBus {
         );
         vec![
             ("DBUS_SESSION_BUS_ADDRESS".into(), self.address.clone()),
+            ("DBUS_SYSTEM_BUS_ADDRESS".into(), self.address.clone()),
             ("HOME".into(), mk(d.join("home"))),
             ("XDG_DATA_HOME".into(), mk(d.join("home/.local/share"))),
             ("XDG_CONFIG_HOME".into(), mk(d.join("home/.config"))),

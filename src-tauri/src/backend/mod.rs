@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod coalesce;
+pub mod conditions;
 pub mod error;
 pub mod filetype;
 pub mod grants;
@@ -16,7 +17,9 @@ pub mod store;
 pub mod untrusted;
 pub mod wizard;
 
+mod pausing;
 mod runner;
+mod settings_ops;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -25,15 +28,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use can_sync::{EngineEvent, Secret, Status};
+use conditions::{Conditions, Overrides, PausedReason};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 pub use error::{AppError, ErrorCode};
 use history::{History, HistoryItem};
 use runner::Running;
 use secrets::{Keychain, SecretKind};
-use settings::{Settings, SettingsPatch, StoreSetting};
+use settings::{RateLimit, Settings, StoreSetting};
 use wizard::{Input, Step, StoreChoice, Wizard};
+
+/// How long the engine's start waits for the conditions watcher's first reading.
+const FIRST_READING: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The app identifier (tauri.conf.json): also the keychain's service name and, on Windows,
 /// the AppUserModelID notifications need.
@@ -69,7 +77,10 @@ pub struct AppState {
     pub phase: Phase,
     pub error: Option<AppError>,
     pub store: Option<StoreView>,
+    /// Sync is paused, for whatever reason.
     pub paused: bool,
+    /// Why: the user's pause, or a condition the user chose to pause for.
+    pub paused_reason: Option<PausedReason>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +99,11 @@ pub struct SettingsView {
     pub start_hidden: bool,
     pub device_name: String,
     pub store: Option<StoreView>,
+    pub upload_limit: Option<RateLimit>,
+    pub download_limit: Option<RateLimit>,
+    pub limit_lan: bool,
+    pub pause_on_metered: bool,
+    pub pause_on_battery: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +137,20 @@ pub struct Backend {
     grants: Mutex<grants::Grants>,
     /// A passphrase confirmation dialog is open: one at a time.
     revealing: AtomicBool,
+    /// Metered connection and battery, as the platform watcher last said.
+    conditions: watch::Sender<Conditions>,
+    /// Conditions the user resumed through (see [`conditions::Overrides`]).
+    overrides: Mutex<Overrides>,
+    /// The conditions watcher runs (started with the engine, once).
+    watching: AtomicBool,
+    /// Ends the tasks that hold only a weak reference to us.
+    stop: CancellationToken,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -155,6 +185,10 @@ impl Backend {
             events,
             grants: Mutex::new(grants::Grants::new()),
             revealing: AtomicBool::new(false),
+            conditions: watch::Sender::new(Conditions::default()),
+            overrides: Mutex::new(Overrides::default()),
+            watching: AtomicBool::new(false),
+            stop: CancellationToken::new(),
             paths,
         }))
     }
@@ -205,11 +239,13 @@ impl Backend {
         } else {
             None
         };
+        let paused_reason = self.paused_reason();
         AppState {
             phase,
             error,
             store: store_view(&settings, running.as_ref()),
-            paused: settings.paused,
+            paused: paused_reason.is_some(),
+            paused_reason,
         }
     }
 
@@ -359,7 +395,15 @@ impl Backend {
                 "The passphrase is missing from the keychain. Reset this device in Settings and set it up again.",
             )
         })?;
-        let r = runner::start(self.clone(), &settings, passphrase, api_key).await?;
+        self.watch_conditions();
+        if settings.pause_on_metered || settings.pause_on_battery {
+            // A moment for the first reading, so a start on a metered connection does not
+            // begin with a burst; a silent watcher only delays the start, never blocks it.
+            let mut rx = self.conditions.subscribe();
+            let _ = tokio::time::timeout(FIRST_READING, rx.wait_for(|c| c.read)).await;
+        }
+        let start_paused = self.paused_reason().is_some();
+        let r = runner::start(self.clone(), &settings, passphrase, api_key, start_paused).await?;
         *running = Some(r);
         Ok(())
     }
@@ -388,24 +432,6 @@ impl Backend {
         let running = self.running.lock().await;
         let r = running.as_ref().ok_or_else(AppError::not_ready)?;
         Ok(r.engine.status().await?)
-    }
-
-    /// Pauses or resumes; persisted at once so a crash or restart keeps it.
-    pub async fn set_paused(&self, paused: bool) -> Result<(), AppError> {
-        {
-            let mut s = lock(&self.settings);
-            s.paused = paused;
-            s.save(&self.paths.config_dir)?;
-        }
-        if let Some(r) = self.running.lock().await.as_ref() {
-            if paused {
-                r.engine.pause().await?;
-            } else {
-                r.engine.resume().await?;
-            }
-        }
-        self.emit_state().await;
-        Ok(())
     }
 
     pub async fn pairing(&self) -> Result<Pairing, AppError> {
@@ -456,109 +482,6 @@ impl Backend {
 
     pub fn history(&self, q: &history::Query) -> Result<history::Page, AppError> {
         self.history.query(q)
-    }
-
-    // ---- settings ----
-
-    pub async fn settings_view(&self) -> SettingsView {
-        let running = self.running.lock().await;
-        let s = self.settings();
-        SettingsView {
-            notifications: s.notifications,
-            launch_at_login: s.launch_at_login,
-            start_hidden: s.start_hidden,
-            device_name: s.device_name.clone(),
-            store: store_view(&s, running.as_ref()),
-        }
-    }
-
-    pub async fn update_settings(&self, patch: &SettingsPatch) -> Result<SettingsView, AppError> {
-        {
-            let mut s = lock(&self.settings);
-            let mut next = s.clone();
-            next.apply(patch);
-            next.save(&self.paths.config_dir)?;
-            *s = next;
-        }
-        Ok(self.settings_view().await)
-    }
-
-    /// Switches stores; `None` if the switch to an external store was not confirmed. An
-    /// external store receives every asset of the group, so `confirm` (the shell's native
-    /// dialog, which a script in the page cannot click) is asked once the store answered.
-    pub async fn set_store(
-        self: &Arc<Self>,
-        choice: StoreChoice,
-        confirm: impl Future<Output = bool>,
-    ) -> Result<Option<SettingsView>, AppError> {
-        choice.validate()?;
-        let keychain = self.keychain.clone();
-        let setting = match &choice {
-            StoreChoice::Builtin => {
-                blocking(move || keychain.delete(SecretKind::SyncApiKey)).await?;
-                StoreSetting::Builtin
-            }
-            StoreChoice::External { url, api_key } => {
-                let key = Secret::new(api_key.trim());
-                store::test(url, &key).await?;
-                if !confirm.await {
-                    return Ok(None);
-                }
-                blocking(move || keychain.set(SecretKind::SyncApiKey, &key)).await?;
-                StoreSetting::External {
-                    url: url.trim_end_matches('/').to_owned(),
-                }
-            }
-        };
-        {
-            let mut s = lock(&self.settings);
-            s.store = Some(setting);
-            s.save(&self.paths.config_dir)?;
-        }
-        self.restart_engine().await?;
-        Ok(Some(self.settings_view().await))
-    }
-
-    pub async fn change_passphrase(self: &Arc<Self>, p: &str) -> Result<(), AppError> {
-        let check = passphrase::check(p, lock(&self.wizard).is_generated(p));
-        if check.verdict == passphrase::Verdict::Refused {
-            return Err(AppError::new(ErrorCode::WeakPassphrase, check.message));
-        }
-        let keychain = self.keychain.clone();
-        let secret = Secret::new(p);
-        blocking(move || keychain.set(SecretKind::Passphrase, &secret)).await?;
-        self.restart_engine().await
-    }
-
-    /// Forgets this device's setup: secrets, settings, history, node identity and
-    /// remembered peers. The built-in store's assets stay (they are the user's data).
-    pub async fn reset_device(&self) -> Result<(), AppError> {
-        self.stop_engine().await;
-        let keychain = self.keychain.clone();
-        blocking(move || {
-            keychain.delete(SecretKind::Passphrase)?;
-            keychain.delete(SecretKind::SyncApiKey)
-        })
-        .await?;
-        self.history.clear()?;
-        let engine_dir = self.paths.data_dir.join("engine");
-        if engine_dir.exists() {
-            std::fs::remove_dir_all(&engine_dir)
-                .map_err(|e| AppError::io("cannot remove the device identity", e))?;
-        }
-        {
-            let mut s = lock(&self.settings);
-            let fresh = Settings {
-                advanced: s.advanced.clone(),
-                ..Settings::default()
-            };
-            fresh.save(&self.paths.config_dir)?;
-            *s = fresh;
-        }
-        *lock(&self.wizard) = Wizard::default();
-        *lock(&self.error) = None;
-        self.emit_state().await;
-        Ok(())
     }
 }
 

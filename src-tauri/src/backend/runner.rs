@@ -52,6 +52,7 @@ pub(super) async fn start(
     settings: &Settings,
     passphrase: Secret,
     api_key: Option<Secret>,
+    start_paused: bool,
 ) -> Result<Running, AppError> {
     let (builtin, url, key) = match &settings.store {
         Some(StoreSetting::Builtin) | None => {
@@ -94,10 +95,11 @@ pub(super) async fn start(
         pkarr_relays: settings.advanced.pkarr_relays.clone(),
         local_discovery: settings.advanced.local_discovery.unwrap_or(true),
         relay_only: false,
-        start_paused: settings.paused,
+        // The user's pause or a condition's (metered, battery).
+        start_paused,
         reconcile: Default::default(),
         transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
-        bandwidth: Default::default(),
+        bandwidth: settings.bandwidth(),
         congestion: Default::default(),
     };
     let engine = match Engine::start(config).await {

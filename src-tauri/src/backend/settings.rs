@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use can_sync::BandwidthLimits;
+use can_sync::bandwidth::{MAX_RATE, MIN_RATE};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::conditions::PauseWhen;
 use super::error::AppError;
 
 /// Where assets live.
@@ -15,6 +18,81 @@ pub enum StoreSetting {
     Builtin,
     /// A CAN Service the user runs; its sync API key is in the keychain.
     External { url: String },
+}
+
+/// A bandwidth limit as the user set it: a whole number of KB/s or MB/s (decimal: 1 KB =
+/// 1000 bytes, as the app writes sizes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub amount: u32,
+    pub unit: RateUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RateUnit {
+    #[serde(rename = "KB/s")]
+    KiloBytes,
+    #[serde(rename = "MB/s")]
+    MegaBytes,
+}
+
+impl RateUnit {
+    fn bytes(self) -> u64 {
+        match self {
+            RateUnit::KiloBytes => 1_000,
+            RateUnit::MegaBytes => 1_000_000,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            RateUnit::KiloBytes => "KB/s",
+            RateUnit::MegaBytes => "MB/s",
+        }
+    }
+}
+
+impl RateLimit {
+    /// Bytes per second, within what the engine takes (a hand-edited file may say more).
+    pub fn bytes_per_sec(self) -> u64 {
+        (u64::from(self.amount) * self.unit.bytes()).clamp(MIN_RATE, MAX_RATE)
+    }
+}
+
+/// A limit as the UI sends it. The amount is any JSON number so that a fraction or a huge
+/// value is refused with a sentence naming the field (`invalid_input`), not a parse error.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitInput {
+    pub amount: f64,
+    pub unit: RateUnit,
+}
+
+impl RateLimitInput {
+    fn validate(self, field: &str) -> Result<RateLimit, AppError> {
+        let max = MAX_RATE / self.unit.bytes();
+        let unit = self.unit.label();
+        let a = self.amount;
+        if !(a.is_finite() && a.fract() == 0.0 && a >= 1.0 && a <= max as f64) {
+            return Err(AppError::invalid(format!(
+                "{field}: enter a whole number of {unit} from 1 to {max}, or turn the limit off."
+            )));
+        }
+        Ok(RateLimit {
+            amount: a as u32,
+            unit: self.unit,
+        })
+    }
+}
+
+/// `Some(None)` for an explicit `null` (limit off), `None` when the field is absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Knobs for tests and unusual networks. Not shown in the UI; documented in
@@ -56,6 +134,19 @@ pub struct Settings {
     /// Sync paused by the user; survives restarts.
     #[serde(default)]
     pub paused: bool,
+    /// Bandwidth limits for all transfers; `None`: unlimited.
+    #[serde(default)]
+    pub upload_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub download_limit: Option<RateLimit>,
+    /// Also limit peers on the LAN (exempt by default).
+    #[serde(default)]
+    pub limit_lan: bool,
+    /// Pause while the OS says the connection is metered / the computer runs on battery.
+    #[serde(default)]
+    pub pause_on_metered: bool,
+    #[serde(default)]
+    pub pause_on_battery: bool,
     #[serde(default)]
     pub advanced: Advanced,
 }
@@ -74,6 +165,11 @@ impl Default for Settings {
             launch_at_login: false,
             start_hidden: false,
             paused: false,
+            upload_limit: None,
+            download_limit: None,
+            limit_lan: false,
+            pause_on_metered: false,
+            pause_on_battery: false,
             advanced: Advanced::default(),
         }
     }
@@ -86,6 +182,14 @@ pub struct SettingsPatch {
     pub notifications: Option<bool>,
     pub launch_at_login: Option<bool>,
     pub start_hidden: Option<bool>,
+    /// Absent: unchanged; `null`: off; `{ amount, unit }`: that limit.
+    #[serde(default, deserialize_with = "present")]
+    pub upload_limit: Option<Option<RateLimitInput>>,
+    #[serde(default, deserialize_with = "present")]
+    pub download_limit: Option<Option<RateLimitInput>>,
+    pub limit_lan: Option<bool>,
+    pub pause_on_metered: Option<bool>,
+    pub pause_on_battery: Option<bool>,
 }
 
 impl Settings {
@@ -121,7 +225,47 @@ impl Settings {
         Ok(())
     }
 
-    pub fn apply(&mut self, patch: &SettingsPatch) {
+    /// The engine's limits.
+    pub fn bandwidth(&self) -> BandwidthLimits {
+        BandwidthLimits {
+            upload_bytes_per_sec: self.upload_limit.map(RateLimit::bytes_per_sec),
+            download_bytes_per_sec: self.download_limit.map(RateLimit::bytes_per_sec),
+            limit_lan: self.limit_lan,
+        }
+    }
+
+    pub fn pause_when(&self) -> PauseWhen {
+        PauseWhen {
+            metered: self.pause_on_metered,
+            battery: self.pause_on_battery,
+        }
+    }
+
+    /// Applies a patch from the UI; nothing changes if any field is invalid.
+    pub fn apply(&mut self, patch: &SettingsPatch) -> Result<(), AppError> {
+        let upload = patch
+            .upload_limit
+            .map(|l| l.map(|l| l.validate("Upload limit")).transpose())
+            .transpose()?;
+        let download = patch
+            .download_limit
+            .map(|l| l.map(|l| l.validate("Download limit")).transpose())
+            .transpose()?;
+        if let Some(v) = upload {
+            self.upload_limit = v;
+        }
+        if let Some(v) = download {
+            self.download_limit = v;
+        }
+        if let Some(v) = patch.limit_lan {
+            self.limit_lan = v;
+        }
+        if let Some(v) = patch.pause_on_metered {
+            self.pause_on_metered = v;
+        }
+        if let Some(v) = patch.pause_on_battery {
+            self.pause_on_battery = v;
+        }
         if let Some(v) = patch.notifications {
             self.notifications = v;
         }
@@ -131,6 +275,7 @@ impl Settings {
         if let Some(v) = patch.start_hidden {
             self.start_hidden = v;
         }
+        Ok(())
     }
 }
 
@@ -167,8 +312,105 @@ mod tests {
         s.apply(&SettingsPatch {
             notifications: Some(false),
             ..Default::default()
-        });
+        })
+        .unwrap();
         assert!(!s.notifications);
         assert!(!s.start_hidden);
+    }
+
+    fn patch(json: &str) -> SettingsPatch {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn limits_set_clear_and_reach_the_engine() {
+        let mut s = Settings::default();
+        assert_eq!(s.bandwidth(), BandwidthLimits::default());
+        s.apply(&patch(
+            r#"{"upload_limit": {"amount": 500, "unit": "KB/s"},
+                "download_limit": {"amount": 2, "unit": "MB/s"}, "limit_lan": true}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            s.bandwidth(),
+            BandwidthLimits {
+                upload_bytes_per_sec: Some(500_000),
+                download_bytes_per_sec: Some(2_000_000),
+                limit_lan: true,
+            }
+        );
+        // Absent: unchanged; null: off.
+        s.apply(&patch(r#"{"download_limit": null}"#)).unwrap();
+        assert_eq!(s.bandwidth().upload_bytes_per_sec, Some(500_000));
+        assert_eq!(s.bandwidth().download_bytes_per_sec, None);
+        // As the file holds them, and back.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["upload_limit"],
+            serde_json::json!({"amount": 500, "unit": "KB/s"})
+        );
+        assert_eq!(serde_json::from_value::<Settings>(json).unwrap(), s);
+        // An older file without these keys: unlimited, nothing pauses.
+        let old: Settings = serde_json::from_str(r#"{"setup_complete": true}"#).unwrap();
+        assert_eq!(old.bandwidth(), BandwidthLimits::default());
+        assert_eq!(old.pause_when(), PauseWhen::default());
+    }
+
+    #[test]
+    fn hostile_limits_are_refused_whole() {
+        let mut s = Settings::default();
+        for (json, says) in [
+            (
+                r#"{"upload_limit": {"amount": 0, "unit": "KB/s"}}"#,
+                "Upload limit",
+            ),
+            (
+                r#"{"upload_limit": {"amount": -5, "unit": "MB/s"}}"#,
+                "from 1 to 4294",
+            ),
+            (
+                r#"{"download_limit": {"amount": 1.5, "unit": "MB/s"}}"#,
+                "Download limit",
+            ),
+            (
+                r#"{"download_limit": {"amount": 1e300, "unit": "KB/s"}}"#,
+                "from 1 to 4294967",
+            ),
+            (
+                r#"{"download_limit": {"amount": 4295, "unit": "MB/s"}}"#,
+                "whole number of MB/s",
+            ),
+        ] {
+            let before = s.clone();
+            let e = s
+                .apply(&SettingsPatch {
+                    pause_on_metered: Some(true),
+                    ..patch(json)
+                })
+                .unwrap_err();
+            assert_eq!(e.code, super::super::ErrorCode::InvalidInput, "{json}");
+            assert!(e.message.contains(says), "{json}: {e}");
+            assert_eq!(s, before, "{json}: a refused patch changes nothing");
+        }
+        // Shapes serde refuses before we see them: unknown units and fields.
+        for json in [
+            r#"{"upload_limit": {"amount": 5, "unit": "GB/s"}}"#,
+            r#"{"upload_limit": {"amount": 5, "unit": "KB/s", "x": 1}}"#,
+            r#"{"upload_limit": "5 MB/s"}"#,
+            r#"{"pause_on_metered": "yes"}"#,
+            r#"{"paused": true}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<SettingsPatch>(json).is_err(),
+                "{json}"
+            );
+        }
+        // The largest limits the engine takes.
+        s.apply(&patch(
+            r#"{"upload_limit": {"amount": 4294967, "unit": "KB/s"},
+                "download_limit": {"amount": 4294, "unit": "MB/s"}}"#,
+        ))
+        .unwrap();
+        assert!(s.bandwidth().upload_bytes_per_sec.unwrap() <= MAX_RATE);
     }
 }

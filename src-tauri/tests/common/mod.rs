@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod sni;
+pub mod system;
 pub mod webdriver;
 
 use std::collections::HashMap;

@@ -82,11 +82,16 @@ export type StoreInfo = { kind: 'builtin'; url: string } | { kind: 'external'; u
 
 export type Phase = 'setup' | 'running' | 'error';
 
+/** Why sync is paused: the user's own pause, or a condition the user chose to pause for. */
+export type PausedReason = 'user' | 'metered' | 'battery';
+
 export interface AppState {
   phase: Phase;
   error: AppError | null;
   store: StoreInfo | null;
+  /** Paused for whatever reason. */
   paused: boolean;
+  paused_reason: PausedReason | null;
 }
 
 export interface PeerStatus {
@@ -189,16 +194,42 @@ export interface HistoryPage {
   total: number;
 }
 
+export type RateUnit = 'KB/s' | 'MB/s';
+
+/** A bandwidth limit: a whole number of KB/s or MB/s (1 KB = 1000 bytes). */
+export interface RateLimit {
+  amount: number;
+  unit: RateUnit;
+}
+
 export interface Settings {
   notifications: boolean;
   launch_at_login: boolean;
   start_hidden: boolean;
   device_name: string;
   store: StoreInfo;
+  /** null: unlimited. */
+  upload_limit: RateLimit | null;
+  download_limit: RateLimit | null;
+  /** Also limit peers on the LAN (exempt when false). */
+  limit_lan: boolean;
+  pause_on_metered: boolean;
+  pause_on_battery: boolean;
 }
 
+/** What may change; an absent field stays, a limit set to null is turned off. */
 export type SettingsPatch = Partial<
-  Pick<Settings, 'notifications' | 'launch_at_login' | 'start_hidden'>
+  Pick<
+    Settings,
+    | 'notifications'
+    | 'launch_at_login'
+    | 'start_hidden'
+    | 'upload_limit'
+    | 'download_limit'
+    | 'limit_lan'
+    | 'pause_on_metered'
+    | 'pause_on_battery'
+  >
 >;
 
 /** What `open_asset` did: opened with the default app, or (not an allow-listed type) revealed. */

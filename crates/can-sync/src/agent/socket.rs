@@ -8,6 +8,8 @@
 //! connection's peer credentials are checked too. Requests are bounded (1 KiB, 5 s, 8 at
 //! once); anything else is answered with an error, never a panic.
 
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

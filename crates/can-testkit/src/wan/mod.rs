@@ -127,13 +127,15 @@ impl Testbed {
         let turn = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let id =
-            (std::process::id() as u64 * 64 + NEXT.fetch_add(1, Ordering::Relaxed)) % 0x00ff_ffff;
+        remove_orphans();
+        let pid = std::process::id();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = (pid as u64 * 64 + n) % 0x00ff_ffff;
         let now = Instant::now();
         let mut sites = Vec::new();
         let mut tuns = Vec::new();
         for (i, _) in profiles.iter().enumerate() {
-            let netns = format!("cswan-{id:x}-{i}");
+            let netns = format!("cswan-{pid}-{n}-{i}");
             let _ = Command::new("ip").args(["netns", "del", &netns]).output();
             ip(&["netns", "add", &netns]);
             ip(&["-n", &netns, "link", "set", "lo", "up"]);
@@ -279,6 +281,28 @@ impl Testbed {
                 l.links[i].1.up = true;
             }
         })
+    }
+}
+
+/// Deletes the namespaces of testbeds whose process died without cleaning up (a killed
+/// test): their veth addresses would clash with ours. Deleting a namespace removes its
+/// TUN device and veth pair.
+fn remove_orphans() {
+    let Ok(dir) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("cswan-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        }
     }
 }
 

@@ -7,12 +7,21 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
 use common::free_port;
 use common::webdriver::Session;
+
+/// tauri-driver ends with the test, also when an assertion fails.
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_installed_app_reaches_the_setup_wizard() {
@@ -39,8 +48,9 @@ async fn the_installed_app_reaches_the_setup_wizard() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("tauri-driver");
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     let stderr = driver.stderr.take().unwrap();
+    let _driver = Killed(driver);
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("{line}");
@@ -99,6 +109,4 @@ async fn the_installed_app_reaches_the_setup_wizard() {
     assert_eq!(s.count("[data-testid=update-banner]").await, 0);
 
     s.close().await;
-    let _ = driver.kill();
-    let _ = driver.wait();
 }

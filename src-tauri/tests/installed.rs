@@ -106,6 +106,17 @@ async fn the_installed_app_reaches_the_setup_wizard() {
         )
         .await;
     assert_eq!(checked, "invalid_input");
+    // Nor can the page reach the updater plugin's own commands (no capability grants them).
+    let plugin = s
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             window.__TAURI_INTERNALS__.invoke('plugin:updater|check', {}).then(() => done('allowed'), (e) => done(String(e)));",
+        )
+        .await;
+    assert!(
+        plugin.as_str().is_some_and(|e| e.contains("not allowed")),
+        "{plugin}"
+    );
     assert_eq!(s.count("[data-testid=update-banner]").await, 0);
 
     s.close().await;

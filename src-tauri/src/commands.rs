@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use can_sync::Status;
 use tauri::{AppHandle, Manager, State};
@@ -15,8 +16,10 @@ use crate::backend::settings::SettingsPatch;
 use crate::backend::store::check_hash;
 use crate::backend::wizard::{Input, StoreChoice};
 use crate::backend::{AppError, AppState, Backend, Pairing, SettingsView, WizardView};
+use crate::updates::{UpdateState, Updates};
 
 type B<'a> = State<'a, Arc<Backend>>;
+type U<'a> = State<'a, Arc<Updates>>;
 type R<T> = Result<T, AppError>;
 
 /// A getter, nothing more: the UI reads it at start and whenever it likes.
@@ -234,6 +237,47 @@ pub async fn save_asset(app: AppHandle, b: B<'_>, hash: String) -> R<bool> {
     };
     b.save_asset(&hash, &dest).await?;
     Ok(true)
+}
+
+/// Whether this build updates itself, and the update the last check found. No network.
+#[tauri::command]
+pub fn update_state(u: U<'_>) -> UpdateState {
+    u.state()
+}
+
+/// Checks the feed now (Settings' "Check for updates").
+#[tauri::command]
+pub async fn check_update(u: U<'_>) -> R<UpdateState> {
+    u.check().await?;
+    Ok(u.state())
+}
+
+/// Downloads, verifies and installs the update found, then restarts into it. A signature
+/// that does not verify is refused before anything is written.
+#[tauri::command]
+pub async fn install_update(app: AppHandle, u: U<'_>, b: B<'_>) -> R<()> {
+    let backend = b.inner().clone();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let stop = {
+        let stopped = stopped.clone();
+        async move {
+            // Windows: the installer replaces the app and this process exits inside the
+            // install, past RunEvent::Exit: stop syncing cleanly first. Elsewhere the app
+            // restarts afterwards and RunEvent::Exit stops it.
+            if cfg!(windows) {
+                backend.shutdown().await;
+                stopped.store(true, Ordering::SeqCst);
+            }
+        }
+    };
+    if let Err(e) = u.install(stop).await {
+        if stopped.load(Ordering::SeqCst) {
+            b.retry().await;
+        }
+        return Err(e);
+    }
+    app.request_restart();
+    Ok(())
 }
 
 #[cfg(test)]

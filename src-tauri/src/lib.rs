@@ -4,11 +4,13 @@
 //!   notifications); tested headless.
 //! - [`commands`]: the UI's commands (docs/app-ipc.md), thin wrappers over the backend.
 //! - [`tray`], [`window`], [`autostart`]: the shell around it.
+//! - [`updates`]: app updates (tauri-plugin-updater), off for .deb/.rpm installs.
 
 pub mod autostart;
 pub mod backend;
 pub mod commands;
 pub mod tray;
+pub mod updates;
 pub mod window;
 
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub fn run() {
         ))
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_opener::init())
+        // Driven from Rust only (crate::updates): the page has no permission for its commands.
+        .plugin(tauri_plugin_updater::Builder::new().build())
         .setup(move |app| {
             let paths = Paths {
                 config_dir: app.path().app_config_dir()?,
@@ -46,6 +50,10 @@ pub fn run() {
             };
             let backend = Backend::new(paths, APP_ID)?;
             app.manage(backend.clone());
+            let updates =
+                updates::Updates::new(app.handle().clone(), updates::Channel::for_this_build());
+            app.manage(updates.clone());
+            updates.spawn_checks();
             let tray = tray::Tray::create(app.handle(), backend.clone())?;
             tauri::async_runtime::spawn(forward(app.handle().clone(), backend.clone(), tray));
             let settings = backend.settings();
@@ -100,6 +108,9 @@ pub fn run() {
             commands::pick_files,
             commands::open_asset,
             commands::save_asset,
+            commands::update_state,
+            commands::check_update,
+            commands::install_update,
         ])
         .build(tauri::generate_context!());
     let app = match app {

@@ -1,8 +1,9 @@
 //! The real app, end to end: the built binary under Xvfb with a private session bus (GNOME
 //! Keyring, a notification server, a StatusNotifierWatcher stand-in for the tray), driven
 //! through tauri-driver + WebKitWebDriver, syncing with a peer made of a real `can-service`
-//! and `can-sync` agent. Screenshots of each page are written to
-//! `$CAN_SYNC_SCREENSHOTS` (default: `<target>/tmp/screenshots`).
+//! and `can-sync` agent, and offered an update by a local feed whose bundle is signed with
+//! the wrong key. Screenshots of each page are written to `$CAN_SYNC_SCREENSHOTS` (default:
+//! `<target>/tmp/screenshots`).
 
 mod common;
 
@@ -15,6 +16,7 @@ use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
 use can_testkit::{
     Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload,
 };
+use common::feed::{FeedServer, Signer, fake_appimage, latest_json};
 use common::sni::SniWatcher;
 use common::webdriver::Session;
 use common::{NotificationServer, free_port};
@@ -91,6 +93,28 @@ async fn the_real_app_end_to_end() {
         .save(&config_dir)
         .unwrap();
 
+    // The update feed: 9.9.9, its bundle signed with a key that is not the app's.
+    let ours = Signer::generate(dir.path(), "ours");
+    let theirs = Signer::generate(dir.path(), "theirs");
+    let bundle = dir.path().join("CAN-Sync_9.9.9_amd64.AppImage");
+    std::fs::write(&bundle, fake_appimage("CAN Sync 9.9.9")).unwrap();
+    let feed = FeedServer::start().await;
+    let bundle_url = format!("{}/CAN-Sync_9.9.9_amd64.AppImage", feed.url);
+    feed.put(
+        "/CAN-Sync_9.9.9_amd64.AppImage",
+        std::fs::read(&bundle).unwrap(),
+    );
+    let release_notes = "Faster sync.\nFixes the tray on KDE.";
+    let sig = theirs.sign(&bundle, "9.9.9");
+    feed.put(
+        "/latest.json",
+        latest_json("9.9.9", release_notes, &bundle_url, &sig),
+    );
+    // What an install would replace (never the test's own binary).
+    let installed = dir.path().join("CAN-Sync.AppImage");
+    let installed_before = fake_appimage("CAN Sync 0.1.0");
+    std::fs::write(&installed, &installed_before).unwrap();
+
     let port = free_port();
     let _driver = Killed(
         Command::new(tauri_driver())
@@ -103,6 +127,13 @@ async fn the_real_app_end_to_end() {
             .envs(env.iter().cloned())
             .env("DISPLAY", &x.display)
             .env("RUST_LOG", "info,iroh=warn")
+            // Read by debug builds only (src-tauri/src/updates.rs).
+            .env(
+                "CAN_SYNC_UPDATER_ENDPOINT",
+                format!("{}/latest.json", feed.url),
+            )
+            .env("CAN_SYNC_UPDATER_PUBKEY", &ours.pubkey)
+            .env("CAN_SYNC_UPDATER_INSTALL_PATH", &installed)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -175,6 +206,38 @@ async fn the_real_app_end_to_end() {
     // The one-time "add another computer" banner; dismissed so the screenshots show the pages.
     s.find("[data-testid=setup-banner]", 10).await;
     s.click("[data-testid=setup-banner-dismiss]").await;
+
+    // ---- the update the feed offers: version and notes; Install refuses the wrong key's
+    // signature and writes nothing; Later hides the banner (for the screenshots below)
+    let banner = "[data-testid=update-banner]";
+    s.wait_text(&format!("{banner} [data-testid=update-version]"), 60, |t| {
+        t == "Version 9.9.9 is available"
+    })
+    .await;
+    assert_eq!(
+        s.text(&format!("{banner} [data-testid=update-notes]"))
+            .await,
+        release_notes
+    );
+    s.screenshot(&shots.join("update-available.png")).await;
+    s.click(&format!("{banner} [data-testid=update-install]"))
+        .await;
+    s.wait_text(&format!("{banner} [data-testid=update-error]"), 60, |t| {
+        t.contains("signature does not match")
+    })
+    .await;
+    assert_eq!(std::fs::read(&installed).unwrap(), installed_before);
+    assert!(
+        feed.hits().iter().any(|p| p.ends_with(".AppImage")),
+        "the bundle was never downloaded"
+    );
+    s.click(&format!("{banner} [data-testid=update-later]"))
+        .await;
+    let left = "return document.querySelectorAll('[data-testid=update-banner]').length";
+    assert!(
+        poll_number(&s, left, 10, |n| n == 0.0).await.is_some(),
+        "Later leaves the banner"
+    );
 
     // ---- pairing: link to the peer by its ticket (advanced direct connect)
     s.click("[data-testid=nav-pairing]").await;

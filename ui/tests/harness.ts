@@ -291,6 +291,11 @@ export function historyItem(id: number, over: Args = {}) {
   };
 }
 
+/** An UpdateState: updates on, nothing found yet. */
+export function updateState(over: Args = {}) {
+  return { enabled: true, reason: null, current_version: '0.1.0', available: null, ...over };
+}
+
 function defaultHandlers(): Record<string, Handler> {
   return {
     app_state: () => runningState(),
@@ -300,5 +305,6 @@ function defaultHandlers(): Record<string, Handler> {
     history: () => ({ items: [], total: 0 }),
     pause: () => null,
     resume: () => null,
+    update_state: () => updateState(),
   };
 }

@@ -7,3 +7,4 @@ import './peers.ui.ts';
 import './history.ui.ts';
 import './shell.ui.ts';
 import './settings.ui.ts';
+import './updates.ui.ts';

@@ -16,6 +16,11 @@ pub enum ErrorCode {
     NotFound,
     Engine,
     Io,
+    /// Checking for, downloading or installing an app update failed (network, disk).
+    Update,
+    /// A downloaded update's signature does not verify against the app's updater key: it
+    /// was not installed.
+    UpdateSignature,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod feed;
 pub mod sni;
 pub mod system;
 pub mod webdriver;

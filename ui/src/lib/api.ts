@@ -16,7 +16,9 @@ export type ErrorCode =
   | 'not_ready'
   | 'not_found'
   | 'engine'
-  | 'io';
+  | 'io'
+  | 'update'
+  | 'update_signature';
 
 export interface AppError {
   code: ErrorCode;
@@ -241,6 +243,25 @@ export interface OpenResult {
   mime: string;
 }
 
+/** An update the release feed offers (the `update-available` event). */
+export interface UpdateInfo {
+  version: string;
+  /** Release notes as the feed has them: show as text. */
+  notes: string | null;
+  /** RFC 3339. */
+  date: string | null;
+}
+
+export interface UpdateState {
+  /** This build updates itself (false: a .deb/.rpm install, or not from an installer). */
+  enabled: boolean;
+  /** Why not, for people. */
+  reason: string | null;
+  current_version: string;
+  /** What the last check found. */
+  available: UpdateInfo | null;
+}
+
 export interface EngineEvent {
   event: string;
   [key: string]: unknown;
@@ -297,12 +318,18 @@ export const api = {
   pickFiles: () => call<number>('pick_files'),
   openAsset: (hash: string) => call<OpenResult>('open_asset', { hash }),
   saveAsset: (hash: string) => call<boolean>('save_asset', { hash }),
+  /** No network: whether updates are on and what the last check found. */
+  updateState: () => call<UpdateState>('update_state'),
+  checkUpdate: () => call<UpdateState>('check_update'),
+  /** Downloads, verifies and installs the update; the app then restarts into it. */
+  installUpdate: () => call<null>('install_update'),
 
   // ------------------------------------------------------------ events
   onAppState: (cb: (s: AppState) => void) => on<AppState>('app-state', cb),
   onStatus: (cb: (s: Status) => void) => on<StatusWire>('status', (s) => cb(withProgress(s))),
   onHistoryAdded: (cb: (item: HistoryItem) => void) => on<HistoryItem>('history-added', cb),
   onEngineEvent: (cb: (e: EngineEvent) => void) => on<EngineEvent>('engine-event', cb),
+  onUpdateAvailable: (cb: (u: UpdateInfo) => void) => on<UpdateInfo>('update-available', cb),
 
   /**
    * Files dropped on the window (Tauri's webview drag-drop event). `onHover` reports whether

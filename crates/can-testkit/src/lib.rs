@@ -6,6 +6,8 @@ pub mod desktop;
 pub mod netns;
 mod servers;
 mod service;
+#[cfg(target_os = "linux")]
+pub mod window;
 
 pub use agent::{Agent, list_all};
 pub use servers::LocalServers;

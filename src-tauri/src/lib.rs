@@ -62,12 +62,11 @@ pub fn run() {
             Ok(())
         })
         .on_window_event(|window, event| match event {
-            WindowEvent::CloseRequested { api, .. } if window.label() == window::MAIN => {
-                // Closing the window keeps syncing in the tray; Quit is in the tray menu.
-                api.prevent_close();
-                if let Some(w) = window.app_handle().get_webview_window(window::MAIN) {
-                    window::hide(&w);
-                }
+            // Closing the window destroys it and its webview (WebKit's web process exits
+            // with it); syncing goes on in the tray, and `ExitRequested` below keeps the
+            // app alive without windows. Quit is in the tray menu.
+            WindowEvent::Destroyed if window.label() == window::MAIN => {
+                window::closed(window.app_handle());
             }
             WindowEvent::DragDrop(DragDropEvent::Drop { paths, .. })
                 if window.label() == window::MAIN =>
@@ -110,7 +109,8 @@ pub fn run() {
         }
     };
     app.run(|app, event| match event {
-        // The last window closing must not end the app: it lives in the tray.
+        // The last window closing asks to exit with no code; the app lives on in the tray.
+        // Quit (the tray's `app.exit(0)`) asks with a code and is let through.
         RunEvent::ExitRequested { api, code, .. } if code.is_none() => api.prevent_exit(),
         RunEvent::Exit => {
             if let Some(b) = app.try_state::<Arc<Backend>>() {

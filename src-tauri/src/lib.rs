@@ -46,8 +46,16 @@ pub fn run() {
             };
             let backend = Backend::new(paths, APP_ID)?;
             app.manage(backend.clone());
+            app.manage(backend::ui_view::UiViews::default());
+            let throughput = Arc::new(backend::throughput::Throughput::default());
+            app.manage(throughput.clone());
             let tray = tray::Tray::create(app.handle(), backend.clone())?;
-            tauri::async_runtime::spawn(forward(app.handle().clone(), backend.clone(), tray));
+            tauri::async_runtime::spawn(forward(
+                app.handle().clone(),
+                backend.clone(),
+                tray,
+                throughput,
+            ));
             let settings = backend.settings();
             let hidden = launched_hidden || (settings.start_hidden && settings.setup_complete);
             if !hidden {
@@ -99,6 +107,9 @@ pub fn run() {
             commands::pick_files,
             commands::open_asset,
             commands::save_asset,
+            commands::ui_view,
+            commands::set_ui_view,
+            commands::throughput,
         ])
         .build(tauri::generate_context!());
     let app = match app {
@@ -131,8 +142,14 @@ fn record_drop(app: &tauri::AppHandle, paths: &[std::path::PathBuf]) {
     }
 }
 
-/// Backend events → the UI (Tauri events, docs/app-ipc.md) and the tray.
-async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray) {
+/// Backend events → the UI (Tauri events, docs/app-ipc.md), the tray, and the throughput
+/// samples a new window's chart starts from.
+async fn forward(
+    app: tauri::AppHandle,
+    backend: Arc<Backend>,
+    tray: tray::Tray,
+    throughput: Arc<backend::throughput::Throughput>,
+) {
     let mut events = backend.subscribe();
     let mut state: AppState = backend.app_state().await;
     let mut status = None;
@@ -151,11 +168,17 @@ async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray)
                 let _ = app.emit("app-state", &s);
                 if s.phase != backend::Phase::Running {
                     status = None;
+                    throughput.clear();
                 }
                 state = s;
             }
             AppEvent::Status(s) => {
                 let _ = app.emit("status", &s);
+                throughput.record(
+                    backend::throughput::now_ms(),
+                    s.download_rate,
+                    s.upload_rate,
+                );
                 status = Some(s);
             }
             AppEvent::HistoryAdded(item) => {

@@ -288,5 +288,8 @@ function defaultHandlers(): Record<string, Handler> {
     history: () => ({ items: [], total: 0 }),
     pause: () => null,
     resume: () => null,
+    ui_view: () => null,
+    set_ui_view: () => null,
+    throughput: () => [],
   };
 }

@@ -6,3 +6,4 @@ import './wizard.ui.ts';
 import './peers.ui.ts';
 import './history.ui.ts';
 import './shell.ui.ts';
+import './window.ui.ts';

@@ -201,6 +201,24 @@ export type SettingsPatch = Partial<
   Pick<Settings, 'notifications' | 'launch_at_login' | 'start_hidden'>
 >;
 
+/** Download and upload rates (bytes/s) as a status reported them at time `t` (ms since the epoch). */
+export interface RateSample {
+  t: number;
+  down: number;
+  up: number;
+}
+
+export type UiPage = 'pairing' | 'peers' | 'history' | 'settings';
+
+/**
+ * What the main window shows, kept by the backend: closing the window destroys the webview,
+ * and the next one opens where this one was.
+ */
+export interface UiView {
+  page: UiPage;
+  history: { text: string; direction: 'all' | Direction; offset: number };
+}
+
 /** What `open_asset` did: opened with the default app, or (not an allow-listed type) revealed. */
 export interface OpenResult {
   action: 'open' | 'reveal';
@@ -266,6 +284,11 @@ export const api = {
   pickFiles: () => call<number>('pick_files'),
   openAsset: (hash: string) => call<OpenResult>('open_asset', { hash }),
   saveAsset: (hash: string) => call<boolean>('save_asset', { hash }),
+  /** The last window's view; null until one was reported (each start of the app). */
+  uiView: () => call<UiView | null>('ui_view'),
+  setUiView: (view: UiView) => call<null>('set_ui_view', { view }),
+  /** The throughput chart's samples the backend kept (the last 10 minutes), oldest first. */
+  throughput: () => call<RateSample[]>('throughput'),
 
   // ------------------------------------------------------------ events
   onAppState: (cb: (s: AppState) => void) => on<AppState>('app-state', cb),

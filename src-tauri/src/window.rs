@@ -64,8 +64,10 @@ pub fn closed(app: &AppHandle) {
             });
         });
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = generation;
     #[cfg(not(any(target_os = "macos", target_os = "linux")))]
-    let _ = (app, generation);
+    let _ = app;
 }
 
 /// WebKitGTK's processes once no webview is left.

@@ -1,80 +1,128 @@
-//! The desktop app's idle footprint: the real app (release build, window open, built-in
-//! store) connected to one peer, then left alone for `--idle-secs`. Reports RSS and CPU of
-//! the app's whole process tree (the app + WebKit's web and network processes) beside the
-//! headless agent of the peer over the same seconds, as the baseline.
+//! The desktop app's idle footprint, as a tray app lives: started hidden (as at login), then
+//! its window opened (Peers), then closed to the tray again. In each state, with one peer
+//! connected and nothing to sync, CPU and RSS of the app's whole process tree (the app and
+//! WebKit's web and network processes) over `--idle-secs`, beside two baselines measured
+//! over the same seconds: the peer's headless agent, and Syncthing (one of two instances
+//! sharing a folder, its whole tree: the `serve` monitor and its child).
 //!
 //! Runs headless like the app's tests: a private session bus with GNOME Keyring (the
 //! passphrase is put into it first, as the wizard would), Xvfb, an in-process pkarr relay
-//! through which the two find each other with the passphrase alone.
+//! through which the app and the agent find each other with the passphrase alone. The
+//! window is opened the way a second launch does it (single instance) and closed the way a
+//! window manager's close button does (`WM_DELETE_WINDOW`).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 use can_sync::Secret;
 use can_sync_app::backend::secrets::{Keychain, SecretKind};
 use can_sync_app::backend::settings::{Advanced, Settings, StoreSetting};
 use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
-use can_testkit::{Agent, KEY, LocalServers, Service, workspace_bin};
+use can_testkit::window::{close_windows_of, comm, process_tree, webkit_processes};
+use can_testkit::{Agent, KEY, LocalServers, Service, eventually, workspace_bin};
 
-use crate::proc::{current_rss, mib, peak_rss};
+use crate::compare::syncthing;
+use crate::proc::{cpu_seconds, mib};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Seconds of idleness measured after the peer is connected.
+    /// Seconds of idleness measured in each state.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
 }
 
 const PASS: &str = "lantern quarry velvet orbit thistle copper atlas";
+/// Goals (issue #14): window closed, RSS of the whole tree and CPU no more than Syncthing's;
+/// window open, CPU.
+const GOAL_CLOSED_RSS_MIB: f64 = 80.0;
+const GOAL_OPEN_CPU_PCT: f64 = 0.5;
 
-/// Clock ticks per second for /proc/<pid>/stat (the Linux default; sysconf would say).
-const TICKS: f64 = 100.0;
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the command name (which may contain spaces) start after ") ".
-    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
-        return 0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the full line: 12 and 13 here.
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn parent(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(") ")?.1;
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// `root` and all its descendants.
-fn tree(root: u32) -> Vec<u32> {
-    let all: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
-        .unwrap_or_default();
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        out.extend(all.iter().copied().filter(|&c| parent(c) == Some(p)));
-        i += 1;
-    }
-    out
+        .unwrap_or(0)
 }
 
-fn name(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
+/// RSS of one process, and of that its anonymous part (heap, stacks: what is really its
+/// own; the rest is mapped files, mostly shared libraries), in bytes.
+fn rss(pid: u32) -> (u64, u64) {
+    (
+        status_kib(pid, "VmRSS:") * 1024,
+        status_kib(pid, "RssAnon:") * 1024,
+    )
+}
+
+/// CPU and memory of a process tree over one measured interval.
+struct Use {
+    cpu_pct: f64,
+    rss: u64,
+    /// Per process at the end: name, RSS, anonymous RSS.
+    parts: Vec<(String, u64, u64)>,
+}
+
+impl Use {
+    fn cell(&self) -> String {
+        format!("{:.3} % · {:.1} MiB", self.cpu_pct, mib(self.rss))
+    }
+
+    fn detail(&self) -> String {
+        self.parts
+            .iter()
+            .map(|(n, r, a)| format!("{n} {:.0} ({:.0} anon)", mib(*r), mib(*a)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// CPU seconds of the whole tree under each root now (processes gone since are not counted:
+/// measure only once the tree is stable).
+fn cpu_now(root: u32) -> f64 {
+    process_tree(root)
+        .iter()
+        .filter_map(|&p| cpu_seconds(p).ok())
+        .sum()
+}
+
+/// Measures the trees under `roots` over the same `secs`.
+async fn measure(roots: &[u32], secs: u64) -> Vec<Use> {
+    let before: Vec<f64> = roots.iter().map(|&r| cpu_now(r)).collect();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    roots
+        .iter()
+        .zip(before)
+        .map(|(&root, b)| {
+            let parts: Vec<(String, u64, u64)> = process_tree(root)
+                .into_iter()
+                .map(|p| {
+                    let (r, a) = rss(p);
+                    (comm(p), r, a)
+                })
+                .collect();
+            Use {
+                cpu_pct: (cpu_now(root) - b).max(0.0) / elapsed * 100.0,
+                rss: parts.iter().map(|(_, r, _)| r).sum(),
+                parts,
+            }
+        })
+        .collect()
+}
+
+/// Kills the app on the way out, whatever happens.
+struct App(Child);
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -115,6 +163,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .save(&config_home.join(can_sync_app::APP_ID))
     .map_err(|e| anyhow::anyhow!("{e}"))?;
 
+    // Syncthing, two instances sharing a folder, connected.
+    eprintln!("starting Syncthing (two instances, one shared folder)…");
+    let mut ports = Vec::new();
+    let mut st = syncthing::Pair::new(&dir.path().join("st"), &mut ports)?;
+    st.start(false, 10).await?;
+    ensure!(
+        can_testkit::eventually_async(90, || st.b.connected(&st.a)).await,
+        "the Syncthing instances did not connect"
+    );
+
     let peer_svc = Service::with_key(&dir.path().join("peer-svc"));
     let peer = Agent::start(
         &dir.path().join("peer-agent"),
@@ -124,71 +182,119 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &format!("device_name: Peer\npkarr_relays: [\"{pkarr}\"]\nrendezvous_interval_secs: 5\n"),
     );
 
-    let mut app = Command::new(workspace_bin("can-sync-app"))
-        .envs(env.iter().cloned())
-        .env("DISPLAY", &x.display)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start can-sync-app")?;
+    let launch = |extra: &[&str]| {
+        Command::new(workspace_bin("can-sync-app"))
+            .args(extra)
+            .envs(env.iter().cloned())
+            .env("DISPLAY", &x.display)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start can-sync-app")
+    };
+    eprintln!("starting the app hidden (as at login)…");
+    let app = App(launch(&["--hidden"])?);
+    let pid = app.0.id();
     let started = Instant::now();
-    anyhow::ensure!(
+    ensure!(
         peer.wait_for("peer_up", 120).await,
         "the app never connected to the peer"
     );
     let connected = started.elapsed();
-    // Let start-up settle (first reconciliation, WebKit's first paint) before measuring.
+    // Let start-up settle (first reconciliation) before measuring.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let roots = [pid, peer.pid(), st.a.monitor_pid()?];
+    let idle = args.idle_secs;
 
-    let app_tree = tree(app.id());
-    let ticks0: u64 = app_tree.iter().map(|&p| cpu_ticks(p)).sum();
-    let agent0 = cpu_ticks(peer.pid());
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let app_tree = tree(app.id());
-    let ticks1: u64 = app_tree.iter().map(|&p| cpu_ticks(p)).sum();
-    let agent1 = cpu_ticks(peer.pid());
+    eprintln!("measuring: started hidden, window never opened ({idle} s)…");
+    let hidden = measure(&roots, idle).await;
 
-    let app_cpu = (ticks1.saturating_sub(ticks0)) as f64 / TICKS / secs * 100.0;
-    let agent_cpu = (agent1.saturating_sub(agent0)) as f64 / TICKS / secs * 100.0;
-    let app_rss: u64 = current_rss(app.id())?;
-    let tree_rss: u64 = app_tree.iter().filter_map(|&p| current_rss(p).ok()).sum();
-    let agent_rss = current_rss(peer.pid())?;
+    eprintln!("opening the window (a second launch hands over to the first)…");
+    let mut second = launch(&[])?;
+    ensure!(
+        eventually(30, || matches!(second.try_wait(), Ok(Some(_)))).await,
+        "the second launch did not exit"
+    );
+    ensure!(
+        eventually(60, || webkit_processes(pid).len() >= 2).await,
+        "the window's WebKit processes did not start"
+    );
+    // WebKit's first paint, the UI's first status.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    eprintln!("measuring: window open on Peers ({idle} s)…");
+    let open = measure(&roots, idle).await;
+
+    eprintln!("closing the window (WM_DELETE_WINDOW, as a close button)…");
+    ensure!(close_windows_of(&x.display, pid) == 1, "no window to close");
+    let closed_at = Instant::now();
+    ensure!(
+        eventually(60, || webkit_processes(pid).is_empty()).await,
+        "WebKit processes still there a minute after closing: {:?}",
+        webkit_processes(pid)
+    );
+    let webkit_gone = closed_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    eprintln!("measuring: window closed to the tray ({idle} s)…");
+    let closed = measure(&roots, idle).await;
+
     println!(
-        "\napp idle footprint, {:.0} s idle with one peer (connected {:.1} s after launch)\n",
-        secs,
+        "\napp idle footprint, {idle} s idle with one peer in each state (app connected {:.1} s after launch)\n",
         connected.as_secs_f64()
     );
-    println!("| measure | CAN Sync app | headless agent (baseline) | ratio |");
-    println!("|---|---|---|---|");
     println!(
-        "| CPU, % of one core | {app_cpu:.2} % (whole tree) | {agent_cpu:.2} % | {:.1} |",
-        if agent_cpu > 0.0 {
-            app_cpu / agent_cpu
-        } else {
-            f64::NAN
-        }
+        "| state | CAN Sync app, whole tree: CPU · RSS | headless agent | Syncthing (monitor + serve) | goal | met? |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let row = |name: &str, u: &[Use], goal: &str, met: &str| {
+        println!(
+            "| {name} | {} | {} | {} | {goal} | {met} |",
+            u[0].cell(),
+            u[1].cell(),
+            u[2].cell()
+        );
+    };
+    row("started hidden, never opened", &hidden, "", "");
+    let open_ok = open[0].cpu_pct < GOAL_OPEN_CPU_PCT;
+    row(
+        "window open (Peers)",
+        &open,
+        &format!("CPU < {GOAL_OPEN_CPU_PCT} %"),
+        if open_ok { "yes" } else { "**no**" },
+    );
+    let rss_ok = mib(closed[0].rss) < GOAL_CLOSED_RSS_MIB;
+    let cpu_ok = closed[0].cpu_pct <= closed[2].cpu_pct;
+    row(
+        "window closed to the tray",
+        &closed,
+        &format!("RSS < {GOAL_CLOSED_RSS_MIB:.0} MiB, CPU ≤ Syncthing's"),
+        &format!(
+            "RSS {}, CPU {}",
+            if rss_ok { "yes" } else { "**no**" },
+            if cpu_ok { "yes" } else { "**no**" }
+        ),
+    );
+    println!("\nProcesses at the end of each state, RSS in MiB (anonymous part in brackets):\n");
+    for (name, u) in [
+        ("started hidden", &hidden),
+        ("window open", &open),
+        ("window closed", &closed),
+    ] {
+        println!(
+            "- {name}: app tree: {}; Syncthing: {}",
+            u[0].detail(),
+            u[2].detail()
+        );
+    }
+    println!(
+        "\nWebKit's processes were gone {:.1} s after the window closed (the network process is ended after a grace period, src-tauri/src/window.rs).",
+        webkit_gone.as_secs_f64()
     );
     println!(
-        "| RSS, app process | {:.1} MiB (peak {:.1}) | {:.1} MiB (peak {:.1}) | {:.1} |",
-        mib(app_rss),
-        mib(peak_rss(app.id())?),
-        mib(agent_rss),
-        mib(peak_rss(peer.pid())?),
-        app_rss as f64 / agent_rss as f64
+        "CPU is utime + stime from /proc over the {idle} s; one clock tick (10 ms) is {:.3} % of a core.",
+        1.0 / idle as f64
     );
-    let parts: Vec<String> = app_tree
-        .iter()
-        .map(|&p| format!("{} {:.0} MiB", name(p), mib(current_rss(p).unwrap_or(0))))
-        .collect();
-    println!(
-        "| RSS, app + WebKit processes | {:.1} MiB ({}) | | |",
-        mib(tree_rss),
-        parts.join(", ")
-    );
-    let _ = app.kill();
-    let _ = app.wait();
+    drop(app);
+    st.stop();
     Ok(())
 }

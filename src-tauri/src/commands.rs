@@ -14,6 +14,8 @@ use crate::backend::history::{Page, Query};
 use crate::backend::passphrase::{Check, Generated};
 use crate::backend::settings::SettingsPatch;
 use crate::backend::store::check_hash;
+use crate::backend::throughput::{RateSample, Throughput};
+use crate::backend::ui_view::{UiView, UiViews};
 use crate::backend::wizard::{Input, StoreChoice};
 use crate::backend::{AppError, AppState, Backend, Pairing, SettingsView, WizardView};
 use crate::updates::{UpdateState, Updates};
@@ -175,7 +177,25 @@ pub async fn reset_device(app: AppHandle, b: B<'_>) -> R<()> {
     b.reset_device().await?;
     // Launch at login belongs to the setup that was just forgotten.
     let _ = crate::autostart::set(&app, false);
+    app.state::<UiViews>().clear();
     Ok(())
+}
+
+/// The page and History filter the last main window showed (it was destroyed when closed).
+#[tauri::command]
+pub fn ui_view(views: State<'_, UiViews>) -> Option<UiView> {
+    views.get()
+}
+
+/// The throughput chart's samples from before this window (docs/app-ipc.md).
+#[tauri::command]
+pub fn throughput(t: State<'_, Arc<Throughput>>) -> Vec<RateSample> {
+    t.samples()
+}
+
+#[tauri::command]
+pub fn set_ui_view(views: State<'_, UiViews>, view: UiView) -> R<()> {
+    views.set(view)
 }
 
 /// Paths from the webview's drop event; the backend accepts only those it saw dropped

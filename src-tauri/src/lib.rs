@@ -54,8 +54,16 @@ pub fn run() {
                 updates::Updates::new(app.handle().clone(), updates::Channel::for_this_build());
             app.manage(updates.clone());
             updates.spawn_checks();
+            app.manage(backend::ui_view::UiViews::default());
+            let throughput = Arc::new(backend::throughput::Throughput::default());
+            app.manage(throughput.clone());
             let tray = tray::Tray::create(app.handle(), backend.clone())?;
-            tauri::async_runtime::spawn(forward(app.handle().clone(), backend.clone(), tray));
+            tauri::async_runtime::spawn(forward(
+                app.handle().clone(),
+                backend.clone(),
+                tray,
+                throughput,
+            ));
             let settings = backend.settings();
             let hidden = launched_hidden || (settings.start_hidden && settings.setup_complete);
             if !hidden {
@@ -70,12 +78,11 @@ pub fn run() {
             Ok(())
         })
         .on_window_event(|window, event| match event {
-            WindowEvent::CloseRequested { api, .. } if window.label() == window::MAIN => {
-                // Closing the window keeps syncing in the tray; Quit is in the tray menu.
-                api.prevent_close();
-                if let Some(w) = window.app_handle().get_webview_window(window::MAIN) {
-                    window::hide(&w);
-                }
+            // Closing the window destroys it and its webview (WebKit's web process exits
+            // with it); syncing goes on in the tray, and `ExitRequested` below keeps the
+            // app alive without windows. Quit is in the tray menu.
+            WindowEvent::Destroyed if window.label() == window::MAIN => {
+                window::closed(window.app_handle());
             }
             WindowEvent::DragDrop(DragDropEvent::Drop { paths, .. })
                 if window.label() == window::MAIN =>
@@ -111,6 +118,9 @@ pub fn run() {
             commands::update_state,
             commands::check_update,
             commands::install_update,
+            commands::ui_view,
+            commands::set_ui_view,
+            commands::throughput,
         ])
         .build(tauri::generate_context!());
     let app = match app {
@@ -121,7 +131,8 @@ pub fn run() {
         }
     };
     app.run(|app, event| match event {
-        // The last window closing must not end the app: it lives in the tray.
+        // The last window closing asks to exit with no code; the app lives on in the tray.
+        // Quit (the tray's `app.exit(0)`) asks with a code and is let through.
         RunEvent::ExitRequested { api, code, .. } if code.is_none() => api.prevent_exit(),
         RunEvent::Exit => {
             if let Some(b) = app.try_state::<Arc<Backend>>() {
@@ -142,8 +153,14 @@ fn record_drop(app: &tauri::AppHandle, paths: &[std::path::PathBuf]) {
     }
 }
 
-/// Backend events → the UI (Tauri events, docs/app-ipc.md) and the tray.
-async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray) {
+/// Backend events → the UI (Tauri events, docs/app-ipc.md), the tray, and the throughput
+/// samples a new window's chart starts from.
+async fn forward(
+    app: tauri::AppHandle,
+    backend: Arc<Backend>,
+    tray: tray::Tray,
+    throughput: Arc<backend::throughput::Throughput>,
+) {
     let mut events = backend.subscribe();
     let mut state: AppState = backend.app_state().await;
     let mut status = None;
@@ -162,11 +179,17 @@ async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray)
                 let _ = app.emit("app-state", &s);
                 if s.phase != backend::Phase::Running {
                     status = None;
+                    throughput.clear();
                 }
                 state = s;
             }
             AppEvent::Status(s) => {
                 let _ = app.emit("status", &s);
+                throughput.record(
+                    backend::throughput::now_ms(),
+                    s.download_rate,
+                    s.upload_rate,
+                );
                 status = Some(s);
             }
             AppEvent::HistoryAdded(item) => {

@@ -1,10 +1,21 @@
-//! The main window: shown on demand, hidden (not closed) when the user closes it, so
-//! syncing goes on in the tray.
+//! The main window: created on demand (tray, second launch, start-up unless started
+//! hidden) and destroyed when the user closes it, webview and all, so that a tray app that
+//! runs all day does not keep WebKit's processes (hundreds of MiB) alive behind a hidden
+//! window. The backend keeps every state the UI shows; the UI reads it again when the
+//! window is recreated (docs/app-ipc.md, `ui_view`).
 
-use tauri::{AppHandle, Manager, WebviewWindow};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tauri::{AppHandle, Manager, WebviewWindowBuilder};
 
 pub const MAIN: &str = "main";
 
+/// Bumped whenever the main window is created or destroyed, so that clean-up scheduled
+/// after one close does not run once the window came back (or closed again later).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Shows the main window, creating it from its entry in tauri.conf.json if it does not
+/// exist (it has `"create": false`, so Tauri never makes it by itself).
 pub fn show_main(app: &AppHandle) {
     #[cfg(target_os = "macos")]
     let _ = app.set_activation_policy(tauri::ActivationPolicy::Regular);
@@ -12,14 +23,126 @@ pub fn show_main(app: &AppHandle) {
         let _ = w.unminimize();
         let _ = w.show();
         let _ = w.set_focus();
+        return;
+    }
+    let Some(config) = app.config().app.windows.iter().find(|w| w.label == MAIN) else {
+        tracing::error!("tauri.conf.json has no window labelled {MAIN:?}");
+        return;
+    };
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    let built = WebviewWindowBuilder::from_config(app, config).and_then(|b| b.build());
+    match built {
+        Ok(w) => {
+            // The config keeps it invisible until built (no flash of an unplaced window).
+            let _ = w.show();
+            let _ = w.set_focus();
+        }
+        Err(e) => tracing::error!(error = %e, "cannot create the main window"),
     }
 }
 
-pub fn hide(window: &WebviewWindow) {
-    let _ = window.hide();
-    // macOS: while hidden the app lives in the menu bar only (no Dock icon).
+/// The main window was closed and destroyed: the app lives on in the tray.
+pub fn closed(app: &AppHandle) {
+    let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
+    // macOS: with no window the app lives in the menu bar only (no Dock icon).
     #[cfg(target_os = "macos")]
-    let _ = window
-        .app_handle()
-        .set_activation_policy(tauri::ActivationPolicy::Accessory);
+    let _ = app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+    #[cfg(target_os = "linux")]
+    {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            tokio::time::sleep(webkit::NETWORK_PROCESS_GRACE).await;
+            let handle = app.clone();
+            // On the main thread, where windows are created: no window can appear between
+            // the check and the clean-up.
+            let _ = app.run_on_main_thread(move || {
+                if GENERATION.load(Ordering::SeqCst) == generation
+                    && handle.get_webview_window(MAIN).is_none()
+                {
+                    webkit::after_last_webview();
+                }
+            });
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = generation;
+    #[cfg(not(any(target_os = "macos", target_os = "linux")))]
+    let _ = app;
+}
+
+/// WebKitGTK's processes once no webview is left.
+///
+/// The web process of a destroyed webview exits with it. The network process does not:
+/// WebKit keeps it for as long as its web context lives, and Tauri keeps the web context
+/// for the app's whole life on Linux (tauri-apps/tauri#14626, fixed by #14628 that way so
+/// that each new window does not start yet another network process). WebKitGTK has no
+/// public call to end it, so we end it ourselves: it is our child, it serves no page now,
+/// and WebKit starts a new one for the next webview (checked on WebKitGTK 2.50). The grace
+/// period lets a quick reopen reuse it and lets it finish writing localStorage.
+///
+/// Not under WebDriver (`TAURI_WEBVIEW_AUTOMATION=true`, set by tauri-driver, the same
+/// test tauri-runtime-wry makes): WebKitWebDriver takes the network process ending for a
+/// crash and deletes its session ("session deleted because of page crash or hang").
+#[cfg(target_os = "linux")]
+mod webkit {
+    use std::time::Duration;
+
+    pub const NETWORK_PROCESS_GRACE: Duration = Duration::from_secs(15);
+
+    /// /proc/<pid>/comm is cut at 15 bytes.
+    const NETWORK_PROCESS_COMM: &str = "WebKitNetworkPr";
+
+    pub fn after_last_webview() {
+        let automation = std::env::var("TAURI_WEBVIEW_AUTOMATION").as_deref() == Ok("true");
+        let me = std::process::id();
+        for pid in children(me) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim_end() != NETWORK_PROCESS_COMM {
+                continue;
+            }
+            if automation {
+                tracing::info!(
+                    pid,
+                    "no webview left; WebKit's network process kept for WebDriver"
+                );
+                continue;
+            }
+            let Ok(raw) = i32::try_from(pid) else {
+                continue;
+            };
+            // SAFETY: kill(2) on a pid that /proc just listed as our own child; WebKit reaps
+            // it (its child watch), so the pid cannot have been reused yet.
+            let rc = unsafe { libc::kill(raw, libc::SIGTERM) };
+            if rc == 0 {
+                tracing::info!(pid, "no webview left: ended WebKit's network process");
+            }
+        }
+        // The webview's heap is free now: give it back to the system.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only walks glibc's own free lists.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+
+    fn children(parent: u32) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| ppid(pid) == Some(parent))
+            .collect()
+    }
+
+    fn ppid(pid: u32) -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses: fields start after the last ')'.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
 }

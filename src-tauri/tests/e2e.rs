@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use can_sync_app::backend::settings::Settings;
 use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
+use can_testkit::window::{close_windows_of, webkit_processes};
 use can_testkit::{
     Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload,
 };
@@ -340,6 +341,64 @@ async fn the_real_app_end_to_end() {
         "resumed, yet nothing arrived"
     );
 
+    // ---- closed to the tray, the window takes its webview with it: WebKit's processes
+    // end; Open CAN Sync in the tray menu brings a new one, on the same page and filter.
+    s.click("[data-testid=nav-history]").await;
+    s.type_into("[data-testid=history-filter]", "postcard")
+        .await;
+    s.wait_text("[data-testid=history-range]", 20, |t| t.ends_with("of 1"))
+        .await;
+    let app_pid = tray.pid_of(&item_bus).await;
+    assert!(
+        !webkit_processes(app_pid).is_empty(),
+        "no WebKit processes under the app (pid {app_pid}) while its window is open"
+    );
+    let handles = s.window_handles().await;
+    assert_eq!(
+        close_windows_of(&x.display, app_pid),
+        1,
+        "one window to close"
+    );
+    // The web process goes with the webview. (The network process is ended 15 s later,
+    // except under WebDriver, whose session would not survive it: tests/tray_window.rs
+    // checks that part without WebDriver.)
+    assert!(
+        eventually(30, || !webkit_processes(app_pid)
+            .iter()
+            .any(|(_, name)| name.starts_with("WebKitWebProc")))
+        .await,
+        "the web process outlived its window: {:?}",
+        webkit_processes(app_pid)
+    );
+    assert!(
+        c.get(format!("{store_url}/healthz")).send().await.is_ok(),
+        "the app must keep running in the tray"
+    );
+    tray.click(&item_bus, &item_path, "Open CAN Sync").await;
+    s.switch_to_new_window(&handles, 30).await;
+    s.find("[data-testid=page-history]", 30).await;
+    s.wait_text("[data-testid=history-name]", 20, |t| {
+        t.contains("postcard.txt")
+    })
+    .await;
+    assert_eq!(
+        s.execute("return document.querySelector('[data-testid=history-filter]').value")
+            .await,
+        serde_json::json!("postcard"),
+        "the filter is back"
+    );
+    assert_eq!(
+        s.count("[data-testid=setup-banner]").await,
+        0,
+        "the dismissed banner stays dismissed (localStorage outlived WebKit's processes)"
+    );
+    // The rest comes from the backend as well: the engine's status, the peer.
+    s.wait_text("[data-testid=status-line]", 20, |t| {
+        t.starts_with("Up to date")
+    })
+    .await;
+    s.screenshot(&shots.join("8-reopened.png")).await;
+
     // ---- a 2 GiB asset from the peer: Peers shows it moving, with rate and time left,
     // and the throughput chart has points
     s.click("[data-testid=nav-peers]").await;
@@ -371,7 +430,16 @@ async fn the_real_app_end_to_end() {
     assert_eq!(big.await.unwrap(), 201);
     s.find("[data-testid=transfers-empty]", 300).await;
 
-    // ---- a second launch hands over to the first (single instance) and exits
+    // ---- a second launch brings the window back too (single instance), then exits
+    let handles = s.window_handles().await;
+    assert_eq!(close_windows_of(&x.display, app_pid), 1);
+    assert!(
+        eventually(30, || !webkit_processes(app_pid)
+            .iter()
+            .any(|(_, n)| n.starts_with("WebKitWebProc")))
+        .await,
+        "the web process outlived its window"
+    );
     let mut second = Command::new(env!("CARGO_BIN_EXE_can-sync-app"))
         .envs(env.iter().cloned())
         .env("DISPLAY", &x.display)
@@ -383,6 +451,8 @@ async fn the_real_app_end_to_end() {
         eventually(20, || matches!(second.try_wait(), Ok(Some(_)))).await,
         "a second instance kept running"
     );
+    s.switch_to_new_window(&handles, 30).await;
+    s.find("[data-testid=page-peers]", 30).await;
     assert!(
         c.get(format!("{store_url}/healthz")).send().await.is_ok(),
         "the first instance must keep running"

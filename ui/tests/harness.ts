@@ -306,5 +306,8 @@ function defaultHandlers(): Record<string, Handler> {
     pause: () => null,
     resume: () => null,
     update_state: () => updateState(),
+    ui_view: () => null,
+    set_ui_view: () => null,
+    throughput: () => [],
   };
 }

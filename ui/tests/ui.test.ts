@@ -8,3 +8,4 @@ import './history.ui.ts';
 import './shell.ui.ts';
 import './settings.ui.ts';
 import './updates.ui.ts';
+import './window.ui.ts';

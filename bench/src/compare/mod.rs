@@ -6,7 +6,7 @@
 mod can;
 mod chart;
 mod report;
-mod syncthing;
+pub(crate) mod syncthing;
 mod wire;
 
 use std::future::Future;

@@ -194,6 +194,14 @@ impl Node {
         self.serve.context("syncthing is not running")
     }
 
+    /// The monitor (`syncthing serve` itself), parent of [`Node::pid`].
+    pub fn monitor_pid(&self) -> anyhow::Result<u32> {
+        self.monitor
+            .as_ref()
+            .map(Child::id)
+            .context("syncthing is not running")
+    }
+
     /// TERM to both processes, KILL after 10 s.
     pub fn stop(&mut self) {
         let Some(mut monitor) = self.monitor.take() else {

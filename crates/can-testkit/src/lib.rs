@@ -7,6 +7,8 @@ pub mod netns;
 mod servers;
 mod service;
 pub mod wan;
+#[cfg(target_os = "linux")]
+pub mod window;
 
 pub use agent::{Agent, list_all};
 pub use servers::LocalServers;

@@ -14,6 +14,8 @@ pub mod passphrase;
 pub mod secrets;
 pub mod settings;
 pub mod store;
+pub mod throughput;
+pub mod ui_view;
 pub mod untrusted;
 pub mod wizard;
 

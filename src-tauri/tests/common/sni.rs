@@ -94,6 +94,17 @@ impl SniWatcher {
         }
     }
 
+    /// The process behind a bus name (the tray item's: the app itself).
+    pub async fn pid_of(&self, bus_name: &str) -> u32 {
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn)
+            .await
+            .expect("bus proxy");
+        let name = zbus::names::BusName::try_from(bus_name.to_owned()).expect("bus name");
+        dbus.get_connection_unix_process_id(name)
+            .await
+            .expect("GetConnectionUnixProcessID")
+    }
+
     async fn menu_path(&self, dest: &str, item_path: &str) -> OwnedObjectPath {
         let proxy = zbus::Proxy::new(
             &self.conn,

@@ -161,7 +161,10 @@ impl Session {
                 return t;
             }
             if Instant::now() >= deadline {
-                panic!("{css} never matched within {secs} s; last text: {t:?}");
+                let page = self
+                    .execute("return document.body ? document.body.innerText.slice(0, 2000) : ''")
+                    .await;
+                panic!("{css} never matched within {secs} s; last text: {t:?}; the page: {page}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -186,6 +189,42 @@ impl Session {
         )
         .await["value"]
             .clone()
+    }
+
+    /// The session's window handles (one per webview the app has).
+    pub async fn window_handles(&self) -> Vec<String> {
+        let v = self
+            .call(reqwest::Method::GET, "/window/handles", None)
+            .await;
+        v["value"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits up to `secs` for a window handle other than those in `old`, and switches the
+    /// session to it (a recreated window is a new browsing context for WebDriver).
+    pub async fn switch_to_new_window(&self, old: &[String], secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let handles = self.window_handles().await;
+            if let Some(h) = handles.iter().find(|h| !old.contains(h)) {
+                let v = self
+                    .call(reqwest::Method::POST, "/window", Some(json!({"handle": h})))
+                    .await;
+                assert!(v["value"].is_null(), "switching to window {h} failed: {v}");
+                return h.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new window within {secs} s (handles: {handles:?}, before: {old:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn screenshot(&self, path: &std::path::Path) {

@@ -234,6 +234,24 @@ export type SettingsPatch = Partial<
   >
 >;
 
+/** Download and upload rates (bytes/s) as a status reported them at time `t` (ms since the epoch). */
+export interface RateSample {
+  t: number;
+  down: number;
+  up: number;
+}
+
+export type UiPage = 'pairing' | 'peers' | 'history' | 'settings';
+
+/**
+ * What the main window shows, kept by the backend: closing the window destroys the webview,
+ * and the next one opens where this one was.
+ */
+export interface UiView {
+  page: UiPage;
+  history: { text: string; direction: 'all' | Direction; offset: number };
+}
+
 /** What `open_asset` did: opened with the default app, or (not an allow-listed type) revealed. */
 export interface OpenResult {
   action: 'open' | 'reveal';
@@ -323,6 +341,11 @@ export const api = {
   checkUpdate: () => call<UpdateState>('check_update'),
   /** Downloads, verifies and installs the update; the app then restarts into it. */
   installUpdate: () => call<null>('install_update'),
+  /** The last window's view; null until one was reported (each start of the app). */
+  uiView: () => call<UiView | null>('ui_view'),
+  setUiView: (view: UiView) => call<null>('set_ui_view', { view }),
+  /** The throughput chart's samples the backend kept (the last 10 minutes), oldest first. */
+  throughput: () => call<RateSample[]>('throughput'),
 
   // ------------------------------------------------------------ events
   onAppState: (cb: (s: AppState) => void) => on<AppState>('app-state', cb),

@@ -1,5 +1,7 @@
 // Small shared reactive state for the running app (filled by App.svelte from events).
-import type { Status } from './api';
+import type { RateSample, Status } from './api';
+
+export type { RateSample };
 
 export const live = $state<{ status: Status | null; now: number }>({
   status: null,
@@ -13,13 +15,6 @@ export const THROUGHPUT_WINDOW_MS = 10 * 60_000;
 /** At most one sample a second, so at most 600 in the window. */
 export const SAMPLE_MS = 1000;
 export const MAX_SAMPLES = 600;
-
-/** Download and upload rates (bytes/s) as a status reported them at time `t` (ms). */
-export interface RateSample {
-  t: number;
-  down: number;
-  up: number;
-}
 
 /** Samples of `download_rate`/`upload_rate`, oldest first, spanning the last 10 minutes. */
 export const throughput = $state<{ samples: RateSample[] }>({ samples: [] });
@@ -48,6 +43,16 @@ export function recordStatus(s: Status, now: number = Date.now()): void {
   while (drop < samples.length - 1 && samples[drop + 1].t <= now - THROUGHPUT_WINDOW_MS) drop++;
   drop = Math.max(drop, samples.length - MAX_SAMPLES);
   if (drop > 0) samples.splice(0, drop);
+}
+
+/**
+ * A new window: the samples the backend kept from before it go in front of the page's own,
+ * so the chart goes on where the last window's stopped.
+ */
+export function seedThroughput(older: RateSample[]): void {
+  const own = throughput.samples;
+  const first = own[0]?.t ?? Infinity;
+  throughput.samples = [...older.filter((s) => s.t < first), ...own].slice(-MAX_SAMPLES);
 }
 
 /** The engine stopped (or the main window went away): forget its status and samples. */

@@ -204,12 +204,9 @@ async fn the_real_app_end_to_end() {
         ]),
         "setup must take exactly three screens"
     );
-    // The one-time "add another computer" banner; dismissed so the screenshots show the pages.
-    s.find("[data-testid=setup-banner]", 10).await;
-    s.click("[data-testid=setup-banner-dismiss]").await;
 
-    // ---- the update the feed offers: version and notes; Install refuses the wrong key's
-    // signature and writes nothing; Later hides the banner (for the screenshots below)
+    // ---- the update the feed offers (checked at start): version and notes; Install refuses
+    // the wrong key's signature and writes nothing; Later hides the banner
     let banner = "[data-testid=update-banner]";
     s.wait_text(&format!("{banner} [data-testid=update-version]"), 60, |t| {
         t == "Version 9.9.9 is available"
@@ -238,6 +235,16 @@ async fn the_real_app_end_to_end() {
     assert!(
         poll_number(&s, left, 10, |n| n == 0.0).await.is_some(),
         "Later leaves the banner"
+    );
+
+    // The one-time "add another computer" banner; dismissed so the screenshots show the pages
+    // (after the update banner above it is gone, so nothing moves under the click).
+    s.find("[data-testid=setup-banner]", 10).await;
+    s.click("[data-testid=setup-banner-dismiss]").await;
+    let left = "return document.querySelectorAll('[data-testid=setup-banner]').length";
+    assert!(
+        poll_number(&s, left, 10, |n| n == 0.0).await.is_some(),
+        "the setup banner stays"
     );
 
     // ---- pairing: link to the peer by its ticket (advanced direct connect)

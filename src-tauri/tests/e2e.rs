@@ -334,6 +334,9 @@ async fn the_real_app_end_to_end() {
         t.starts_with("Up to date")
     })
     .await;
+    // As at the start: a window just mapped needs a moment before its screenshot shows
+    // what the page already has (cosmetic).
+    tokio::time::sleep(Duration::from_millis(800)).await;
     s.screenshot(&shots.join("8-reopened.png")).await;
 
     // ---- a 2 GiB asset from the peer: Peers shows it moving, with rate and time left,

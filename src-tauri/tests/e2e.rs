@@ -327,7 +327,7 @@ async fn the_real_app_end_to_end() {
     assert_eq!(
         s.count("[data-testid=setup-banner]").await,
         0,
-        "the dismissed banner stays dismissed (localStorage outlived WebKit's processes)"
+        "the dismissed banner stays dismissed (localStorage is on disk, not in the webview)"
     );
     // The rest comes from the backend as well: the engine's status, the peer.
     s.wait_text("[data-testid=status-line]", 20, |t| {

@@ -119,6 +119,19 @@ describe('a recreated window', () => {
     assert.equal(backend.callsOf('throughput').length, 1);
   });
 
+  it('an idle chart is the baseline across the whole width (nothing in it depends on the clock)', { timeout: 20_000 }, async () => {
+    const backend = new FakeBackend({
+      status: () => status({ peers: [peer(1)] }),
+      throughput: () => [{ t: Date.now() - 60_000, down: 0, up: 0 }],
+    });
+    const page = await open(backend);
+    await page.getByTestId('peer-name').waitFor();
+    const baseline = '0.0,119.0 600.0,119.0';
+    for (const id of ['throughput-down', 'throughput-up']) {
+      await eventually(async () => assert.equal(await page.getByTestId(id).getAttribute('points'), baseline));
+    }
+  });
+
   it('a saved page beyond the rows left falls back to the first page', { timeout: 20_000 }, async () => {
     const backend = new FakeBackend({
       history: historyHandler,

@@ -25,6 +25,20 @@ const STATUS_THROTTLE: Duration = Duration::from_millis(300);
 const MOVING_PUSH: Duration = Duration::from_millis(250);
 const IDLE_PUSH: Duration = Duration::from_secs(10);
 
+/// Whether `b` shows what `a` shows. Round-trip times are shown in whole milliseconds
+/// (Peers), and their sub-millisecond jitter would otherwise make every idle read a change:
+/// a status push, and a re-render of Peers, every 10 s for nothing.
+fn shows_the_same(a: &can_sync::Status, b: &can_sync::Status) -> bool {
+    let shown = |s: &can_sync::Status| {
+        let mut s = s.clone();
+        for p in &mut s.peers {
+            p.rtt_ms = p.rtt_ms.map(f64::round);
+        }
+        s
+    };
+    shown(a) == shown(b)
+}
+
 pub(super) struct Running {
     pub engine: Arc<Engine>,
     pub store_url: String,
@@ -168,7 +182,10 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
         if now >= status_due {
             if let Ok(status) = engine.status().await {
                 coalescer.set_busy(status.pending + status.in_flight > 0);
-                if last_status.as_ref() != Some(&status) {
+                if !last_status
+                    .as_ref()
+                    .is_some_and(|l| shows_the_same(l, &status))
+                {
                     backend.emit(AppEvent::Status(status.clone()));
                     last_status = Some(status);
                 }
@@ -248,4 +265,41 @@ fn handle(
 
 fn short(id: &str) -> String {
     id.chars().take(10).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shows_the_same;
+    use can_sync::{PeerStatus, Status};
+
+    fn with_rtt(rtt_ms: Option<f64>) -> Status {
+        Status {
+            peers: vec![PeerStatus {
+                endpoint_id: "p".into(),
+                device_name: "P".into(),
+                path: "direct".into(),
+                rtt_ms,
+                assets_sent: 0,
+                assets_received: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+                last_activity: String::new(),
+            }],
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn sub_millisecond_rtt_jitter_is_no_change() {
+        assert!(shows_the_same(&with_rtt(Some(0.31)), &with_rtt(Some(0.44))));
+        assert!(shows_the_same(&with_rtt(Some(23.2)), &with_rtt(Some(22.6))));
+        assert!(!shows_the_same(
+            &with_rtt(Some(23.2)),
+            &with_rtt(Some(24.6))
+        ));
+        assert!(!shows_the_same(&with_rtt(None), &with_rtt(Some(0.2))));
+        let mut more = with_rtt(Some(0.3));
+        more.pending = 1;
+        assert!(!shows_the_same(&with_rtt(Some(0.3)), &more));
+    }
 }

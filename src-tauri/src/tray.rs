@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use can_sync::Status;
+use can_sync::human::{is_syncing, peers, syncing_line};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
@@ -29,77 +30,6 @@ pub struct TrayView {
     /// The menu's status line, e.g. "Up to date · 2 peers".
     pub line: String,
     pub pause_label: &'static str,
-}
-
-fn peers(n: usize) -> String {
-    if n == 1 {
-        "1 peer".into()
-    } else {
-        format!("{n} peers")
-    }
-}
-
-/// Bytes as the UI writes them (ui/src/lib/format.ts formatBytes): "850 B", "1.2 GB", "34 MB".
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut i = 0;
-    v /= 1000.0;
-    while v >= 999.5 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if v < 9.95 {
-        format!("{v:.1} {}", UNITS[i])
-    } else {
-        format!("{} {}", v.round(), UNITS[i])
-    }
-}
-
-/// Time left as the UI says it (formatTimeLeft): "less than a minute", "about 2 min".
-fn time_left(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return String::new();
-    }
-    if secs < 60.0 {
-        return "less than a minute".into();
-    }
-    let min = (secs / 60.0).round() as u64;
-    if min < 60 {
-        return format!("about {min} min");
-    }
-    if min < 600 {
-        let rounded = ((min as f64 / 5.0).round() as u64) * 5;
-        let (h, m) = (rounded / 60, rounded % 60);
-        return if m == 0 {
-            format!("about {h} h")
-        } else {
-            format!("about {h} h {m} min")
-        };
-    }
-    let h = (min as f64 / 60.0).round() as u64;
-    if h < 48 {
-        format!("about {h} h")
-    } else {
-        format!("about {} days", (h as f64 / 24.0).round())
-    }
-}
-
-/// "Syncing 3 assets · 1.2 GB left · about 2 min", leaving out what is not known yet.
-fn syncing_line(s: &Status) -> String {
-    // `pending` counts every asset not stored here yet, the ones in flight included.
-    let n = s.pending.max(s.in_flight);
-    let mut line = format!("Syncing {n} {}", if n == 1 { "asset" } else { "assets" });
-    if s.bytes_left > 0 {
-        line += &format!(" · {} left", bytes(s.bytes_left));
-        if s.download_rate > 0.0 {
-            line += &format!(" · {}", time_left(s.bytes_left as f64 / s.download_rate));
-        }
-    }
-    line
 }
 
 /// "Paused", or why the app paused by itself.
@@ -128,9 +58,7 @@ pub fn view(state: &AppState, status: Option<&Status>) -> TrayView {
         (Phase::Running, Some(s)) if s.peers.is_empty() => {
             (TrayKind::NoPeers, "No peers connected".to_owned())
         }
-        (Phase::Running, Some(s)) if s.pending + s.in_flight > 0 => {
-            (TrayKind::Syncing, syncing_line(s))
-        }
+        (Phase::Running, Some(s)) if is_syncing(s) => (TrayKind::Syncing, syncing_line(s)),
         (Phase::Running, Some(s)) => (
             TrayKind::UpToDate,
             format!("Up to date · {}", peers(s.peers.len())),
@@ -314,8 +242,6 @@ mod tests {
             view(&run, Some(&moving)).line,
             "Syncing 1 asset · 34 MB left · less than a minute"
         );
-        assert_eq!(bytes(999), "999 B");
-        assert_eq!(time_left(3.0 * 3600.0 + 20.0 * 60.0), "about 3 h 20 min");
         assert_eq!(
             view(&run, Some(&status(0, 0, true))).kind,
             TrayKind::NoPeers

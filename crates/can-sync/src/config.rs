@@ -196,6 +196,37 @@ pub fn default_control_socket(data_dir: &Path) -> PathBuf {
 }
 
 impl EngineConfig {
+    /// The settings a minimal `config.yaml` gets: these four, everything else at its
+    /// default (the table in README). The app and tests start from here.
+    pub fn new(
+        can_service_url: impl Into<String>,
+        sync_api_key: Secret,
+        passphrase: Secret,
+        data_dir: PathBuf,
+    ) -> Self {
+        Self {
+            can_service_url: can_service_url.into(),
+            sync_api_key,
+            passphrase,
+            device_name: default_device_name(),
+            data_dir,
+            bind_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            relay_urls: None,
+            poll_interval: Duration::from_secs(default_poll()),
+            rendezvous_interval: Duration::from_secs(default_rendezvous()),
+            ticket_file: None,
+            connect_ticket_files: Vec::new(),
+            pkarr_relays: None,
+            local_discovery: true,
+            relay_only: false,
+            start_paused: false,
+            reconcile: ReconcileMode::default(),
+            transfer_idle_timeout: crate::transfer::DEFAULT_IDLE_TIMEOUT,
+            bandwidth: crate::bandwidth::BandwidthLimits::default(),
+            congestion: Congestion::default(),
+        }
+    }
+
     /// Reads the agent's YAML config; relative paths are taken relative to the file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         AgentConfig::load(path).map(|c| c.engine)
@@ -312,15 +343,10 @@ impl AgentConfig {
             Some(OneOrMany::One(p)) => vec![resolve(p)],
             Some(OneOrMany::Many(v)) => v.into_iter().map(resolve).collect(),
         };
+        let defaults = EngineConfig::new(url.trim_end_matches('/'), key, passphrase, data_dir);
         let engine = EngineConfig {
-            can_service_url: url.trim_end_matches('/').to_owned(),
-            sync_api_key: key,
-            passphrase,
-            device_name: file.device_name.unwrap_or_else(default_device_name),
-            data_dir,
-            bind_addr: file
-                .bind_addr
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            device_name: file.device_name.unwrap_or(defaults.device_name.clone()),
+            bind_addr: file.bind_addr.unwrap_or(defaults.bind_addr),
             relay_urls: file.relay_urls,
             poll_interval: Duration::from_secs(file.poll_interval_secs),
             rendezvous_interval: Duration::from_secs(file.rendezvous_interval_secs),
@@ -329,11 +355,11 @@ impl AgentConfig {
             pkarr_relays: file.pkarr_relays,
             local_discovery: file.local_discovery,
             relay_only: file.relay_only,
-            start_paused: false,
             reconcile: file.reconcile,
             transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
             bandwidth,
             congestion: file.congestion_controller,
+            ..defaults
         };
         Ok(Self {
             engine,

@@ -1,12 +1,13 @@
 //! What the engine reports: a status snapshot and a stream of events. Plain data, no
 //! transport types, so the app and the agent can show or serialise them as they like.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::progress::TransferStatus;
 
 /// One connected peer.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct PeerStatus {
     pub endpoint_id: String,
     pub device_name: String,
@@ -21,8 +22,10 @@ pub struct PeerStatus {
     pub last_activity: String,
 }
 
-/// A snapshot of the engine.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// A snapshot of the engine. Deserialisable (missing fields default) for `can-sync status`,
+/// which reads it from the agent's control socket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Status {
     pub endpoint_id: String,
     pub device_name: String,

@@ -17,7 +17,7 @@
 //! - [`context`]: what the engine's tasks share and the messages between them.
 //! - [`peer`]: one connection's I/O; [`engine`]: the actor, the dialer and lifecycle.
 //! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
-//! - [`text`]: peer-chosen names as we show them.
+//! - [`text`]: peer-chosen names as we show them; [`human`]: sizes and times for people.
 //! - [`agent`]: the headless agent's control socket, metrics and status report.
 
 pub mod admission;
@@ -30,6 +30,7 @@ pub(crate) mod context;
 pub mod discovery;
 pub mod engine;
 pub mod events;
+pub mod human;
 pub mod identity;
 pub mod keys;
 pub mod limits;

@@ -106,6 +106,8 @@ async fn ask(command: Command) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
+                let status: can_sync::Status =
+                    serde_json::from_value(status).context("the agent's status is not readable")?;
                 print!("{}", report::render(&status));
             }
         }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iroh::EndpointId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::Hash;
 
@@ -21,15 +21,17 @@ pub const WINDOW: Duration = Duration::from_secs(5);
 /// Samples kept per meter (a status every 100 ms over WINDOW, at most).
 const MAX_SAMPLES: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    #[default]
     Download,
     Upload,
 }
 
 /// One transfer as reported.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct TransferStatus {
     pub hash: String,
     pub name: String,

@@ -30,15 +30,6 @@ fn status_json(config: &Path) -> serde_json::Value {
     serde_json::from_str(&ok_stdout(&out)).expect("status --json prints JSON")
 }
 
-fn ready_field(agent: &Agent, key: &str) -> String {
-    agent
-        .events()
-        .iter()
-        .find(|e| e["event"] == "ready")
-        .and_then(|e| e[key].as_str().map(str::to_owned))
-        .unwrap_or_else(|| panic!("ready event without {key}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_pause_resume_and_metrics_of_a_running_agent() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,10 +70,7 @@ async fn status_pause_resume_and_metrics_of_a_running_agent() {
         &format!("connect_ticket_file: {}\n", a.ticket_path().display()),
     );
     assert!(a.wait_for("ready", 60).await && b.wait_for("ready", 60).await);
-    assert_eq!(
-        ready_field(&a, "control_socket"),
-        socket.display().to_string()
-    );
+    assert_eq!(a.ready("control_socket"), socket.display().to_string());
     assert!(
         eventually_async(60, || async { list_all(&c, &svc_b.url).await.len() == 3 }).await,
         "B never mirrored A"
@@ -90,12 +78,12 @@ async fn status_pause_resume_and_metrics_of_a_running_agent() {
 
     // status --json: A's peers and counts.
     let status = status_json(&a.config);
-    assert_eq!(status["endpoint_id"], ready_field(&a, "endpoint_id"));
+    assert_eq!(status["endpoint_id"], a.ready("endpoint_id"));
     assert_eq!(status["local_assets"], 3);
     assert_eq!(status["paused"], false);
     let peers = status["peers"].as_array().expect("peers");
     assert_eq!(peers.len(), 1);
-    assert_eq!(peers[0]["endpoint_id"], ready_field(&b, "endpoint_id"));
+    assert_eq!(peers[0]["endpoint_id"], b.ready("endpoint_id"));
     assert_eq!(status["assets_sent"], 3);
     // The same through --socket, for people.
     let text = ok_stdout(&cli(&["status", "--socket", socket.to_str().unwrap()]));
@@ -128,7 +116,7 @@ async fn status_pause_resume_and_metrics_of_a_running_agent() {
     assert_eq!(status_json(&b.config)["paused"], false);
 
     // Metrics on the opt-in loopback address.
-    let metrics_addr = ready_field(&a, "metrics_addr");
+    let metrics_addr = a.ready("metrics_addr");
     let body = c
         .get(format!("http://{metrics_addr}/metrics"))
         .send()
@@ -191,7 +179,7 @@ async fn status_pause_resume_and_metrics_of_a_running_agent() {
     assert!(b.wait_for("ready", 60).await);
     assert_eq!(
         status_json(&b.config)["endpoint_id"],
-        ready_field(&b, "endpoint_id")
+        b.ready("endpoint_id")
     );
 }
 

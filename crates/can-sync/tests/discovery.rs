@@ -197,25 +197,19 @@ async fn a_relayed_connection_moves_to_a_direct_path() {
     .unwrap();
 
     let engine = Engine::start(EngineConfig {
-        can_service_url: b.url.clone(),
-        sync_api_key: Secret::new(KEY),
-        passphrase: Secret::new(PASS),
         device_name: "B".into(),
-        data_dir: dir.path().join("engine-b"),
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         relay_urls: Some(vec![relay_url.clone()]),
         poll_interval: Duration::from_secs(2),
-        rendezvous_interval: Duration::from_secs(60),
-        ticket_file: None,
         connect_ticket_files: vec![ticket],
         pkarr_relays: Some(vec![]),
         local_discovery: false,
-        relay_only: false,
-        start_paused: false,
-        reconcile: Default::default(),
-        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
-        bandwidth: Default::default(),
-        congestion: Default::default(),
+        ..EngineConfig::new(
+            b.url.clone(),
+            Secret::new(KEY),
+            Secret::new(PASS),
+            dir.path().join("engine-b"),
+        )
     })
     .await
     .unwrap();

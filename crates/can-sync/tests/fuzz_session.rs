@@ -145,8 +145,6 @@ async fn random_control_messages_never_break_a_live_engine() {
     let engine = Engine::start(EngineConfig {
         ticket_file: Some(ticket.clone()),
         transfer_idle_timeout: Duration::from_secs(2),
-        bandwidth: Default::default(),
-        congestion: Default::default(),
         ..engine_config(&a.url, PASS, "Target", dir.path().join("engine"))
     })
     .await

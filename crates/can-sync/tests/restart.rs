@@ -15,15 +15,6 @@ const PASS: &str = "ember quartz falcon meadow tidal beacon zephyr";
 /// and prints what it measured.
 const FAIL_AFTER: Duration = Duration::from_secs(10);
 
-fn endpoint_id(agent: &Agent) -> String {
-    agent
-        .events()
-        .iter()
-        .find(|e| e["event"] == "ready")
-        .and_then(|e| e["endpoint_id"].as_str().map(str::to_owned))
-        .expect("ready event")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_catches_up_within_seconds_whichever_side_restarts() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +44,7 @@ async fn a_restarted_agent_catches_up_within_seconds_whichever_side_restarts() {
     );
     assert!(a.wait_for("ready", 60).await && b.wait_for("ready", 60).await);
     assert!(a.wait_for("peer_up", 60).await, "A and B never connected");
-    let larger_is_a = endpoint_id(&a) > endpoint_id(&b);
+    let larger_is_a = a.ready("endpoint_id") > b.ready("endpoint_id");
 
     // Restart the larger id first (the case that used to wait for the idle timeout), then
     // the smaller one.

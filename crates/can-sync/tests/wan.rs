@@ -79,14 +79,11 @@ async fn two_sites_converge_over_a_mobile_link_with_2_percent_loss() {
     println!(
         "mobile (10 Mbit/s, 80 ms ± 20 ms, 2 % loss): 20 + 20 assets converged in {:.1} s; {} packets delivered, {} dropped",
         start.elapsed().as_secs_f64(),
-        tb.delivered.load(Ordering::Relaxed),
-        tb.dropped.load(Ordering::Relaxed)
+        tb.delivered(),
+        tb.dropped()
     );
     assert!(converged, "did not converge");
-    assert!(
-        tb.dropped.load(Ordering::Relaxed) > 0,
-        "the link lost nothing"
-    );
+    assert!(tb.dropped() > 0, "the link lost nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,6 +120,16 @@ impl Agent {
         self.events().iter().filter(|e| e["event"] == event).count()
     }
 
+    /// A string field of the agent's `ready` line (`endpoint_id`, `ticket`, `control_socket`,
+    /// `metrics_addr`); panics if it has not been printed.
+    pub fn ready(&self, key: &str) -> String {
+        self.events()
+            .iter()
+            .find(|e| e["event"] == "ready")
+            .and_then(|e| e[key].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no `ready` line with {key} yet"))
+    }
+
     /// Waits until an event of this kind has been seen, or `secs` pass.
     pub async fn wait_for(&self, event: &str, secs: u64) -> bool {
         crate::eventually(secs, || self.count(event) > 0).await

@@ -95,26 +95,20 @@ pub(super) async fn start(
         None => SocketAddr::from(([0, 0, 0, 0], 0)),
     };
     let config = EngineConfig {
-        can_service_url: url.clone(),
-        sync_api_key: key,
-        passphrase,
         device_name: settings.device_name.clone(),
-        data_dir: backend.paths.data_dir.join("engine"),
         bind_addr,
         relay_urls: settings.advanced.relay_urls.clone(),
-        poll_interval: Duration::from_secs(3),
-        rendezvous_interval: Duration::from_secs(60),
-        ticket_file: None,
-        connect_ticket_files: Vec::new(),
         pkarr_relays: settings.advanced.pkarr_relays.clone(),
         local_discovery: settings.advanced.local_discovery.unwrap_or(true),
-        relay_only: false,
         // The user's pause or a condition's (metered, battery).
         start_paused,
-        reconcile: Default::default(),
-        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
         bandwidth: settings.bandwidth(),
-        congestion: Default::default(),
+        ..EngineConfig::new(
+            url.clone(),
+            key,
+            passphrase,
+            backend.paths.data_dir.join("engine"),
+        )
     };
     let engine = match Engine::start(config).await {
         Ok(e) => Arc::new(e),

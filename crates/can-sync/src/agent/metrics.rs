@@ -39,83 +39,61 @@ pub fn error_kind(event: &EngineEvent) -> Option<&'static str> {
 /// The exposition for one scrape (pure: status and error counts in, text out).
 pub fn render(status: &Status, errors: &BTreeMap<&'static str, u64>) -> String {
     let mut registry = Registry::with_prefix("can_sync");
-    let gauge = |registry: &mut Registry, name: &str, help: &str, value: i64| {
+    let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    let gauges = [
+        ("peers", "Connected peers", n(status.peers.len())),
+        (
+            "candidates",
+            "Endpoints with a dial loop",
+            n(status.candidates),
+        ),
+        (
+            "local_assets",
+            "Assets in the local CAN Service",
+            n(status.local_assets),
+        ),
+        (
+            "pending_assets",
+            "Assets known at peers and not stored here yet",
+            n(status.pending),
+        ),
+        (
+            "transfers_in_flight",
+            "Downloads running now",
+            n(status.in_flight),
+        ),
+        ("paused", "1 while sync is paused", i64::from(status.paused)),
+        (
+            "store_online",
+            "1 while the local CAN Service answers",
+            i64::from(status.store_online),
+        ),
+    ];
+    for (name, help, value) in gauges {
         let g: Gauge = Gauge::default();
         g.set(value);
         registry.register(name, help, g);
-    };
-    let counter = |registry: &mut Registry, name: &str, help: &str, value: u64| {
+    }
+    // Registered without "_total": the encoder appends it to counters.
+    let counters = [
+        ("assets_sent", "Assets sent to peers", status.assets_sent),
+        (
+            "assets_received",
+            "Assets received from peers",
+            status.assets_received,
+        ),
+        ("bytes_sent", "Asset bytes sent to peers", status.bytes_sent),
+        (
+            "bytes_received",
+            "Asset bytes received from peers",
+            status.bytes_received,
+        ),
+    ];
+    for (name, help, value) in counters {
         let c: Counter = Counter::default();
         c.inc_by(value);
         registry.register(name, help, c);
-    };
-    let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-    gauge(
-        &mut registry,
-        "peers",
-        "Connected peers",
-        n(status.peers.len()),
-    );
-    gauge(
-        &mut registry,
-        "candidates",
-        "Endpoints with a dial loop",
-        n(status.candidates),
-    );
-    gauge(
-        &mut registry,
-        "local_assets",
-        "Assets in the local CAN Service",
-        n(status.local_assets),
-    );
-    gauge(
-        &mut registry,
-        "pending_assets",
-        "Assets known at peers and not stored here yet",
-        n(status.pending),
-    );
-    gauge(
-        &mut registry,
-        "transfers_in_flight",
-        "Downloads running now",
-        n(status.in_flight),
-    );
-    gauge(
-        &mut registry,
-        "paused",
-        "1 while sync is paused",
-        i64::from(status.paused),
-    );
-    gauge(
-        &mut registry,
-        "store_online",
-        "1 while the local CAN Service answers",
-        i64::from(status.store_online),
-    );
-    counter(
-        &mut registry,
-        "assets_sent",
-        "Assets sent to peers",
-        status.assets_sent,
-    );
-    counter(
-        &mut registry,
-        "assets_received",
-        "Assets received from peers",
-        status.assets_received,
-    );
-    counter(
-        &mut registry,
-        "bytes_sent",
-        "Asset bytes sent to peers",
-        status.bytes_sent,
-    );
-    counter(
-        &mut registry,
-        "bytes_received",
-        "Asset bytes received from peers",
-        status.bytes_received,
-    );
+    }
     let family = Family::<Vec<(String, String)>, Counter>::default();
     for (kind, count) in errors {
         family

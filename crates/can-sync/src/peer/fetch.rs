@@ -76,17 +76,14 @@ pub(crate) async fn fetch(
     // Remember how the peer's stream failed, to tell a broken or stalled transfer from a
     // store that is down when the upload to the store fails.
     let state = Arc::new(AtomicU8::new(BODY_OK));
-    let progress = ctx
-        .transfers
-        .start(Direction::Download, remote, hash, &name, size);
-    let lan = crate::bandwidth::is_lan_conn(&conn);
-    let body = body_stream(
-        recv.take(size),
-        idle,
-        state.clone(),
-        progress,
-        (ctx.clone(), lan),
-    );
+    let flow = Flow {
+        progress: ctx
+            .transfers
+            .start(Direction::Download, remote, hash, &name, size),
+        ctx: ctx.clone(),
+        lan: crate::bandwidth::is_lan_conn(&conn),
+    };
+    let body = body_stream(recv.take(size), idle, state.clone(), flow);
     let result = ctx.can.ingest(asset, body).await;
     if result.is_err() {
         match state.load(Ordering::Relaxed) {
@@ -107,36 +104,47 @@ pub(crate) async fn fetch(
     }
 }
 
+/// What every chunk of a download passes: the download limit, then the progress count.
+struct Flow {
+    progress: Guard,
+    ctx: Arc<Context>,
+    /// The peer is on the LAN (exempt from the limit unless `limit_lan`).
+    lan: bool,
+}
+
+impl Flow {
+    async fn pass(&self, bytes: u64) {
+        // The chunk waits for its tokens before it is passed on; meanwhile QUIC flow
+        // control slows the sender.
+        self.ctx
+            .shaper
+            .take(Direction::Download, self.lan, bytes)
+            .await;
+        self.progress.add(bytes);
+    }
+}
+
 /// The body as a stream of chunks; a read that brings nothing for `idle` ends it with an
 /// error (and marks it stalled), so a peer that stops sending frees the transfer slot.
 fn body_stream<R>(
     reader: R,
     idle: Duration,
     state: Arc<AtomicU8>,
-    progress: Guard,
-    (ctx, lan): (Arc<Context>, bool),
+    flow: Flow,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     let chunks = tokio_util::io::ReaderStream::with_capacity(reader, READ_BUFFER);
-    let progress = Arc::new(progress);
-    futures_util::stream::unfold(Some(chunks), move |chunks| {
+    futures_util::stream::unfold(Some((chunks, flow)), move |rest| {
         let state = state.clone();
-        let progress = progress.clone();
-        let ctx = ctx.clone();
         async move {
-            let mut chunks = chunks?;
+            let (mut chunks, flow) = rest?;
             match tokio::time::timeout(idle, chunks.next()).await {
                 Ok(None) => None,
                 Ok(Some(Ok(bytes))) => {
-                    // The download limit: this chunk waits for its tokens before it is passed
-                    // on; meanwhile QUIC flow control slows the sender.
-                    ctx.shaper
-                        .take(Direction::Download, lan, bytes.len() as u64)
-                        .await;
-                    progress.add(bytes.len() as u64);
-                    Some((Ok(bytes), Some(chunks)))
+                    flow.pass(bytes.len() as u64).await;
+                    Some((Ok(bytes), Some((chunks, flow))))
                 }
                 Ok(Some(Err(e))) => {
                     state.store(BODY_BROKEN, Ordering::Relaxed);

@@ -158,25 +158,19 @@ pub fn engine_config(
     device_name: &str,
     data_dir: std::path::PathBuf,
 ) -> can_sync::EngineConfig {
+    // Loopback only: no relays, no rendezvous, no LAN discovery.
     can_sync::EngineConfig {
-        can_service_url: can_url.to_owned(),
-        sync_api_key: can_sync::Secret::new(KEY),
-        passphrase: can_sync::Secret::new(passphrase),
         device_name: device_name.to_owned(),
-        data_dir,
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         relay_urls: Some(vec![]),
         poll_interval: Duration::from_secs(2),
-        rendezvous_interval: Duration::from_secs(60),
-        ticket_file: None,
-        connect_ticket_files: Vec::new(),
         pkarr_relays: Some(vec![]),
         local_discovery: false,
-        relay_only: false,
-        start_paused: false,
-        reconcile: Default::default(),
-        transfer_idle_timeout: can_sync::transfer::DEFAULT_IDLE_TIMEOUT,
-        bandwidth: Default::default(),
-        congestion: Default::default(),
+        ..can_sync::EngineConfig::new(
+            can_url,
+            can_sync::Secret::new(KEY),
+            can_sync::Secret::new(passphrase),
+            data_dir,
+        )
     }
 }

@@ -54,15 +54,30 @@ struct Links {
     rng: rand::rngs::StdRng,
 }
 
+/// What the forwarder's threads share with the testbed.
+struct Shared {
+    links: Mutex<Links>,
+    stop: AtomicBool,
+    /// Orders packets due at the same instant.
+    seq: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn set_up(&self, i: usize, up: bool) {
+        if let Ok(mut l) = self.links.lock() {
+            l.links[i].0.up = up;
+            l.links[i].1.up = up;
+        }
+    }
+}
+
 /// The running testbed.
 pub struct Testbed {
     sites: Vec<Site>,
-    links: Arc<Mutex<Links>>,
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    /// Packets delivered and dropped, for test diagnostics.
-    pub delivered: Arc<AtomicU64>,
-    pub dropped: Arc<AtomicU64>,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -184,49 +199,48 @@ impl Testbed {
             });
             tuns.push(Arc::new(tun));
         }
-        let links = Arc::new(Mutex::new(Links {
-            links: profiles
-                .iter()
-                .map(|p| (Link::new(*p, now), Link::new(*p, now)))
-                .collect(),
-            rng: rand::SeedableRng::seed_from_u64(id),
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let delivered = Arc::new(AtomicU64::new(0));
-        let dropped = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            links: Mutex::new(Links {
+                links: profiles
+                    .iter()
+                    .map(|p| (Link::new(*p, now), Link::new(*p, now)))
+                    .collect(),
+                rng: rand::SeedableRng::seed_from_u64(id),
+            }),
+            stop: AtomicBool::new(false),
+            seq: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
         let (tx, rx) = mpsc::channel::<Due>();
         let mut threads = Vec::new();
-        let seq = Arc::new(AtomicU64::new(0));
+        let n = tuns.len();
         for (from, tun) in tuns.iter().enumerate() {
-            let (tun, links, stop, tx, seq, dropped) = (
-                tun.clone(),
-                links.clone(),
-                stop.clone(),
-                tx.clone(),
-                seq.clone(),
-                dropped.clone(),
-            );
-            let n = tuns.len();
+            let (tun, shared, tx) = (tun.clone(), shared.clone(), tx.clone());
             threads.push(std::thread::spawn(move || {
-                read_site(from, n, &tun, &links, &stop, &tx, &seq, &dropped)
+                read_site(from, n, &tun, &shared, &tx)
             }));
         }
         drop(tx);
         {
-            let (stop, delivered) = (stop.clone(), delivered.clone());
-            threads.push(std::thread::spawn(move || {
-                deliver(rx, &tuns, &stop, &delivered)
-            }));
+            let shared = shared.clone();
+            threads.push(std::thread::spawn(move || deliver(rx, &tuns, &shared)));
         }
         Testbed {
             sites,
-            links,
-            stop,
+            shared,
             threads,
-            delivered,
-            dropped,
             _turn: turn,
         }
+    }
+
+    /// Packets the links delivered and dropped so far (for test diagnostics).
+    pub fn delivered(&self) -> u64 {
+        self.shared.delivered.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     pub fn site(&self, i: usize) -> &Site {
@@ -239,47 +253,33 @@ impl Testbed {
 
     /// Site `i`'s access link gets another profile (both directions), from now on.
     pub fn set_profile(&self, i: usize, profile: Profile) {
-        if let Ok(mut l) = self.links.lock() {
+        if let Ok(mut l) = self.shared.links.lock() {
             l.links[i].0.profile = profile;
             l.links[i].1.profile = profile;
         }
     }
 
-    fn set_up(&self, i: usize, up: bool) {
-        if let Ok(mut l) = self.links.lock() {
-            l.links[i].0.up = up;
-            l.links[i].1.up = up;
-        }
-    }
-
     /// Site `i` loses its link: every packet to or from it is dropped.
     pub fn cut(&self, i: usize) {
-        self.set_up(i, false);
+        self.shared.set_up(i, false);
     }
 
     pub fn restore(&self, i: usize) {
-        self.set_up(i, true);
+        self.shared.set_up(i, true);
     }
 
     /// Cuts and restores site `i`'s link every `every` until `stop` is set (or the testbed
     /// goes away); the link is left up.
     pub fn flap(&self, i: usize, every: Duration, stop: Arc<AtomicBool>) -> JoinHandle<()> {
-        let links = self.links.clone();
-        let ended = self.stop.clone();
+        let shared = self.shared.clone();
         std::thread::spawn(move || {
             let mut up = true;
-            while !stop.load(Ordering::Relaxed) && !ended.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(every);
                 up = !up;
-                if let Ok(mut l) = links.lock() {
-                    l.links[i].0.up = up;
-                    l.links[i].1.up = up;
-                }
+                shared.set_up(i, up);
             }
-            if let Ok(mut l) = links.lock() {
-                l.links[i].0.up = true;
-                l.links[i].1.up = true;
-            }
+            shared.set_up(i, true);
         })
     }
 }
@@ -306,20 +306,10 @@ fn remove_orphans() {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read_site(
-    from: usize,
-    sites: usize,
-    tun: &File,
-    links: &Mutex<Links>,
-    stop: &AtomicBool,
-    tx: &mpsc::Sender<Due>,
-    seq: &AtomicU64,
-    dropped: &AtomicU64,
-) {
+fn read_site(from: usize, sites: usize, tun: &File, shared: &Shared, tx: &mpsc::Sender<Due>) {
     let mut buf = vec![0u8; 65536];
     let fd = tun.as_raw_fd();
-    while !stop.load(Ordering::Relaxed) {
+    while !shared.stop.load(Ordering::Relaxed) {
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -346,7 +336,9 @@ fn read_site(
         let to = to - 1;
         let now = Instant::now();
         let verdict = {
-            let Ok(mut l) = links.lock() else { return };
+            let Ok(mut l) = shared.links.lock() else {
+                return;
+            };
             let l = &mut *l;
             let (r1, r2, r3, r4) = (
                 rand::Rng::random::<f64>(&mut l.rng),
@@ -363,7 +355,7 @@ fn read_site(
             Verdict::Deliver(at) => {
                 let due = Due {
                     at,
-                    seq: seq.fetch_add(1, Ordering::Relaxed),
+                    seq: shared.seq.fetch_add(1, Ordering::Relaxed),
                     to,
                     packet: packet.to_vec(),
                 };
@@ -372,21 +364,21 @@ fn read_site(
                 }
             }
             Verdict::Dropped => {
-                dropped.fetch_add(1, Ordering::Relaxed);
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 }
 
-fn deliver(rx: mpsc::Receiver<Due>, tuns: &[Arc<File>], stop: &AtomicBool, delivered: &AtomicU64) {
+fn deliver(rx: mpsc::Receiver<Due>, tuns: &[Arc<File>], shared: &Shared) {
     let mut queue = BinaryHeap::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         while queue.peek().is_some_and(|d: &Due| d.at <= now) {
             if let Some(d) = queue.pop() {
                 // A full receive queue drops the packet, like a real interface.
                 let _ = (&*tuns[d.to]).write(&d.packet);
-                delivered.fetch_add(1, Ordering::Relaxed);
+                shared.delivered.fetch_add(1, Ordering::Relaxed);
             }
         }
         let wait = queue
@@ -408,7 +400,7 @@ fn deliver(rx: mpsc::Receiver<Due>, tuns: &[Arc<File>], stop: &AtomicBool, deliv
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

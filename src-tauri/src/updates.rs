@@ -34,6 +34,15 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 const RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
 /// The feed is a small JSON file: a check that takes longer has failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// A download that receives nothing for this long has failed. (Not a total timeout: a slow
+/// link may take many minutes for a whole bundle, and that is fine while bytes arrive.)
+pub const DOWNLOAD_STALL: Duration = Duration::from_secs(60);
+/// The plugin buffers the whole bundle in memory; a feed pointing at something far larger
+/// than any CAN Sync bundle must not be able to exhaust it.
+pub const DOWNLOAD_MAX_BYTES: u64 = 512 * 1024 * 1024;
+/// Release notes longer than this are cut (the feed is not trusted to be small; Settings
+/// shows them as text).
+const NOTES_MAX_CHARS: usize = 4000;
 
 /// Where updates come from, or why there are none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +161,24 @@ pub struct Updates<R: Runtime = tauri::Wry> {
     /// The last check's find, kept for `install`.
     pending: Mutex<Option<Update>>,
     installing: AtomicBool,
+    limits: DownloadLimits,
+}
+
+/// When a download is given up: no byte for `stall`, or more than `max_bytes` announced or
+/// received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownloadLimits {
+    pub stall: Duration,
+    pub max_bytes: u64,
+}
+
+impl Default for DownloadLimits {
+    fn default() -> Self {
+        Self {
+            stall: DOWNLOAD_STALL,
+            max_bytes: DOWNLOAD_MAX_BYTES,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -161,11 +188,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn info_of(u: &Update) -> UpdateInfo {
     UpdateInfo {
         version: u.version.clone(),
-        notes: u.body.clone().filter(|n| !n.trim().is_empty()),
+        notes: u
+            .body
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| truncate_chars(n, NOTES_MAX_CHARS)),
         date: u.date.and_then(|d| {
             d.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         }),
+    }
+}
+
+/// `s` cut to at most `max` characters (an ellipsis marks the cut).
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((at, _)) => format!("{}…", &s[..at]),
     }
 }
 
@@ -191,11 +230,17 @@ fn update_error(doing: &str, e: tauri_plugin_updater::Error) -> AppError {
 impl<R: Runtime> Updates<R> {
     /// Needs tauri-plugin-updater registered on `app`.
     pub fn new(app: AppHandle<R>, channel: Channel) -> Arc<Self> {
+        Self::with_limits(app, channel, DownloadLimits::default())
+    }
+
+    /// [`Self::new`] with other download limits (tests: a stall or cap reached in seconds).
+    pub fn with_limits(app: AppHandle<R>, channel: Channel, limits: DownloadLimits) -> Arc<Self> {
         Arc::new(Self {
             app,
             channel,
             pending: Mutex::new(None),
             installing: AtomicBool::new(false),
+            limits,
         })
     }
 
@@ -287,11 +332,9 @@ impl<R: Runtime> Updates<R> {
         let _done = Done(&self.installing);
 
         tracing::info!(version = %update.version, "downloading the update");
-        // `download` verifies the signature (and the signed version) before returning.
-        let bytes = match update.download(|_, _| {}, || {}).await {
+        let bytes = match download(&update, self.limits).await {
             Ok(b) => b,
             Err(e) => {
-                let e = update_error("Could not download the update", e);
                 tracing::warn!(code = ?e.code, "update refused: {}", e.message);
                 return Err(e);
             }
@@ -336,6 +379,69 @@ impl<R: Runtime> Updates<R> {
     }
 }
 
+/// `update`'s bundle, verified, within `limits`. The plugin has no limit of its own (its
+/// `Update` carries no timeout and buffers the whole body), so the download races a
+/// watchdog fed by its progress callback; losing the race drops (cancels) the download.
+async fn download(update: &Update, limits: DownloadLimits) -> Result<Vec<u8>, AppError> {
+    // (bytes received, bytes announced by Content-Length)
+    let (progress, mut seen) = tokio::sync::watch::channel((0u64, None::<u64>));
+    let on_chunk = move |n: usize, total: Option<u64>| {
+        progress.send_modify(|(bytes, announced)| {
+            *bytes += n as u64;
+            *announced = total;
+        });
+    };
+    let too_large = |bytes: u64| {
+        AppError::new(
+            ErrorCode::Update,
+            format!(
+                "Could not download the update: it is larger than {} MiB ({bytes} bytes), which no CAN Sync release is.",
+                limits.max_bytes / (1024 * 1024)
+            ),
+        )
+    };
+    let watchdog = async {
+        loop {
+            match tokio::time::timeout(limits.stall, seen.changed()).await {
+                Err(_) => {
+                    return AppError::new(
+                        ErrorCode::Update,
+                        format!(
+                            "Could not download the update: nothing was received for {} seconds.",
+                            limits.stall.as_secs()
+                        ),
+                    );
+                }
+                // The callback is gone with the download, which has finished: its own
+                // branch answers.
+                Ok(Err(_)) => std::future::pending::<()>().await,
+                Ok(Ok(())) => {
+                    let (bytes, announced) = *seen.borrow_and_update();
+                    if let Some(over) = [Some(bytes), announced]
+                        .into_iter()
+                        .flatten()
+                        .find(|&b| b > limits.max_bytes)
+                    {
+                        return too_large(over);
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        // `download` verifies the signature (and the signed version) before returning.
+        done = update.download(on_chunk, || {}) => {
+            let bytes = done.map_err(|e| update_error("Could not download the update", e))?;
+            // A body that arrived in one go finishes before the watchdog sees its size.
+            match u64::try_from(bytes.len()) {
+                Ok(n) if n <= limits.max_bytes => Ok(bytes),
+                _ => Err(too_large(bytes.len() as u64)),
+            }
+        }
+        e = watchdog => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +464,18 @@ mod tests {
         ] {
             assert_eq!(Channel::for_bundle(Some(b)), Channel::Release);
         }
+    }
+
+    #[test]
+    fn long_notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate_chars("short", 10), "short");
+        assert_eq!(truncate_chars("ééééé", 5), "ééééé");
+        assert_eq!(truncate_chars("éééééé", 5), "ééééé…");
+        let long = "ü".repeat(NOTES_MAX_CHARS * 3);
+        assert_eq!(
+            truncate_chars(&long, NOTES_MAX_CHARS).chars().count(),
+            NOTES_MAX_CHARS + 1
+        );
     }
 
     /// The shipped config: the documented feed, a minisign public key, and signatures that

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use can_sync_app::backend::ErrorCode;
-use can_sync_app::updates::{Channel, EVENT, Feed, Updates};
+use can_sync_app::updates::{Channel, DownloadLimits, EVENT, Feed, Updates};
 use common::feed::{FeedServer, Signer, fake_appimage, latest_json};
 use tauri::Listener;
 use tauri::test::{MockRuntime, mock_builder, mock_context, noop_assets};
@@ -171,6 +171,81 @@ async fn updates_from_a_local_feed() {
     assert_eq!(std::fs::read(&installed).unwrap(), bundle);
     let mode = std::fs::metadata(&installed).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o755);
+}
+
+/// A download that stops arriving, or is larger than the cap, fails with `update` and
+/// leaves the app as it was; the next install may start (nothing is left "installing").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_or_oversized_download_is_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = Signer::generate(dir.path(), "ours");
+    let server = FeedServer::start().await;
+
+    // Larger than the cap below, and correctly signed: only the size refuses it.
+    let mut big = fake_appimage("CAN Sync 9.9.9");
+    big.resize(256 * 1024, 0);
+    let big_file = dir.path().join("big.AppImage");
+    std::fs::write(&big_file, &big).unwrap();
+    let big_url = format!("{}/download/big.AppImage", server.url);
+    server.put("/download/big.AppImage", big.clone());
+    server.put(
+        "/big/latest.json",
+        latest_json(NEW, NOTES, &big_url, &ours.sign(&big_file, NEW)),
+    );
+    let stalled_url = format!("{}/download/stalled.AppImage", server.url);
+    server.put_stalled("/download/stalled.AppImage", big[..1024].to_vec());
+    server.put(
+        "/stalled/latest.json",
+        latest_json(NEW, NOTES, &stalled_url, &ours.sign(&big_file, NEW)),
+    );
+
+    let installed = dir.path().join("CAN-Sync.AppImage");
+    let old = fake_appimage("CAN Sync 0.1.0");
+    std::fs::write(&installed, &old).unwrap();
+    let app = app(&format!("{}/big/latest.json", server.url), &ours.pubkey);
+    let limits = DownloadLimits {
+        stall: Duration::from_secs(1),
+        max_bytes: 64 * 1024,
+    };
+    for (feed, says) in [("big", "larger than"), ("stalled", "nothing was received")] {
+        let u = Updates::with_limits(
+            app.handle().clone(),
+            custom(&server, feed, &ours.pubkey, &installed),
+            limits,
+        );
+        assert_eq!(u.check().await.unwrap().unwrap().version, NEW);
+        for attempt in 0..2 {
+            let e = tokio::time::timeout(Duration::from_secs(20), u.install(async {}))
+                .await
+                .expect("install did not give up")
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::Update, "{feed} #{attempt}: {e:?}");
+            assert!(e.message.contains(says), "{feed} #{attempt}: {e}");
+        }
+        assert_eq!(std::fs::read(&installed).unwrap(), old, "{feed}: replaced");
+    }
+}
+
+/// Feed notes are not trusted to be short.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_notes_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = Signer::generate(dir.path(), "ours");
+    let server = FeedServer::start().await;
+    let notes = "n".repeat(100_000);
+    server.put(
+        "/long/latest.json",
+        latest_json(NEW, &notes, "http://127.0.0.1:9/x", "x"),
+    );
+    let app = app(&format!("{}/long/latest.json", server.url), &ours.pubkey);
+    let installed = dir.path().join("CAN-Sync.AppImage");
+    let u = Updates::new(
+        app.handle().clone(),
+        custom(&server, "long", &ours.pubkey, &installed),
+    );
+    let shown = u.check().await.unwrap().unwrap().notes.unwrap();
+    assert!(shown.len() < 10_000, "{} chars", shown.len());
+    assert!(notes.starts_with(shown.trim_end_matches('…')));
 }
 
 fn count(server: &FeedServer, prefix: &str) -> usize {

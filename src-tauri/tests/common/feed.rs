@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 
 /// The Tauri CLI pinned in ui/package.json.
 fn tauri_cli() -> PathBuf {
@@ -105,6 +106,8 @@ pub fn latest_json(version: &str, notes: &str, url: &str, signature: &str) -> Ve
 #[derive(Clone, Default)]
 struct Files {
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// Paths whose body starts and then never goes on.
+    stalled: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     hits: Arc<Mutex<Vec<String>>>,
 }
 
@@ -137,6 +140,16 @@ impl FeedServer {
             .insert(path.to_owned(), body);
     }
 
+    /// Serves `start` at `path`, then nothing more, never ending the body (a stalled
+    /// download).
+    pub fn put_stalled(&self, path: &str, start: Vec<u8>) {
+        self.state
+            .stalled
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), start);
+    }
+
     /// The paths requested so far, in order.
     pub fn hits(&self) -> Vec<String> {
         self.state.hits.lock().unwrap().clone()
@@ -152,6 +165,12 @@ impl Drop for FeedServer {
 async fn serve(State(s): State<Files>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     s.hits.lock().unwrap().push(path.clone());
+    if let Some(start) = s.stalled.lock().unwrap().get(&path).cloned() {
+        let body =
+            futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(start)) })
+                .chain(futures_util::stream::pending());
+        return (StatusCode::OK, axum::body::Body::from_stream(body)).into_response();
+    }
     match s.files.lock().unwrap().get(&path) {
         Some(body) => (StatusCode::OK, Bytes::from(body.clone())).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),

@@ -225,7 +225,7 @@ mod tests {
         );
         let mut moving = status(1, 2, true);
         moving.pending = 3;
-        moving.in_flight = 1;
+        moving.in_flight = 3;
         moving.bytes_left = 1_200_000_000;
         assert_eq!(
             view(&run, Some(&moving)).line,
@@ -236,8 +236,11 @@ mod tests {
             view(&run, Some(&moving)).line,
             "Syncing 3 assets · 1.2 GB left · about 2 min"
         );
+        // More pending than in flight: the bytes left are not all that is left.
+        moving.pending = 300;
+        assert_eq!(view(&run, Some(&moving)).line, "Syncing 300 assets");
         moving.bytes_left = 34_000_000;
-        moving.pending = 1;
+        (moving.pending, moving.in_flight) = (1, 1);
         assert_eq!(
             view(&run, Some(&moving)).line,
             "Syncing 1 asset · 34 MB left · less than a minute"

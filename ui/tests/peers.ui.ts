@@ -123,7 +123,7 @@ describe('peers page', () => {
     const moving = status({
       peers: [p1],
       pending: 3,
-      in_flight: 1,
+      in_flight: 3,
       transfers: [down, up],
       bytes_left: 1_200_000_000,
       download_rate: 10_000_000,
@@ -194,6 +194,10 @@ describe('peers page', () => {
     assert.ok(Math.min(...upPts.map(([, y]) => y)) > 110, `upload line is low: ${JSON.stringify(upPts)}`);
     assert.ok([...downPts, ...upPts].every(([x]) => x >= 0 && x <= 600));
     assert.equal(Math.max(...downPts.map(([x]) => x)), 600, 'the line reaches "now"');
+
+    // More pending than in flight: the bytes left are not all that is left, so not shown.
+    await backend.emit('status', status({ ...moving, pending: 300, in_flight: 1 }));
+    await eventually(async () => assert.equal(await t('status-line').textContent(), 'Syncing 300 assets'));
 
     // Only the count is known: no "left", no time.
     await backend.emit('status', status({ ...moving, bytes_left: 0, download_rate: 0 }));

@@ -66,11 +66,13 @@ pub fn is_syncing(s: &Status) -> bool {
     s.pending.max(s.in_flight) > 0
 }
 
-/// "Syncing 3 assets · 1.2 GB left · about 2 min", leaving out what is not known yet.
+/// "Syncing 3 assets · 1.2 GB left · about 2 min", leaving out what is not known yet. The
+/// bytes left are those of the transfers in flight: they stand for all that is left only
+/// when every pending asset is in flight (the others' sizes are unknown until they start).
 pub fn syncing_line(s: &Status) -> String {
     let n = s.pending.max(s.in_flight);
     let mut line = format!("Syncing {n} {}", if n == 1 { "asset" } else { "assets" });
-    if s.bytes_left > 0 {
+    if s.bytes_left > 0 && s.pending <= s.in_flight {
         line += &format!(" · {} left", bytes(s.bytes_left));
         if s.download_rate > 0.0 {
             line += &format!(" · {}", time_left(s.bytes_left as f64 / s.download_rate));
@@ -95,7 +97,7 @@ mod tests {
         assert_eq!(peers(1), "1 peer");
         let mut s = Status {
             pending: 3,
-            in_flight: 1,
+            in_flight: 3,
             ..Status::default()
         };
         assert!(is_syncing(&s));
@@ -106,5 +108,8 @@ mod tests {
             syncing_line(&s),
             "Syncing 3 assets · 1.2 GB left · about 2 min"
         );
+        // Assets not started yet: their sizes are unknown, so nothing is said of bytes.
+        s.pending = 300;
+        assert_eq!(syncing_line(&s), "Syncing 300 assets");
     }
 }

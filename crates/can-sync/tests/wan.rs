@@ -1,6 +1,8 @@
 //! Sync over emulated WAN links (can_testkit::wan: network namespaces joined by a
 //! user-space link with rate, delay, jitter, loss and cuts). Root only; skipped otherwise.
 
+#![cfg(target_os = "linux")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

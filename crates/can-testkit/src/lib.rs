@@ -6,6 +6,7 @@ pub mod desktop;
 pub mod netns;
 mod servers;
 mod service;
+#[cfg(target_os = "linux")]
 pub mod wan;
 #[cfg(target_os = "linux")]
 pub mod window;

@@ -149,10 +149,13 @@ impl Testbed {
         let now = Instant::now();
         let mut sites = Vec::new();
         let mut tuns = Vec::new();
+        // Should a step fail half-way (a panic here), what was made is removed.
+        let mut made = Made(Vec::new());
         for (i, _) in profiles.iter().enumerate() {
             let netns = format!("cswan-{pid}-{n}-{i}");
-            let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+            delete_netns(&netns);
             ip(&["netns", "add", &netns]);
+            made.0.push(netns.clone());
             ip(&["-n", &netns, "link", "set", "lo", "up"]);
             // IPv4 only: no link-local v6 addresses for iroh to try beside the emulated path.
             in_ns(
@@ -199,6 +202,8 @@ impl Testbed {
             });
             tuns.push(Arc::new(tun));
         }
+        // From here the testbed owns the namespaces (its Drop removes them).
+        made.0.clear();
         let shared = Arc::new(Shared {
             links: Mutex::new(Links {
                 links: profiles
@@ -284,6 +289,34 @@ impl Testbed {
     }
 }
 
+/// Namespaces made by a `start` that has not finished; removed if it fails.
+struct Made(Vec<String>);
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            delete_netns(name);
+        }
+    }
+}
+
+/// Ends whatever still runs in the namespace, then deletes it. `ip netns del` alone only
+/// removes the name: a process left inside (an agent of a killed test) would keep the
+/// namespace, and the veth address it holds in ours, alive.
+fn delete_netns(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse::<libc::pid_t>().ok())
+        {
+            // SAFETY: kill(2) with a pid read from the kernel; a pid that exited meanwhile
+            // only makes it fail.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", name]).output();
+}
+
 /// Deletes the namespaces of testbeds whose process died without cleaning up (a killed
 /// test): their veth addresses would clash with ours. Deleting a namespace removes its
 /// TUN device and veth pair.
@@ -301,7 +334,7 @@ fn remove_orphans() {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            delete_netns(&name);
         }
     }
 }
@@ -377,8 +410,9 @@ fn deliver(rx: mpsc::Receiver<Due>, tuns: &[Arc<File>], shared: &Shared) {
         while queue.peek().is_some_and(|d: &Due| d.at <= now) {
             if let Some(d) = queue.pop() {
                 // A full receive queue drops the packet, like a real interface.
-                let _ = (&*tuns[d.to]).write(&d.packet);
-                shared.delivered.fetch_add(1, Ordering::Relaxed);
+                if (&*tuns[d.to]).write(&d.packet).is_ok() {
+                    shared.delivered.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         let wait = queue
@@ -405,7 +439,7 @@ impl Drop for Testbed {
             let _ = t.join();
         }
         for s in &self.sites {
-            let _ = Command::new("ip").args(["netns", "del", &s.netns]).output();
+            delete_netns(&s.netns);
         }
     }
 }

@@ -5,17 +5,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_NO_PI: libc::c_short = 0x1000;
-
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
 /// Opens TUN device `ifname` in the named namespace (`/var/run/netns/<netns>`). A short
 /// thread enters the namespace to create it; the file works from any thread afterwards.
 pub fn open_in(netns: &str, ifname: &str) -> io::Result<File> {
@@ -31,18 +20,18 @@ pub fn open_in(netns: &str, ifname: &str) -> io::Result<File> {
             .read(true)
             .write(true)
             .open("/dev/net/tun")?;
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: IFF_TUN | IFF_NO_PI,
-            _pad: [0; 22],
-        };
         let bytes = ifname.as_bytes();
         if bytes.len() >= libc::IFNAMSIZ {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "name too long"));
         }
-        req.name[..bytes.len()].copy_from_slice(bytes);
+        // SAFETY: ifreq is plain data; all-zero is a valid value (an empty name, no flags).
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+            *dst = *src as libc::c_char;
+        }
+        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
         // SAFETY: TUNSETIFF reads an ifreq we own for the duration of the call.
-        if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF as _, &mut req) } < 0 {
+        if unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(tun)

@@ -30,7 +30,7 @@ const NETWORK_MANAGER: Source = Source {
     interface: "org.freedesktop.NetworkManager",
     property: "Metered",
     parse: |v| u32::try_from(v).ok().map(super::nm_metered),
-    set: |c, v| c.metered = v,
+    set: Conditions::set_metered,
 };
 
 const UPOWER: Source = Source {
@@ -39,7 +39,7 @@ const UPOWER: Source = Source {
     interface: "org.freedesktop.UPower",
     property: "OnBattery",
     parse: |v| bool::try_from(v).ok(),
-    set: |c, v| c.on_battery = v,
+    set: Conditions::set_on_battery,
 };
 
 pub(super) async fn run(tx: &watch::Sender<Conditions>) {

@@ -51,7 +51,7 @@ impl PathMonitor {
             let metered = unsafe { nw_path_is_expensive(path) || nw_path_is_constrained(path) };
             tx.send_if_modified(|c| {
                 let changed = c.metered != Some(metered);
-                c.metered = Some(metered);
+                c.set_metered(Some(metered));
                 changed
             });
         });
@@ -82,7 +82,7 @@ pub(super) async fn run(tx: &watch::Sender<Conditions>) {
         let on_battery = tokio::task::spawn_blocking(on_battery).await.ok().flatten();
         tx.send_if_modified(|c| {
             let changed = c.on_battery != on_battery || !c.read;
-            c.on_battery = on_battery;
+            c.set_on_battery(on_battery);
             c.read = true;
             changed
         });

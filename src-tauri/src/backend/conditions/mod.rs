@@ -40,6 +40,34 @@ pub struct Conditions {
     /// The watcher has asked every source once (answered or not). Until then the engine
     /// waits a moment before starting, so a metered start does not begin with a burst.
     pub read: bool,
+    /// How many metered and battery spells have ended so far. Readings coalesce (a watch
+    /// channel keeps the latest only), so a spell that ends and begins again between two
+    /// looks would otherwise go unseen, and with it the end of the user's override.
+    pub ended: Ended,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ended {
+    pub metered: u64,
+    pub battery: u64,
+}
+
+impl Conditions {
+    /// What every watcher sets `metered` with, so that [`Ended`] counts.
+    pub fn set_metered(&mut self, v: Option<bool>) {
+        if self.metered == Some(true) && v != Some(true) {
+            self.ended.metered += 1;
+        }
+        self.metered = v;
+    }
+
+    /// What every watcher sets `on_battery` with, so that [`Ended`] counts.
+    pub fn set_on_battery(&mut self, v: Option<bool>) {
+        if self.on_battery == Some(true) && v != Some(true) {
+            self.ended.battery += 1;
+        }
+        self.on_battery = v;
+    }
 }
 
 /// Why sync is paused (`AppState.paused_reason`). The user's own pause comes first: only
@@ -64,8 +92,9 @@ pub struct PauseWhen {
 /// sets in, sync pauses again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Overrides {
-    metered: bool,
-    battery: bool,
+    /// The spell overridden, by the count of spells that had ended before it.
+    metered: Option<u64>,
+    battery: Option<u64>,
 }
 
 /// Whether sync is paused, and why.
@@ -77,9 +106,9 @@ pub fn decide(
 ) -> Option<PausedReason> {
     if user_paused {
         Some(PausedReason::User)
-    } else if when.metered && c.metered == Some(true) && !o.metered {
+    } else if when.metered && c.metered == Some(true) && o.metered != Some(c.ended.metered) {
         Some(PausedReason::Metered)
-    } else if when.battery && c.on_battery == Some(true) && !o.battery {
+    } else if when.battery && c.on_battery == Some(true) && o.battery != Some(c.ended.battery) {
         Some(PausedReason::Battery)
     } else {
         None
@@ -89,24 +118,32 @@ pub fn decide(
 impl Overrides {
     /// The user resumed: sync through every condition that pauses right now.
     pub fn resume(&mut self, c: Conditions, when: PauseWhen) {
-        self.metered |= when.metered && c.metered == Some(true);
-        self.battery |= when.battery && c.on_battery == Some(true);
+        if when.metered && c.metered == Some(true) {
+            self.metered = Some(c.ended.metered);
+        }
+        if when.battery && c.on_battery == Some(true) {
+            self.battery = Some(c.ended.battery);
+        }
     }
 
-    /// A condition that cleared (or became unknown) ends its override.
+    /// A condition that cleared (or became unknown) since ends its override.
     pub fn settle(&mut self, c: Conditions) {
-        self.metered &= c.metered == Some(true);
-        self.battery &= c.on_battery == Some(true);
+        if c.metered != Some(true) || self.metered.is_some_and(|n| n != c.ended.metered) {
+            self.metered = None;
+        }
+        if c.on_battery != Some(true) || self.battery.is_some_and(|n| n != c.ended.battery) {
+            self.battery = None;
+        }
     }
 
     /// The user changed which conditions pause: turning one on (again) is a request to
     /// pause for it now, so its override goes; turning it off makes the override moot.
     pub fn reset_changed(&mut self, before: PauseWhen, after: PauseWhen) {
         if before.metered != after.metered {
-            self.metered = false;
+            self.metered = None;
         }
         if before.battery != after.battery {
-            self.battery = false;
+            self.battery = None;
         }
     }
 }
@@ -162,6 +199,7 @@ mod tests {
             metered,
             on_battery,
             read: true,
+            ..Default::default()
         }
     }
 
@@ -231,6 +269,25 @@ mod tests {
         o.reset_changed(ON, off);
         o.reset_changed(off, ON);
         assert_eq!(decide(false, metered, ON, o), Some(PausedReason::Metered));
+    }
+
+    /// Readings coalesce: a spell that ended and began again between two looks still ends
+    /// the override, whether the look settles first or decides first.
+    #[test]
+    fn a_spell_that_ended_unseen_ends_the_override() {
+        let mut now = c(Some(true), Some(false));
+        let mut o = Overrides::default();
+        o.resume(now, ON);
+        assert_eq!(decide(false, now, ON, o), None);
+        now.set_metered(Some(false));
+        now.set_metered(Some(true));
+        assert_eq!(decide(false, now, ON, o), Some(PausedReason::Metered));
+        o.settle(now);
+        assert_eq!(decide(false, now, ON, o), Some(PausedReason::Metered));
+        o.resume(now, ON);
+        now.set_on_battery(Some(true));
+        now.set_on_battery(None);
+        assert_eq!(decide(false, now, ON, o), None);
     }
 
     #[test]

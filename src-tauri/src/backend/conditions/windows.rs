@@ -14,11 +14,10 @@ pub(super) async fn run(tx: &watch::Sender<Conditions>) {
             .await
             .unwrap_or((None, None));
         tx.send_if_modified(|c| {
-            let next = Conditions {
-                metered,
-                on_battery,
-                read: true,
-            };
+            let mut next = *c;
+            next.set_metered(metered);
+            next.set_on_battery(on_battery);
+            next.read = true;
             let changed = *c != next;
             *c = next;
             changed

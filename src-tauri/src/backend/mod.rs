@@ -143,7 +143,8 @@ pub struct Backend {
     conditions: watch::Sender<Conditions>,
     /// Conditions the user resumed through (see [`conditions::Overrides`]).
     overrides: Mutex<Overrides>,
-    /// The conditions watcher runs (started with the engine, once).
+    /// The conditions watcher runs (started once, when a setting first pauses for a
+    /// condition).
     watching: AtomicBool,
     /// Ends the tasks that hold only a weak reference to us.
     stop: CancellationToken,
@@ -374,6 +375,9 @@ impl Backend {
     // ---- running ----
 
     async fn start_engine(self: &Arc<Self>) -> Result<(), AppError> {
+        // Before the engine's lock: the wait for a first reading must not hold up
+        // everything else that takes it (the state, Settings).
+        self.watch_conditions_if_needed().await;
         let mut running = self.running.lock().await;
         if running.is_some() {
             return Ok(());
@@ -397,13 +401,6 @@ impl Backend {
                 "The passphrase is missing from the keychain. Reset this device in Settings and set it up again.",
             )
         })?;
-        self.watch_conditions();
-        if settings.pause_on_metered || settings.pause_on_battery {
-            // A moment for the first reading, so a start on a metered connection does not
-            // begin with a burst; a silent watcher only delays the start, never blocks it.
-            let mut rx = self.conditions.subscribe();
-            let _ = tokio::time::timeout(FIRST_READING, rx.wait_for(|c| c.read)).await;
-        }
         let start_paused = self.paused_reason().is_some();
         let r = runner::start(self.clone(), &settings, passphrase, api_key, start_paused).await?;
         *running = Some(r);

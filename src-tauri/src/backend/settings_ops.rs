@@ -32,7 +32,10 @@ impl Backend {
 
     /// Saves the patch (all of it or, if a field is invalid, none), then applies what
     /// changed to the running engine at once: limits, and pausing for conditions.
-    pub async fn update_settings(&self, patch: &SettingsPatch) -> Result<SettingsView, AppError> {
+    pub async fn update_settings(
+        self: &Arc<Self>,
+        patch: &SettingsPatch,
+    ) -> Result<SettingsView, AppError> {
         let (before, after) = {
             let mut s = lock(&self.settings);
             let mut next = s.clone();
@@ -50,6 +53,9 @@ impl Backend {
         }
         if before.pause_when() != after.pause_when() {
             lock(&self.overrides).reset_changed(before.pause_when(), after.pause_when());
+            if after.setup_complete {
+                self.watch_conditions_if_needed().await;
+            }
             self.apply_pause().await?;
         }
         Ok(self.settings_view().await)

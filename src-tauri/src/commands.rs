@@ -14,7 +14,7 @@ use crate::backend::history::{Page, Query};
 use crate::backend::passphrase::{Check, Generated};
 use crate::backend::settings::SettingsPatch;
 use crate::backend::store::check_hash;
-use crate::backend::throughput::{RateSample, Throughput};
+use crate::backend::throughput::RateSample;
 use crate::backend::ui_view::{UiView, UiViews};
 use crate::backend::wizard::{Input, StoreChoice};
 use crate::backend::{AppError, AppState, Backend, Pairing, SettingsView, WizardView};
@@ -189,8 +189,8 @@ pub fn ui_view(views: State<'_, UiViews>) -> Option<UiView> {
 
 /// The throughput chart's samples from before this window (docs/app-ipc.md).
 #[tauri::command]
-pub fn throughput(t: State<'_, Arc<Throughput>>) -> Vec<RateSample> {
-    t.samples()
+pub fn throughput(b: State<'_, Arc<Backend>>) -> Vec<RateSample> {
+    b.throughput()
 }
 
 #[tauri::command]

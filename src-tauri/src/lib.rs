@@ -55,15 +55,8 @@ pub fn run() {
             app.manage(updates.clone());
             updates.spawn_checks();
             app.manage(backend::ui_view::UiViews::default());
-            let throughput = Arc::new(backend::throughput::Throughput::default());
-            app.manage(throughput.clone());
             let tray = tray::Tray::create(app.handle(), backend.clone())?;
-            tauri::async_runtime::spawn(forward(
-                app.handle().clone(),
-                backend.clone(),
-                tray,
-                throughput,
-            ));
+            tauri::async_runtime::spawn(forward(app.handle().clone(), backend.clone(), tray));
             let settings = backend.settings();
             let hidden = launched_hidden || (settings.start_hidden && settings.setup_complete);
             if !hidden {
@@ -153,14 +146,8 @@ fn record_drop(app: &tauri::AppHandle, paths: &[std::path::PathBuf]) {
     }
 }
 
-/// Backend events → the UI (Tauri events, docs/app-ipc.md), the tray, and the throughput
-/// samples a new window's chart starts from.
-async fn forward(
-    app: tauri::AppHandle,
-    backend: Arc<Backend>,
-    tray: tray::Tray,
-    throughput: Arc<backend::throughput::Throughput>,
-) {
+/// Backend events → the UI (Tauri events, docs/app-ipc.md) and the tray.
+async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray) {
     let mut events = backend.subscribe();
     let mut state: AppState = backend.app_state().await;
     let mut status = None;
@@ -179,17 +166,11 @@ async fn forward(
                 let _ = app.emit("app-state", &s);
                 if s.phase != backend::Phase::Running {
                     status = None;
-                    throughput.clear();
                 }
                 state = s;
             }
             AppEvent::Status(s) => {
                 let _ = app.emit("status", &s);
-                throughput.record(
-                    backend::throughput::now_ms(),
-                    s.download_rate,
-                    s.upload_rate,
-                );
                 status = Some(s);
             }
             AppEvent::HistoryAdded(item) => {
@@ -200,6 +181,7 @@ async fn forward(
                 let _ = app.emit("engine-event", &e);
                 continue;
             }
+            AppEvent::Stopped => status = None,
             AppEvent::Notified(_) => continue,
         }
         let next = tray::view(&state, status.as_ref());

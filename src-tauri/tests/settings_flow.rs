@@ -126,7 +126,23 @@ async fn external_store_then_settings_actions() {
     )
     .unwrap();
     assert!(engine_dir.join("peers.pb").exists());
+    // The running engine's rates are on the chart; the restart starts it anew, and tells
+    // the tray its last status is gone.
+    assert!(
+        can_testkit::eventually(20, || !backend.throughput().is_empty()).await,
+        "no status recorded for the chart"
+    );
+    let mut events = backend.subscribe();
+    let restarted_at = can_sync_app::backend::throughput::now_ms();
     backend.change_passphrase(NEW_PASS).await.unwrap();
+    assert!(
+        backend.throughput().iter().all(|s| s.t >= restarted_at),
+        "samples from before the restart: {:?}",
+        backend.throughput()
+    );
+    let stopped = std::iter::from_fn(|| events.try_recv().ok())
+        .any(|e| matches!(e, can_sync_app::backend::AppEvent::Stopped));
+    assert!(stopped, "no Stopped event on restart");
     assert!(
         can_testkit::eventually(20, || !engine_dir.join("peers.pb").exists()).await,
         "the old passphrase's remembered peers survived the change"

@@ -124,6 +124,9 @@ pub enum AppEvent {
     Engine(EngineEvent),
     /// A desktop notification was shown (summary, body).
     Notified(coalesce::Note),
+    /// The engine stopped (another store, a new passphrase, reset, quit): its last status
+    /// no longer holds. A restart sends its first status when it has one.
+    Stopped,
 }
 
 pub struct Backend {
@@ -148,6 +151,8 @@ pub struct Backend {
     watching: AtomicBool,
     /// Ends the tasks that hold only a weak reference to us.
     stop: CancellationToken,
+    /// The rates of the statuses sent, for a new window's chart (the `throughput` command).
+    throughput: throughput::Throughput,
 }
 
 impl Drop for Backend {
@@ -192,6 +197,7 @@ impl Backend {
             overrides: Mutex::new(Overrides::default()),
             watching: AtomicBool::new(false),
             stop: CancellationToken::new(),
+            throughput: throughput::Throughput::default(),
             paths,
         }))
     }
@@ -205,7 +211,16 @@ impl Backend {
     }
 
     fn emit(&self, e: AppEvent) {
+        if let AppEvent::Status(s) = &e {
+            self.throughput
+                .record(throughput::now_ms(), s.download_rate, s.upload_rate);
+        }
         let _ = self.events.send(e);
+    }
+
+    /// The throughput chart's samples since the engine started, oldest first.
+    pub fn throughput(&self) -> Vec<throughput::RateSample> {
+        self.throughput.samples()
     }
 
     /// Starts syncing if set up; a failure (e.g. no keychain) becomes the "error" phase.
@@ -411,6 +426,10 @@ impl Backend {
         let r = self.running.lock().await.take();
         if let Some(r) = r {
             r.stop().await;
+            // The next engine (another store, another group) starts its chart and the
+            // tray's line anew.
+            self.throughput.clear();
+            self.emit(AppEvent::Stopped);
         }
     }
 

@@ -147,7 +147,7 @@ fn record_drop(app: &tauri::AppHandle, paths: &[std::path::PathBuf]) {
 }
 
 /// Backend events → the UI (Tauri events, docs/app-ipc.md) and the tray.
-async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, tray: tray::Tray) {
+async fn forward(app: tauri::AppHandle, backend: Arc<Backend>, mut tray: tray::Tray) {
     let mut events = backend.subscribe();
     let mut state: AppState = backend.app_state().await;
     let mut status = None;

@@ -103,6 +103,8 @@ pub struct Tray {
     icon: TrayIcon<Wry>,
     status: MenuItem<Wry>,
     pause: MenuItem<Wry>,
+    /// What the icon shows now.
+    kind: TrayKind,
 }
 
 impl Tray {
@@ -159,13 +161,19 @@ impl Tray {
             icon,
             status,
             pause,
+            kind: TrayKind::Setup,
         })
     }
 
-    pub fn update(&self, v: &TrayView) {
-        let _ = self
-            .icon
-            .set_icon(Some(Image::new_owned(icon_rgba(v.kind), 32, 32)));
+    pub fn update(&mut self, v: &TrayView) {
+        // The line changes every few seconds during transfers; the icon (on Linux a PNG
+        // written and a D-Bus signal) only with the kind.
+        if self.kind != v.kind {
+            let _ = self
+                .icon
+                .set_icon(Some(Image::new_owned(icon_rgba(v.kind), 32, 32)));
+            self.kind = v.kind;
+        }
         let _ = self
             .icon
             .set_tooltip(Some(format!("CAN Sync — {}", v.line)));

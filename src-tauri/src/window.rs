@@ -11,12 +11,22 @@ use tauri::{AppHandle, Manager, WebviewWindowBuilder};
 pub const MAIN: &str = "main";
 
 /// Bumped whenever the main window is created or destroyed, so that clean-up scheduled
-/// after one close does not run once the window came back (or closed again later).
+/// after one close does not run once the window came back (or closed again later), nor
+/// while a new one is being built (the build runs on the main thread after the bump).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Shows the main window, creating it from its entry in tauri.conf.json if it does not
 /// exist (it has `"create": false`, so Tauri never makes it by itself).
+///
+/// Callable from anywhere: the work happens on an async task, because building a webview
+/// from a synchronous handler (the tray's menu and click, single-instance, setup)
+/// deadlocks on Windows (wry#583, Tauri's window docs).
 pub fn show_main(app: &AppHandle) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move { show_main_now(&app) });
+}
+
+fn show_main_now(app: &AppHandle) {
     #[cfg(target_os = "macos")]
     let _ = app.set_activation_policy(tauri::ActivationPolicy::Regular);
     if let Some(w) = app.get_webview_window(MAIN) {
@@ -42,6 +52,7 @@ pub fn show_main(app: &AppHandle) {
 }
 
 /// The main window was closed and destroyed: the app lives on in the tray.
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
 pub fn closed(app: &AppHandle) {
     let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
     // macOS: with no window the app lives in the menu bar only (no Dock icon).
@@ -64,10 +75,6 @@ pub fn closed(app: &AppHandle) {
             });
         });
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = generation;
-    #[cfg(not(any(target_os = "macos", target_os = "linux")))]
-    let _ = app;
 }
 
 /// WebKitGTK's processes once no webview is left.

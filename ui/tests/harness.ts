@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, afterEach, before, describe } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 export const UI_TIMEOUT_MS = 5_000;
@@ -175,6 +176,46 @@ export async function openApp(
   return { page, context };
 }
 
+// ---------------------------------------------------------------- suites
+
+export interface App {
+  /** Opens the app on `backend` in a new browser context, closed after the test. */
+  open(backend: FakeBackend): Promise<{ page: Page; context: BrowserContext }>;
+  /** Opens the app on a FakeBackend with these handlers over the defaults. */
+  start(over?: Record<string, Handler>): Promise<{ page: Page; backend: FakeBackend; context: BrowserContext }>;
+}
+
+/**
+ * A suite of UI tests: `describe(name)` on the shared browser and server, each test's
+ * browser contexts closed after it, and the shared browser closed once the process's tests
+ * are done (a root-level hook; registering it again is harmless).
+ */
+export function appSuite(name: string, body: (app: App) => void): void {
+  after(closeSharedEnv);
+  describe(name, () => {
+    let env: Awaited<ReturnType<typeof sharedEnv>>;
+    const contexts: BrowserContext[] = [];
+    before(async () => {
+      env = await sharedEnv();
+    });
+    afterEach(async () => {
+      for (const c of contexts.splice(0)) await c.close();
+    });
+    const app: App = {
+      async open(backend) {
+        const opened = await openApp(env.browser, env.server.url, backend);
+        contexts.push(opened.context);
+        return opened;
+      },
+      async start(over = {}) {
+        const backend = new FakeBackend(over);
+        return { ...(await app.open(backend)), backend };
+      },
+    };
+    body(app);
+  });
+}
+
 // ---------------------------------------------------------------- assertions
 
 /** Retries `check` (an assertion) until it passes or the time is up. */
@@ -274,6 +315,18 @@ export function transfer(n: number, over: Args = {}) {
     rate_bytes_per_sec: 2_000_000,
     eta_secs: 30,
     ...over,
+  };
+}
+
+/** A `history` handler that filters and pages `items` as the backend does. */
+export function historyOf(items: ReturnType<typeof historyItem>[]): Handler {
+  return ({ query }) => {
+    const hits = items.filter(
+      (it) =>
+        (query.direction === 'all' || it.direction === query.direction) &&
+        it.name.toLowerCase().includes(query.text.toLowerCase()),
+    );
+    return { items: hits.slice(query.offset, query.offset + query.limit), total: hits.length };
   };
 }
 

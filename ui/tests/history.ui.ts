@@ -1,51 +1,17 @@
-import { after, afterEach, before, describe, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import {
-  FakeBackend,
-  eventually,
-  historyItem,
-  sharedEnv,
-  closeSharedEnv,
-  openApp,
-  runningState,
-  type Handler,
-} from './harness.ts';
+import type { Page } from 'playwright-core';
+import { appSuite, eventually, FakeBackend, historyItem, historyOf, runningState, type Handler } from './harness.ts';
 
 // 312 items, newest (highest id) first; odd ids received, even ids sent.
 const ALL = Array.from({ length: 312 }, (_, i) => historyItem(312 - i));
 
-const historyHandler: Handler = ({ query }) => {
-  const items = ALL.filter(
-    (it) =>
-      (query.direction === 'all' || it.direction === query.direction) &&
-      it.name.toLowerCase().includes(query.text.toLowerCase()),
-  );
-  return { items: items.slice(query.offset, query.offset + query.limit), total: items.length };
-};
-
-after(closeSharedEnv);
-
-describe('history page', () => {
-  let browser: Browser;
-  let server: { url: string };
-  let context: BrowserContext | undefined;
-
-  before(async () => {
-    ({ browser, server } = await sharedEnv());
-  });
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-  });
-
+appSuite('history page', (app) => {
   async function start(over: Record<string, Handler> = {}): Promise<{ page: Page; backend: FakeBackend }> {
-    const backend = new FakeBackend({ history: historyHandler, ...over });
-    const opened = await openApp(browser, server.url, backend);
-    context = opened.context;
-    await opened.page.getByTestId('nav-history').click();
-    await opened.page.getByTestId('page-history').waitFor();
-    return { page: opened.page, backend };
+    const { page, backend } = await app.start({ history: historyOf(ALL), ...over });
+    await page.getByTestId('nav-history').click();
+    await page.getByTestId('page-history').waitFor();
+    return { page, backend };
   }
 
   it('filters, pages and prepends live items', { timeout: 30_000 }, async () => {

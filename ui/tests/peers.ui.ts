@@ -1,37 +1,10 @@
-import { after, afterEach, before, describe, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext } from 'playwright-core';
-import {
-  FakeBackend,
-  closeSharedEnv,
-  eventually,
-  openApp,
-  peer,
-  sharedEnv,
-  status,
-  transfer,
-} from './harness.ts';
+import { appSuite, eventually, peer, status, transfer } from './harness.ts';
 
-after(closeSharedEnv);
-
-describe('peers page', () => {
-  let browser: Browser;
-  let server: { url: string };
-  let context: BrowserContext | undefined;
-
-  before(async () => {
-    ({ browser, server } = await sharedEnv());
-  });
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-  });
-
+appSuite('peers page', (app) => {
   it('follows status events: empty → one peer → two → one', { timeout: 20_000 }, async () => {
-    const backend = new FakeBackend();
-    const opened = await openApp(browser, server.url, backend);
-    context = opened.context;
-    const page = opened.page;
+    const { page, backend } = await app.start();
     const t = (id: string) => page.getByTestId(id);
     const rows = t('peer-row');
 
@@ -93,10 +66,7 @@ describe('peers page', () => {
 
   it('transfers: progress, rate, time left, throughput chart, header', { timeout: 20_000 }, async () => {
     const p1 = peer(1);
-    const backend = new FakeBackend({ status: () => status({ peers: [p1] }) });
-    const opened = await openApp(browser, server.url, backend);
-    context = opened.context;
-    const page = opened.page;
+    const { page, backend } = await app.start({ status: () => status({ peers: [p1] }) });
     const t = (id: string) => page.getByTestId(id);
 
     await eventually(async () => assert.equal(await t('status-line').textContent(), 'Up to date · 1 peer'));

@@ -1,47 +1,13 @@
 // Settings → Bandwidth (limits, LAN, pausing for a metered connection or battery) and the
 // header when a condition paused sync.
-import { after, afterEach, before, describe, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import {
-  FakeBackend,
-  appError,
-  closeSharedEnv,
-  eventually,
-  openApp,
-  peer,
-  runningState,
-  settingsView,
-  sharedEnv,
-  status,
-  type Handler,
-} from './harness.ts';
+import { appError, appSuite, eventually, peer, runningState, settingsView, status } from './harness.ts';
 
-after(closeSharedEnv);
-
-describe('bandwidth and conditions', () => {
-  let browser: Browser;
-  let server: { url: string };
-  let context: BrowserContext | undefined;
-
-  before(async () => {
-    ({ browser, server } = await sharedEnv());
-  });
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-  });
-
-  async function start(over: Record<string, Handler> = {}): Promise<{ page: Page; backend: FakeBackend }> {
-    const backend = new FakeBackend(over);
-    const opened = await openApp(browser, server.url, backend);
-    context = opened.context;
-    return { page: opened.page, backend };
-  }
-
+appSuite('bandwidth and conditions', (app) => {
   it('limits: set, change unit, refuse locally and from the backend, turn off', { timeout: 20_000 }, async () => {
     const settings = settingsView({ download_limit: { amount: 500, unit: 'KB/s' } });
-    const { page, backend } = await start({
+    const { page, backend } = await app.start({
       settings: () => settings,
       update_settings: ({ patch }) => {
         // The backend's own check, as a hostile or stale page would meet it.
@@ -117,8 +83,85 @@ describe('bandwidth and conditions', () => {
     assert.deepEqual(backend.unhandled, []);
   });
 
+  it("a refused toggle puts itself back and says why beside itself, in its own card", { timeout: 20_000 }, async () => {
+    const settings = settingsView();
+    const { page, backend } = await app.start({
+      settings: () => settings,
+      update_settings: ({ patch }) => {
+        if ('pause_on_battery' in patch) throw appError('engine', 'This computer does not report its power source.');
+        if ('start_hidden' in patch) throw appError('engine', 'No system tray to start hidden in.');
+        return Object.assign(settings, patch);
+      },
+    });
+    const t = (id: string) => page.getByTestId(id);
+    await t('nav-settings').click();
+    await t('settings-bandwidth').waitFor();
+    const general = page.locator('.card', { has: t('setting-notifications') });
+    const bandwidth = t('settings-bandwidth');
+    const shown = (card: typeof general) => card.locator('[role=alert]:not(:empty)').allTextContents();
+
+    // click(), not check(): the box is put back at once.
+    await t('setting-pause-battery').click();
+    await eventually(async () =>
+      assert.deepEqual(await shown(bandwidth), ['This computer does not report its power source.']),
+    );
+    assert.equal(
+      await bandwidth.getByTestId('setting-pause-battery-error').textContent(),
+      'This computer does not report its power source.',
+    );
+    assert.equal(await t('setting-pause-battery').isChecked(), false, 'put back');
+    assert.deepEqual(await shown(general), [], 'nothing in the General card');
+
+    await t('setting-start-hidden').click();
+    await eventually(async () => assert.deepEqual(await shown(general), ['No system tray to start hidden in.']));
+    assert.equal(await t('setting-start-hidden-error').textContent(), 'No system tray to start hidden in.');
+    assert.equal(await t('setting-start-hidden').isChecked(), false);
+
+    // Another toggle that saves leaves each error where it is; its own stays empty.
+    await t('setting-limit-lan').check();
+    await eventually(() => assert.deepEqual(backend.callsOf('update_settings').at(-1), { patch: { limit_lan: true } }));
+    assert.equal(await t('setting-limit-lan-error').textContent(), '');
+    assert.deepEqual(await shown(bandwidth), ['This computer does not report its power source.']);
+    assert.deepEqual(await shown(general), ['No system tray to start hidden in.']);
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('a limit being typed survives new settings; it follows them again once left', { timeout: 20_000 }, async () => {
+    const settings = settingsView({ upload_limit: { amount: 500, unit: 'KB/s' } });
+    const { page, backend } = await app.start({
+      settings: () => settings,
+      update_settings: ({ patch }) => Object.assign(settings, patch),
+    });
+    const t = (id: string) => page.getByTestId(id);
+    await t('nav-settings').click();
+    await t('settings-bandwidth').waitFor();
+    const amount = t('upload-limit-amount');
+    assert.equal(await amount.inputValue(), '500');
+
+    // Typing, not saved yet; new settings arrive (another toggle saved, focus stays put).
+    await amount.fill('77');
+    await page.evaluate(`document.querySelector('[data-testid=setting-limit-lan]').click()`);
+    await eventually(() => assert.deepEqual(backend.callsOf('update_settings'), [{ patch: { limit_lan: true } }]));
+    await eventually(async () => assert.equal(await t('setting-limit-lan').isChecked(), true));
+    assert.equal(await amount.inputValue(), '77', 'the draft is kept');
+    assert.equal(await amount.evaluate((el) => el === document.activeElement), true);
+    await amount.press('Enter');
+    await eventually(() =>
+      assert.deepEqual(backend.callsOf('update_settings').at(-1), { patch: { upload_limit: { amount: 77, unit: 'KB/s' } } }),
+    );
+
+    // Not editing: a changed value from the backend shows.
+    await amount.blur();
+    Object.assign(settings, { upload_limit: { amount: 3, unit: 'MB/s' } });
+    await t('setting-limit-lan').uncheck();
+    await eventually(async () => assert.equal(await amount.inputValue(), '3'));
+    assert.equal(await t('upload-limit-unit').inputValue(), 'MB/s');
+    assert.equal(await t('upload-limit-error').textContent(), '');
+    assert.deepEqual(backend.unhandled, []);
+  });
+
   it('the header says why a condition paused sync; Resume overrides it', { timeout: 20_000 }, async () => {
-    const { page, backend } = await start({ status: () => status({ peers: [peer(1)] }) });
+    const { page, backend } = await app.start({ status: () => status({ peers: [peer(1)] }) });
     const t = (id: string) => page.getByTestId(id);
     await eventually(async () => assert.equal(await t('status-line').textContent(), 'Up to date · 1 peer'));
 

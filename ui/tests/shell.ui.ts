@@ -1,44 +1,10 @@
-import { after, afterEach, before, describe, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import {
-  FakeBackend,
-  appError,
-  eventually,
-  sharedEnv,
-  closeSharedEnv,
-  openApp,
-  peer,
-  runningState,
-  settingsView,
-  status,
-  type Handler,
-} from './harness.ts';
+import { appError, appSuite, eventually, peer, runningState, settingsView, status } from './harness.ts';
 
-after(closeSharedEnv);
-
-describe('app shell, pairing and settings', () => {
-  let browser: Browser;
-  let server: { url: string };
-  let context: BrowserContext | undefined;
-
-  before(async () => {
-    ({ browser, server } = await sharedEnv());
-  });
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-  });
-
-  async function start(over: Record<string, Handler> = {}): Promise<{ page: Page; backend: FakeBackend }> {
-    const backend = new FakeBackend(over);
-    const opened = await openApp(browser, server.url, backend);
-    context = opened.context;
-    return { page: opened.page, backend };
-  }
-
+appSuite('app shell, pairing and settings', (app) => {
   it('pause toggle calls pause/resume and follows app-state events', { timeout: 20_000 }, async () => {
-    const { page, backend } = await start({ status: () => status({ peers: [peer(1)] }) });
+    const { page, backend } = await app.start({ status: () => status({ peers: [peer(1)] }) });
     const t = (id: string) => page.getByTestId(id);
     const toggle = t('pause-toggle');
 
@@ -74,7 +40,7 @@ describe('app shell, pairing and settings', () => {
       paused_reason: null,
     };
     let started = false;
-    const { page, backend } = await start({
+    const { page, backend } = await app.start({
       // A getter: whatever the UI reads, nothing starts.
       app_state: () => (started ? runningState() : failed),
       retry: () => {
@@ -99,7 +65,7 @@ describe('app shell, pairing and settings', () => {
   it('pairing: reveal (backend confirms natively); direct connect shows the result', { timeout: 20_000 }, async () => {
     // The backend shows its own confirmation dialog; null means the user cancelled it.
     let confirmed = false;
-    const { page, backend } = await start({
+    const { page, backend } = await app.start({
       reveal_passphrase: () => (confirmed ? 'seven secret words go right here now' : null),
       connect_ticket: ({ ticket }) => {
         if (ticket !== 'good-ticket') throw appError('invalid_input', 'ticket: not a valid endpoint ticket');
@@ -142,7 +108,7 @@ describe('app shell, pairing and settings', () => {
     let phase = 'running';
     let storeConfirmations = 0;
     const settings = settingsView();
-    const { page, backend } = await start({
+    const { page, backend } = await app.start({
       app_state: () => (phase === 'running' ? runningState() : { phase, error: null, store: null, paused: false, paused_reason: null }),
       update_settings: ({ patch }) => Object.assign(settings, patch),
       check_passphrase: ({ passphrase }) =>

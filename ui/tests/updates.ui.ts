@@ -1,18 +1,6 @@
-import { after, afterEach, before, describe, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import {
-  FakeBackend,
-  appError,
-  eventually,
-  sharedEnv,
-  closeSharedEnv,
-  openApp,
-  updateState,
-  type Handler,
-} from './harness.ts';
-
-after(closeSharedEnv);
+import { appError, appSuite, eventually, updateState } from './harness.ts';
 
 const UPDATE = {
   version: '9.9.9',
@@ -20,29 +8,10 @@ const UPDATE = {
   date: '2026-03-01T12:00:00Z',
 };
 
-describe('app updates', () => {
-  let browser: Browser;
-  let server: { url: string };
-  let context: BrowserContext | undefined;
-
-  before(async () => {
-    ({ browser, server } = await sharedEnv());
-  });
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-  });
-
-  async function start(over: Record<string, Handler> = {}): Promise<{ page: Page; backend: FakeBackend }> {
-    const backend = new FakeBackend(over);
-    const opened = await openApp(browser, server.url, backend);
-    context = opened.context;
-    return { page: opened.page, backend };
-  }
-
+appSuite('app updates', (app) => {
   it('update-available shows the version and notes; a refused install says why; Later hides it', { timeout: 20_000 }, async () => {
     let installs = 0;
-    const { page, backend } = await start({
+    const { page, backend } = await app.start({
       install_update: () => {
         installs++;
         throw appError(
@@ -83,7 +52,7 @@ describe('app updates', () => {
   });
 
   it('an update found before the page listened is shown from update_state', { timeout: 20_000 }, async () => {
-    const { page, backend } = await start({
+    const { page, backend } = await app.start({
       update_state: () => updateState({ available: UPDATE }),
       install_update: () => null,
     });
@@ -99,7 +68,7 @@ describe('app updates', () => {
 
   it('a .deb install: Settings says the package manager updates it; no banner, no check button', { timeout: 20_000 }, async () => {
     const reason = 'CAN Sync was installed from a .deb package: your package manager (apt) keeps it up to date.';
-    const { page, backend } = await start({
+    const { page, backend } = await app.start({
       update_state: () => updateState({ enabled: false, reason }),
     });
     await page.getByTestId('nav-settings').click();
@@ -114,7 +83,7 @@ describe('app updates', () => {
 
   it('Check for updates: up to date, then an update found', { timeout: 20_000 }, async () => {
     let found = false;
-    const { page, backend } = await start({
+    const { page, backend } = await app.start({
       check_update: () => updateState({ available: found ? UPDATE : null }),
     });
     await page.getByTestId('nav-settings').click();

@@ -1,34 +1,15 @@
 // Closing the main window destroys the webview; the next one must open where the last one
 // was (the backend keeps the view: ui_view / set_ui_view), and a hidden window must not tick.
-import { after, afterEach, before, describe, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import {
-  FakeBackend,
-  eventually,
-  historyItem,
-  sharedEnv,
-  closeSharedEnv,
-  openApp,
-  peer,
-  status,
-  type Handler,
-} from './harness.ts';
-
-after(closeSharedEnv);
+import type { Page } from 'playwright-core';
+import { FakeBackend, appSuite, eventually, historyItem, historyOf, peer, status } from './harness.ts';
 
 const ITEMS = Array.from({ length: 300 }, (_, i) =>
   historyItem(300 - i, { name: i % 3 ? `photo-${i}.jpg` : `doc-${i}.pdf` }),
 );
 
-const historyHandler: Handler = ({ query }) => {
-  const items = ITEMS.filter(
-    (it) =>
-      (query.direction === 'all' || it.direction === query.direction) &&
-      it.name.toLowerCase().includes(query.text.toLowerCase()),
-  );
-  return { items: items.slice(query.offset, query.offset + query.limit), total: items.length };
-};
+const historyHandler = historyOf(ITEMS);
 
 /** Makes `document.hidden` say `hidden` and fires visibilitychange, as a minimised window would. */
 async function setHidden(page: Page, hidden: boolean): Promise<void> {
@@ -39,23 +20,8 @@ async function setHidden(page: Page, hidden: boolean): Promise<void> {
   })()`);
 }
 
-describe('a recreated window', () => {
-  let browser: Browser;
-  let server: { url: string };
-  const contexts: BrowserContext[] = [];
-
-  before(async () => {
-    ({ browser, server } = await sharedEnv());
-  });
-  afterEach(async () => {
-    for (const c of contexts.splice(0)) await c.close();
-  });
-
-  async function open(backend: FakeBackend): Promise<Page> {
-    const opened = await openApp(browser, server.url, backend);
-    contexts.push(opened.context);
-    return opened.page;
-  }
+appSuite('a recreated window', (app) => {
+  const open = async (backend: FakeBackend): Promise<Page> => (await app.open(backend)).page;
 
   it('opens on the page and History filter the last window showed', { timeout: 30_000 }, async () => {
     // The backend's copy lives across windows, as in the app.
@@ -143,10 +109,7 @@ describe('a recreated window', () => {
   });
 
   it('no clock ticks while the window is hidden', { timeout: 20_000 }, async () => {
-    const backend = new FakeBackend({ status: () => status({ peers: [peer(1)] }) });
-    const opened = await openApp(browser, server.url, backend);
-    contexts.push(opened.context);
-    const page = opened.page;
+    const { page, backend } = await app.start({ status: () => status({ peers: [peer(1)] }) });
     // Counts the page's live intervals (installed before the app's scripts run).
     await page.addInitScript(`(() => {
       const live = (window.__liveIntervals = new Set());
@@ -165,6 +128,38 @@ describe('a recreated window', () => {
 
     await setHidden(page, false);
     assert.equal(await intervals(), 1);
+    assert.deepEqual(backend.unhandled, []);
+  });
+
+  it('a hidden window renders no pushed status; the newest shows once visible', { timeout: 20_000 }, async () => {
+    const { page, backend } = await app.start({ status: () => status({ peers: [peer(1)] }) });
+    const t = (id: string) => page.getByTestId(id);
+    const baseline = '0.0,119.0 600.0,119.0';
+    await eventually(async () => assert.equal(await t('status-line').textContent(), 'Up to date · 1 peer'));
+    assert.equal(await t('throughput-down').getAttribute('points'), baseline);
+
+    await setHidden(page, true);
+    // Counts every change to the page from here on.
+    await page.evaluate(`(() => {
+      window.__mutations = 0;
+      new MutationObserver((ms) => (window.__mutations += ms.length)).observe(document.body, {
+        subtree: true, childList: true, attributes: true, characterData: true,
+      });
+    })()`);
+    // A download while hidden, then (over a second later: another sample) the newest status.
+    await backend.emit('status', status({ peers: [peer(1), peer(2)], download_rate: 2_000_000 }));
+    await page.waitForTimeout(1100);
+    await backend.emit('status', status({ peers: [peer(1), peer(2), peer(3)] }));
+    await page.waitForTimeout(100);
+    assert.equal(await page.evaluate('window.__mutations'), 0, 'nothing re-rendered while hidden');
+    assert.equal(await t('peer-row').count(), 1);
+    assert.equal(await t('status-line').textContent(), 'Up to date · 1 peer');
+
+    await setHidden(page, false);
+    await eventually(async () => assert.equal(await t('peer-row').count(), 3));
+    assert.equal(await t('status-line').textContent(), 'Up to date · 3 peers');
+    // The sample taken while hidden is kept: the line rises above the baseline.
+    assert.notEqual(await t('throughput-down').getAttribute('points'), baseline);
     assert.deepEqual(backend.unhandled, []);
   });
 });

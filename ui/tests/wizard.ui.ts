@@ -1,16 +1,7 @@
-import { after, afterEach, before, describe, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import {
-  FakeBackend,
-  appError,
-  closeSharedEnv,
-  eventually,
-  openApp,
-  runningState,
-  sharedEnv,
-  type Handler,
-} from './harness.ts';
+import type { BrowserContext, Page } from 'playwright-core';
+import { appError, appSuite, eventually, FakeBackend, runningState, type Handler } from './harness.ts';
 
 const REFUSED = 'password';
 const WEAK = 'sunny meadow river';
@@ -111,30 +102,15 @@ function wizardBackend(onSetUp: () => Promise<void> = async () => {}): Record<st
   };
 }
 
-after(closeSharedEnv);
-
-describe('setup wizard', () => {
-  let browser: Browser;
-  let server: { url: string };
-  let context: BrowserContext | undefined;
-
-  before(async () => {
-    ({ browser, server } = await sharedEnv());
-  });
-  afterEach(async () => {
-    await context?.close();
-    context = undefined;
-  });
-
-  async function start(): Promise<{ page: Page; backend: FakeBackend }> {
+appSuite('setup wizard', (app) => {
+  async function start(): Promise<{ page: Page; backend: FakeBackend; context: BrowserContext }> {
     const backend: FakeBackend = new FakeBackend(
       wizardBackend(() => backend.emit('app-state', runningState())),
     );
-    const opened = await openApp(browser, server.url, backend);
-    context = opened.context;
-    await opened.page.getByTestId('wizard-step-store').waitFor();
-    await opened.page.evaluate(RECORD_SCREENS);
-    return { page: opened.page, backend };
+    const { page, context } = await app.open(backend);
+    await page.getByTestId('wizard-step-store').waitFor();
+    await page.evaluate(RECORD_SCREENS);
+    return { page, backend, context };
   }
 
   const screens = (page: Page) => page.evaluate('window.__wizardScreens');
@@ -216,9 +192,9 @@ describe('setup wizard', () => {
   });
 
   it('generated passphrase: seven words shown whole, copyable, submitted with generated: true', { timeout: 20_000 }, async () => {
-    const { page, backend } = await start();
+    const { page, backend, context } = await start();
     const t = (id: string) => page.getByTestId(id);
-    await context!.grantPermissions(['clipboard-read', 'clipboard-write']);
+    await context.grantPermissions(['clipboard-read', 'clipboard-write']);
     await t('wizard-next').click();
     await eventually(async () => assert.equal(await t('generated-passphrase').textContent(), GENERATED[0]));
 

@@ -23,13 +23,54 @@ function rate(n: number): number {
   return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
-/** A new engine status (the `status` command's answer or event): shown, and sampled. */
+// ---------------------------------------------------------------- hidden page
+
+/**
+ * While the page is hidden (a minimised or covered window) pushed statuses change nothing
+ * reactive, so nothing re-renders: the newest status waits in `held`, and the samples go on
+ * in a plain copy of the chart's list. Both are applied when the page shows again.
+ */
+let held: { status: Status; now: number } | null = null;
+let hiddenSamples: RateSample[] | null = null;
+
+function pageHidden(): boolean {
+  return typeof document !== 'undefined' && document.visibilityState === 'hidden';
+}
+
+/** The samples to change: the chart's own, or the plain copy while the page is hidden. */
+function samplesToChange(): RateSample[] {
+  if (!pageHidden()) return throughput.samples;
+  hiddenSamples ??= $state.snapshot(throughput.samples);
+  return hiddenSamples;
+}
+
+/** The page shows again: what arrived while it was hidden, at once. */
+function applyHeld(): void {
+  if (pageHidden()) return;
+  if (hiddenSamples) throughput.samples = hiddenSamples;
+  if (held) {
+    live.status = held.status;
+    live.now = held.now;
+  }
+  hiddenSamples = null;
+  held = null;
+}
+
+if (typeof document !== 'undefined') document.addEventListener('visibilitychange', applyHeld);
+
+/**
+ * A new engine status (the `status` command's answer or event): shown, and sampled; while
+ * the page is hidden, kept and shown once it is visible again.
+ */
 export function recordStatus(s: Status, now: number = Date.now()): void {
-  live.status = s;
-  live.now = now;
+  if (pageHidden()) held = { status: s, now };
+  else {
+    live.status = s;
+    live.now = now;
+  }
   const down = rate(s.download_rate);
   const up = rate(s.upload_rate);
-  const samples = throughput.samples;
+  const samples = samplesToChange();
   const last = samples.at(-1);
   if (last && now - last.t < SAMPLE_MS && now >= last.t) {
     // Several events a second while something moves: the newest one stands for the second.
@@ -50,13 +91,17 @@ export function recordStatus(s: Status, now: number = Date.now()): void {
  * so the chart goes on where the last window's stopped.
  */
 export function seedThroughput(older: RateSample[]): void {
-  const own = throughput.samples;
+  const own = samplesToChange();
   const first = own[0]?.t ?? Infinity;
-  throughput.samples = [...older.filter((s) => s.t < first), ...own].slice(-MAX_SAMPLES);
+  const seeded = [...older.filter((s) => s.t < first), ...own].slice(-MAX_SAMPLES);
+  if (hiddenSamples) hiddenSamples = seeded;
+  else throughput.samples = seeded;
 }
 
 /** The engine stopped (or the main window went away): forget its status and samples. */
 export function clearStatus(): void {
+  held = null;
+  hiddenSamples = null;
   live.status = null;
   throughput.samples = [];
 }

@@ -47,9 +47,16 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The service sends a keep-alive on its event stream every 15 s; this long without a byte
+/// means the stream is dead even if its connection is not.
+const EVENTS_READ_TIMEOUT: Duration = Duration::from_secs(45);
+
 #[derive(Clone)]
 pub struct CanClient {
     http: reqwest::Client,
+    /// For the event stream only: reqwest's read timeout also runs while a request body is
+    /// sent, which would cut a slow upload (an asset arriving from a rate-limited peer).
+    events_http: reqwest::Client,
     base: String,
     auth: String,
 }
@@ -69,8 +76,14 @@ impl CanClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| CanError::Protocol(e.to_string()))?;
+        let events_http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(EVENTS_READ_TIMEOUT)
+            .build()
+            .map_err(|e| CanError::Protocol(e.to_string()))?;
         Ok(Self {
             http,
+            events_http,
             base: base.trim_end_matches('/').to_owned(),
             auth: format!("Bearer {}", key.expose()),
         })
@@ -209,7 +222,7 @@ impl CanClient {
     ) -> Result<BoxStream<'static, Result<pb::IngestEvent, CanError>>, CanError> {
         let resp = self
             .send(
-                self.http
+                self.events_http
                     .get(format!("{}/sync/v1/events?after={after}", self.base)),
             )
             .await?;

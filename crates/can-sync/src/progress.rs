@@ -76,6 +76,12 @@ impl Meter {
         {
             self.samples.push_back((now, total));
         }
+        // A stretch where nothing moved is not part of the rate: after an idle hour the
+        // rate starts from the last sample before bytes moved, not from an hour ago (the
+        // engine samples only while something moves).
+        while self.samples.len() >= 2 && self.samples[0].1 == self.samples[1].1 {
+            self.samples.pop_front();
+        }
         let Some(&(t0, b0)) = self.samples.front() else {
             return 0.0;
         };
@@ -106,6 +112,9 @@ pub struct Transfers {
     downloaded: AtomicU64,
     uploaded: AtomicU64,
     meters: Mutex<(Meter, Meter)>,
+    /// Wakes the engine when a transfer starts after none moved: it reports progress only
+    /// while something moves, and a peer's request does not pass through it.
+    first_started: tokio::sync::Notify,
 }
 
 /// A registered transfer; counts its bytes, and unregisters it when dropped.
@@ -163,8 +172,18 @@ impl Transfers {
             started: Instant::now(),
             meter: Mutex::default(),
         });
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(id, entry.clone());
+        let first = match self.live.lock() {
+            Ok(mut live) => {
+                let first = live.is_empty();
+                live.insert(id, entry.clone());
+                first
+            }
+            Err(_) => false,
+        };
+        if first {
+            // The rates start from here, not from the last sample before an idle stretch.
+            self.sample_rates(Instant::now());
+            self.first_started.notify_one();
         }
         Guard {
             owner: self.clone(),
@@ -173,8 +192,14 @@ impl Transfers {
         }
     }
 
-    /// Samples the overall byte counters. Called every second (the actor's tick) so that a
-    /// rate never spans an idle stretch before the bytes started to move.
+    /// Returns once a transfer started while none was in flight (at once if one did since
+    /// the last call).
+    pub async fn first_started(&self) {
+        self.first_started.notified().await;
+    }
+
+    /// Samples the overall byte counters: every second while something moves (the actor's
+    /// tick), whenever a status is built, and when a transfer starts after none moved.
     pub fn sample_rates(&self, now: Instant) -> (f64, f64) {
         match self.meters.lock() {
             Ok(mut m) => (

@@ -1,7 +1,8 @@
 //! Announcements on a gossip topic derived from the passphrase.
 //!
-//! Each agent broadcasts its endpoint id, name and addresses every [`ANNOUNCE_EVERY`] and when
-//! a neighbour joins, as an [`Announcement`] MACed with a key derived from the admission key:
+//! Each agent broadcasts its endpoint id, name and addresses when a neighbour joins, then
+//! after [`ANNOUNCE_EVERY`], doubling up to [`ANNOUNCE_AT_MOST_EVERY`] while nobody new
+//! joins (an idle swarm should not wake every device every few seconds), as an [`Announcement`] MACed with a key derived from the admission key:
 //! a node without the passphrase can neither find the topic nor inject a valid announcement.
 //! Every valid, fresh announcement of another agent is a candidate for the dialer.
 //!
@@ -24,6 +25,7 @@ use crate::candidates::Source;
 use crate::context::Context;
 
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
+pub const ANNOUNCE_AT_MOST_EVERY: Duration = Duration::from_secs(160);
 
 /// The key that MACs announcements.
 pub fn mac_key(admission_key: &[u8; 32]) -> [u8; 32] {
@@ -65,10 +67,16 @@ pub(crate) async fn run(ctx: Arc<Context>, gossip: Gossip, topic: [u8; 32]) {
     let (tx, mut rx) = topic.split();
     ctx.set_gossip_sender(tx.clone());
     let me = ctx.endpoint.id();
-    let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
+    let mut every = ANNOUNCE_EVERY;
+    let next = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(next);
     loop {
         tokio::select! {
-            _ = tick.tick() => announce(&ctx, &tx, &key).await,
+            _ = &mut next => {
+                announce(&ctx, &tx, &key).await;
+                next.as_mut().reset(tokio::time::Instant::now() + every);
+                every = (every * 2).min(ANNOUNCE_AT_MOST_EVERY);
+            }
             ev = rx.next() => match ev {
                 Some(Ok(Event::Received(msg))) => {
                     let Some(info) = decode(&msg.content, &key) else {
@@ -82,7 +90,11 @@ pub(crate) async fn run(ctx: Arc<Context>, gossip: Gossip, topic: [u8; 32]) {
                         ctx.discover(addr, Source::Discovered);
                     }
                 }
-                Some(Ok(Event::NeighborUp(_))) => announce(&ctx, &tx, &key).await,
+                Some(Ok(Event::NeighborUp(_))) => {
+                    announce(&ctx, &tx, &key).await;
+                    every = ANNOUNCE_EVERY;
+                    next.as_mut().reset(tokio::time::Instant::now() + every);
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "gossip receiver error");

@@ -1,5 +1,10 @@
-//! Following the local CAN Service: its event stream for new assets, a periodic poll as the
-//! safety net.
+//! Following the local CAN Service: its event stream for new assets, and a poll while that
+//! stream is down.
+//!
+//! The stream is driven by the service's index and resumed from the last seq seen, so while
+//! it is connected it misses nothing and a poll beside it would only cost wake-ups (an idle
+//! tray app should do nothing). A stalled stream is noticed by the client's read timeout:
+//! the service sends a keep-alive every 15 s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +14,11 @@ use futures_util::StreamExt;
 use crate::context::{Cmd, Context};
 use crate::util::{jitter, sleep_or_cancel};
 
+/// The first retry of a dropped stream; doubled up to the poll interval.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+
 pub(super) async fn watch(ctx: Arc<Context>, mut cursor: u64, poll_interval: Duration) {
-    let mut backoff = Duration::from_millis(250);
-    let mut poll = tokio::time::interval(poll_interval);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = FIRST_RETRY;
     loop {
         if ctx.cancel.is_cancelled() {
             return;
@@ -20,7 +26,7 @@ pub(super) async fn watch(ctx: Arc<Context>, mut cursor: u64, poll_interval: Dur
         match ctx.can.events(cursor).await {
             Ok(mut stream) => {
                 let _ = ctx.cmd.send(Cmd::StoreState(Ok(()))).await;
-                backoff = Duration::from_millis(250);
+                backoff = FIRST_RETRY;
                 loop {
                     tokio::select! {
                         ev = stream.next() => match ev {
@@ -36,21 +42,31 @@ pub(super) async fn watch(ctx: Arc<Context>, mut cursor: u64, poll_interval: Dur
                             }
                             None => break,
                         },
-                        _ = poll.tick() => poll_once(&ctx, &mut cursor).await,
                         _ = ctx.cancelled() => return,
                     }
                 }
+                // Whatever was stored between the break and the next stream is picked up by
+                // that stream (it resumes from `cursor`); poll at once in case it never comes.
+                poll_once(&ctx, &mut cursor).await;
             }
             Err(e) => {
-                let _ = ctx.cmd.send(Cmd::StoreState(Err(e.to_string()))).await;
+                // A service without a working stream (or none at all): the poll is the
+                // fallback, every retry, and it says whether the service is there at all.
+                let state = if poll_once(&ctx, &mut cursor).await {
+                    Ok(())
+                } else {
+                    Err(e.to_string())
+                };
+                let _ = ctx.cmd.send(Cmd::StoreState(state)).await;
                 sleep_or_cancel(&ctx, jitter(backoff)).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff = (backoff * 2).min(poll_interval.max(FIRST_RETRY));
             }
         }
     }
 }
 
-async fn poll_once(ctx: &Context, cursor: &mut u64) {
+/// Reads what the service stored after `cursor`; whether the service answered.
+async fn poll_once(ctx: &Context, cursor: &mut u64) -> bool {
     match ctx.can.all_hashes(*cursor).await {
         Ok((entries, last)) => {
             for e in entries {
@@ -59,7 +75,11 @@ async fn poll_once(ctx: &Context, cursor: &mut u64) {
                 }
             }
             *cursor = (*cursor).max(last);
+            true
         }
-        Err(e) => tracing::debug!(error = %e, "poll of the CAN Service failed"),
+        Err(e) => {
+            tracing::debug!(error = %e, "poll of the CAN Service failed");
+            false
+        }
     }
 }

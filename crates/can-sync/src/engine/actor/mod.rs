@@ -122,16 +122,23 @@ impl Actor {
         for cmd in early {
             self.handle(cmd);
         }
+        // The tick runs only while there is work it may be needed for; an idle engine
+        // sleeps until a command, a transfer or the shutdown wakes it.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let busy = self.needs_tick();
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
                     None => return,
                 },
-                _ = tick.tick() => {
+                _ = tick.tick(), if busy => {
                     self.due_rounds();
                     self.pump();
+                    self.report_progress();
+                }
+                _ = self.ctx.transfers.first_started(), if !busy => {
                     self.report_progress();
                 }
                 _ = self.ctx.cancelled() => {
@@ -329,6 +336,18 @@ impl Actor {
             }
         }
         snap
+    }
+
+    /// Whether the 1 s tick has anything to do: a round or a held transfer waiting for its
+    /// time, transfers to start or to report on.
+    fn needs_tick(&self) -> bool {
+        let active = !self.ctx.is_paused() && self.loaded;
+        self.was_moving
+            || !self.ctx.transfers.is_empty()
+            || active
+                && (self.hold_until.is_some()
+                    || self.planner.wanted() > 0
+                    || self.peers.values().any(|p| p.round_due))
     }
 
     /// The `progress` event while anything moves, and once more when it stopped.

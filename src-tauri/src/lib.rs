@@ -5,11 +5,13 @@
 //! - [`commands`]: the UI's commands (docs/app-ipc.md), thin wrappers over the backend.
 //! - [`tray`], [`window`], [`autostart`]: the shell around it.
 //! - [`updates`]: app updates (tauri-plugin-updater), off for .deb/.rpm installs.
+//! - [`trim`]: memory given back once no window is left.
 
 pub mod autostart;
 pub mod backend;
 pub mod commands;
 pub mod tray;
+pub mod trim;
 pub mod updates;
 pub mod window;
 
@@ -65,6 +67,7 @@ pub fn run() {
                 // macOS: started hidden, the app lives in the menu bar only (no Dock icon).
                 #[cfg(target_os = "macos")]
                 app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+                window::started_hidden(app.handle());
             }
             let b = backend.clone();
             tauri::async_runtime::spawn(async move { b.boot().await });

@@ -4,9 +4,12 @@
 //! window. The backend keeps every state the UI shows; the UI reads it again when the
 //! window is recreated (docs/app-ipc.md, `ui_view`).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tauri::{AppHandle, Manager, WebviewWindowBuilder};
+
+use crate::backend::Backend;
 
 pub const MAIN: &str = "main";
 
@@ -43,6 +46,7 @@ fn show_main_now(app: &AppHandle) {
     let built = WebviewWindowBuilder::from_config(app, config).and_then(|b| b.build());
     match built {
         Ok(w) => {
+            tell_backend(app, true);
             // The config keeps it invisible until built (no flash of an unplaced window).
             let _ = w.show();
             let _ = w.set_focus();
@@ -51,30 +55,78 @@ fn show_main_now(app: &AppHandle) {
     }
 }
 
+/// Whether the main window exists, for the backend: it reads the engine's status
+/// periodically only for a window (backend/runner.rs).
+fn tell_backend(app: &AppHandle, open: bool) {
+    if let Some(b) = app.try_state::<Arc<Backend>>() {
+        b.set_window_open(open);
+    }
+}
+
 /// The main window was closed and destroyed: the app lives on in the tray.
 #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
 pub fn closed(app: &AppHandle) {
     let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
+    tell_backend(app, false);
     // macOS: with no window the app lives in the menu bar only (no Dock icon).
     #[cfg(target_os = "macos")]
     let _ = app.set_activation_policy(tauri::ActivationPolicy::Accessory);
     #[cfg(target_os = "linux")]
+    when_still_closed(app, generation, webkit::NETWORK_PROCESS_GRACE, || {
+        webkit::after_last_webview();
+        release_memory();
+    });
+}
+
+/// Started hidden (at login): once start-up is over, the tray app gives back what it
+/// mapped only to start (GTK loads Mesa's GL driver at start, window or not), unless a
+/// window was opened meanwhile.
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+pub fn started_hidden(app: &AppHandle) {
+    #[cfg(target_os = "linux")]
     {
-        let app = app.clone();
-        tauri::async_runtime::spawn(async move {
-            tokio::time::sleep(webkit::NETWORK_PROCESS_GRACE).await;
-            let handle = app.clone();
-            // On the main thread, where windows are created: no window can appear between
-            // the check and the clean-up.
-            let _ = app.run_on_main_thread(move || {
-                if GENERATION.load(Ordering::SeqCst) == generation
-                    && handle.get_webview_window(MAIN).is_none()
-                {
-                    webkit::after_last_webview();
-                }
-            });
-        });
+        const SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
+        let generation = GENERATION.load(Ordering::SeqCst);
+        when_still_closed(app, generation, SETTLE, release_memory);
     }
+}
+
+/// Runs `f` on the main thread after `delay` if no window was created or destroyed since
+/// `generation` and none exists. On the main thread, where windows are created: no window
+/// can appear between the check and `f`.
+#[cfg(target_os = "linux")]
+fn when_still_closed(
+    app: &AppHandle,
+    generation: u64,
+    delay: std::time::Duration,
+    f: impl FnOnce() + Send + 'static,
+) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let handle = app.clone();
+        let _ = app.run_on_main_thread(move || {
+            if GENERATION.load(Ordering::SeqCst) == generation
+                && handle.get_webview_window(MAIN).is_none()
+            {
+                f();
+            }
+        });
+    });
+}
+
+/// No window, and WebKit's processes gone: hand back the webview's heap and the pages of
+/// libraries only the window used (src/trim.rs). They come back if a window opens again.
+#[cfg(target_os = "linux")]
+fn release_memory() {
+    let t = crate::trim::release_unused();
+    tracing::info!(
+        objects = t.objects,
+        released_mib = t.bytes / (1024 * 1024),
+        rss_before_mib = t.rss_before_kib / 1024,
+        rss_after_mib = t.rss_after_kib / 1024,
+        "no window: memory given back"
+    );
 }
 
 /// WebKitGTK's processes once no webview is left.
@@ -123,12 +175,6 @@ mod webkit {
             if rc == 0 {
                 tracing::info!(pid, "no webview left: ended WebKit's network process");
             }
-        }
-        // The webview's heap is free now: give it back to the system.
-        #[cfg(target_env = "gnu")]
-        // SAFETY: malloc_trim only walks glibc's own free lists.
-        unsafe {
-            libc::malloc_trim(0);
         }
     }
 

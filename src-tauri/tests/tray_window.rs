@@ -3,7 +3,8 @@
 //! (e2e.rs) can only watch the web process go. Here nothing drives the page: the built
 //! binary under Xvfb with a private session bus and a StatusNotifierWatcher stand-in, its
 //! window closed as a window manager's close button does; every WebKit process must end,
-//! the app must stay in the tray, and Open CAN Sync must bring back a window that draws.
+//! the app must stay in the tray and give back the pages of libraries the window used, and
+//! Open CAN Sync must bring back a window that draws.
 
 mod common;
 
@@ -22,6 +23,18 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// RssFile from /proc/<pid>/status: pages of mapped files (libraries, the binary), in KiB.
+fn rss_file_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("RssFile:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn has(pid: u32, prefix: &str) -> bool {
@@ -73,11 +86,23 @@ async fn closed_to_the_tray_no_webkit_process_is_left_and_open_brings_the_window
 
     // ---- closed: the web process goes with the webview, the network process after the
     // app's grace period (15 s, src-tauri/src/window.rs); the app lives on in the tray.
+    let files_open = rss_file_kib(pid);
     assert_eq!(close_windows_of(&x.display, pid), 1);
     assert!(
         eventually(60, || webkit_processes(pid).is_empty()).await,
         "WebKit processes left a minute after the window closed: {:?}",
         webkit_processes(pid)
+    );
+    // Then the app drops the pages of libraries it mapped for the window from its resident
+    // set (src-tauri/src/trim.rs): what it still runs comes back, the rest stays out.
+    assert!(
+        eventually(20, || rss_file_kib(pid) < files_open / 2).await,
+        "file-backed RSS {} KiB with the window closed, {files_open} KiB with it open",
+        rss_file_kib(pid)
+    );
+    eprintln!(
+        "file-backed RSS: {files_open} KiB with the window open, {} KiB closed",
+        rss_file_kib(pid)
     );
     assert!(
         matches!(app.0.try_wait(), Ok(None)),

@@ -153,6 +153,10 @@ pub struct Backend {
     stop: CancellationToken,
     /// The rates of the statuses sent, for a new window's chart (the `throughput` command).
     throughput: throughput::Throughput,
+    /// The shell's main window exists (set by the shell, `crate::window`). Only the window
+    /// shows what changes without an engine event (round-trip times), so status is read
+    /// periodically only while it exists (see `runner`).
+    window_open: watch::Sender<bool>,
 }
 
 impl Drop for Backend {
@@ -198,6 +202,7 @@ impl Backend {
             watching: AtomicBool::new(false),
             stop: CancellationToken::new(),
             throughput: throughput::Throughput::default(),
+            window_open: watch::Sender::new(false),
             paths,
         }))
     }
@@ -216,6 +221,14 @@ impl Backend {
                 .record(throughput::now_ms(), s.download_rate, s.upload_rate);
         }
         let _ = self.events.send(e);
+    }
+
+    /// The shell says whether its main window exists. With none, the engine's status is
+    /// read only when an engine event says something changed (the tray's line follows
+    /// those) or while transfers move: an idle tray app then does no periodic work here.
+    pub fn set_window_open(&self, open: bool) {
+        self.window_open
+            .send_if_modified(|o| std::mem::replace(o, open) != open);
     }
 
     /// The throughput chart's samples since the engine started, oldest first.

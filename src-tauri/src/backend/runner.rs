@@ -18,12 +18,32 @@ use super::settings::{Settings, StoreSetting};
 use super::store::Builtin;
 use super::{AppEvent, Backend, lock, notifier};
 
-/// Status is pushed at most this often while things happen; while transfers move it is
-/// read every `MOVING_PUSH` (progress bars), else every `IDLE_PUSH` (round-trip times and
-/// the like, which change without an event). It reaches the UI only when it changed.
+/// Status is read after engine events, at most every `STATUS_THROTTLE`, and besides that
+/// as [`read_every`] says. It reaches the UI and the tray only when it changed.
 const STATUS_THROTTLE: Duration = Duration::from_millis(300);
 const MOVING_PUSH: Duration = Duration::from_millis(250);
 const IDLE_PUSH: Duration = Duration::from_secs(10);
+
+/// How often status is read when no engine event came, after `last` (the last status read,
+/// if any):
+/// - every `MOVING_PUSH` while transfers move: the progress bars and the tray's tooltip
+///   ("Syncing 3 assets · 1.2 GB left") follow them;
+/// - every `IDLE_PUSH` while the main window exists (round-trip times and the like change
+///   without an event, and only the window shows them), while work is pending (the
+///   notifications' catch-up waits for the engine to be idle, `Coalescer::set_busy`), or
+///   before a first read succeeded;
+/// - else never: with the window closed, everything the tray shows changes with an engine
+///   event (a peer up or down, the store offline, an asset, pause), so an idle tray app
+///   wakes for nothing (issue #14).
+fn read_every(last: Option<&can_sync::Status>, window_open: bool) -> Option<Duration> {
+    match last {
+        Some(s) if !s.transfers.is_empty() => Some(MOVING_PUSH),
+        _ if window_open => Some(IDLE_PUSH),
+        None => Some(IDLE_PUSH),
+        Some(s) if s.pending + s.in_flight > 0 => Some(IDLE_PUSH),
+        Some(_) => None,
+    }
+}
 
 /// Whether `b` shows what `a` shows. Round-trip times are shown in whole milliseconds
 /// (Peers), and their sub-millisecond jitter would otherwise make every idle read a change:
@@ -140,22 +160,21 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
     let mut dirty = true;
     let mut last_push = Instant::now() - IDLE_PUSH;
     let mut last_status: Option<can_sync::Status> = None;
+    let mut window = backend.window_open.subscribe();
+    // The sender lives in `backend`, which we hold: this only guards against a busy loop.
+    let mut window_watch = true;
     loop {
         let now = Instant::now();
-        let moving = last_status
-            .as_ref()
-            .is_some_and(|s| !s.transfers.is_empty());
         let status_due = if dirty {
-            last_push + STATUS_THROTTLE
-        } else if moving {
-            last_push + MOVING_PUSH
+            Some(last_push + STATUS_THROTTLE)
         } else {
-            last_push + IDLE_PUSH
+            read_every(last_status.as_ref(), *window.borrow()).map(|every| last_push + every)
         };
-        let wake = coalescer
-            .next_deadline()
-            .map_or(status_due, |d| d.min(status_due))
-            .max(now);
+        let wake = match (coalescer.next_deadline(), status_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|w| w.max(now));
         tokio::select! {
             _ = cancel.cancelled() => return,
             ev = events.recv() => match ev {
@@ -170,10 +189,15 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
                 }
                 Err(RecvError::Closed) => return,
             },
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            changed = window.changed(), if window_watch => match changed {
+                // A new window gets a fresh status at once, and the idle reads start again.
+                Ok(()) => dirty |= *window.borrow_and_update(),
+                Err(_) => window_watch = false,
+            },
+            _ = sleep_until(wake) => {}
         }
         let now = Instant::now();
-        if now >= status_due {
+        if status_due.is_some_and(|due| now >= due) {
             if let Ok(status) = engine.status().await {
                 coalescer.set_busy(status.pending + status.in_flight > 0);
                 if !last_status
@@ -198,6 +222,14 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
                 });
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever (until another branch of the caller's `select!`) if none.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -263,8 +295,8 @@ fn short(id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shows_the_same;
-    use can_sync::{PeerStatus, Status};
+    use super::{IDLE_PUSH, MOVING_PUSH, read_every, shows_the_same};
+    use can_sync::{PeerStatus, Status, TransferStatus};
 
     fn with_rtt(rtt_ms: Option<f64>) -> Status {
         Status {
@@ -295,5 +327,26 @@ mod tests {
         let mut more = with_rtt(Some(0.3));
         more.pending = 1;
         assert!(!shows_the_same(&with_rtt(Some(0.3)), &more));
+    }
+
+    #[test]
+    fn idle_reads_only_for_a_window_pending_work_or_moving_transfers() {
+        let idle = with_rtt(Some(1.0));
+        // The window closed to the tray, nothing to do: no periodic read at all.
+        assert_eq!(read_every(Some(&idle), false), None);
+        // The window shows round-trip times, which change without an event.
+        assert_eq!(read_every(Some(&idle), true), Some(IDLE_PUSH));
+        // Nothing read yet (the first read failed): keep trying.
+        assert_eq!(read_every(None, false), Some(IDLE_PUSH));
+        // Work pending: the notifications' catch-up waits for the engine to be idle.
+        let mut pending = idle.clone();
+        pending.pending = 2;
+        assert_eq!(read_every(Some(&pending), false), Some(IDLE_PUSH));
+        // Transfers moving: the tray's tooltip shows their progress, window or not.
+        let mut moving = pending.clone();
+        moving.in_flight = 1;
+        moving.transfers = vec![TransferStatus::default()];
+        assert_eq!(read_every(Some(&moving), false), Some(MOVING_PUSH));
+        assert_eq!(read_every(Some(&moving), true), Some(MOVING_PUSH));
     }
 }

@@ -120,3 +120,19 @@ async fn the_passphrase_needs_the_backends_confirmation() {
     assert_eq!(first.await.unwrap().unwrap(), None);
     assert_eq!(b.reveal_passphrase(async { false }).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn the_window_flag_wakes_the_status_reader_on_changes_only() {
+    let (_dir, b) = backend_for_tests();
+    let mut seen = b.window_open.subscribe();
+    assert!(!*seen.borrow(), "no window until the shell says so");
+    b.set_window_open(false);
+    assert!(!seen.has_changed().unwrap(), "no change, no wake-up");
+    b.set_window_open(true);
+    assert!(seen.has_changed().unwrap());
+    assert!(*seen.borrow_and_update());
+    b.set_window_open(true);
+    assert!(!seen.has_changed().unwrap());
+    b.set_window_open(false);
+    assert!(!*seen.borrow_and_update());
+}

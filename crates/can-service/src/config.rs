@@ -45,6 +45,14 @@ pub struct Config {
     /// filesystem's size. 0: no reserve (the disk may fill up completely).
     #[serde(default)]
     pub free_space_reserve_bytes: Option<u64>,
+    /// Seconds an interrupted sync upload is kept for a resume after its last byte arrived
+    /// (`data_dir/partial`). Default: 7 days.
+    #[serde(default = "default_partial_max_age_secs")]
+    pub partial_max_age_secs: u64,
+}
+
+fn default_partial_max_age_secs() -> u64 {
+    7 * 24 * 3600
 }
 
 fn default_listen() -> SocketAddr {
@@ -70,6 +78,7 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             public_api_key: None,
             free_space_reserve_bytes: None,
+            partial_max_age_secs: default_partial_max_age_secs(),
         }
     }
 }
@@ -130,6 +139,9 @@ impl Config {
             key,
             message: message.to_owned(),
         };
+        if self.partial_max_age_secs == 0 {
+            return Err(err("partial_max_age_secs", "must be at least 1"));
+        }
         if self.max_asset_bytes == 0 {
             return Err(err("max_asset_bytes", "must be greater than 0"));
         }

@@ -76,6 +76,10 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
         source,
     })?;
     let app = api::router(store.clone(), config, addr)?;
+    let cleaner = tokio::spawn(clean_partials(
+        store.clone(),
+        Duration::from_secs(config.partial_max_age_secs),
+    ));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let (graceful_tx, graceful_rx) = oneshot::channel::<()>();
@@ -101,12 +105,32 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
             tracing::info!("closing open event streams");
         }
     });
+    let task = tokio::spawn(async move {
+        let _ = task.await;
+        cleaner.abort();
+    });
     Ok(RunningService {
         addr,
         store,
         stop,
         task,
     })
+}
+
+/// Deletes partial uploads older than `max_age`: at start, then hourly (or every `max_age`
+/// when that is shorter, so that short test ages are enforced).
+async fn clean_partials(store: Store, max_age: Duration) {
+    let every = max_age.min(Duration::from_secs(3600));
+    loop {
+        let removed = store.clean_partials(max_age).await;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "deleted partial uploads older than partial_max_age_secs"
+            );
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 impl RunningService {

@@ -133,7 +133,11 @@ async fn format_characters_are_stripped_from_names_on_every_path() {
         origin: "peer:a".into(),
         seq: 0,
     };
-    let mut body = pb::IngestRequest { asset: Some(asset) }.encode_length_delimited_to_vec();
+    let mut body = pb::IngestRequest {
+        asset: Some(asset),
+        offset: 0,
+    }
+    .encode_length_delimited_to_vec();
     body.extend_from_slice(content);
     let r = c
         .post(svc.url("/sync/v1/assets"))

@@ -22,7 +22,11 @@ fn ingest_body(content: &[u8], size: u64) -> Vec<u8> {
         origin: "peer:a".into(),
         seq: 0,
     };
-    let mut body = pb::IngestRequest { asset: Some(asset) }.encode_length_delimited_to_vec();
+    let mut body = pb::IngestRequest {
+        asset: Some(asset),
+        offset: 0,
+    }
+    .encode_length_delimited_to_vec();
     body.extend_from_slice(content);
     body
 }

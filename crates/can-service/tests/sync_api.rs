@@ -26,7 +26,11 @@ fn asset_for(content: &[u8], name: &str, origin: &str) -> pb::Asset {
 }
 
 fn ingest_body(asset: pb::Asset, content: &[u8]) -> Vec<u8> {
-    let mut body = pb::IngestRequest { asset: Some(asset) }.encode_length_delimited_to_vec();
+    let mut body = pb::IngestRequest {
+        asset: Some(asset),
+        offset: 0,
+    }
+    .encode_length_delimited_to_vec();
     body.extend_from_slice(content);
     body
 }
@@ -135,7 +139,7 @@ async fn ingest_verifies_content_and_is_idempotent() {
         422
     );
     assert!(public_list(&c, &svc).await.is_empty());
-    assert!(eventually(10, || svc.temp_files() == 0).await);
+    assert!(eventually(10, || svc.upload_files() == 0).await);
     assert_eq!(svc.content_files(), 0);
 
     // A good one: 201 with its seq and the peer's metadata kept.
@@ -207,7 +211,11 @@ async fn garbage_requests_get_400() {
         ("huge frame", oversized_prefix),
         (
             "no asset",
-            pb::IngestRequest { asset: None }.encode_length_delimited_to_vec(),
+            pb::IngestRequest {
+                asset: None,
+                offset: 0,
+            }
+            .encode_length_delimited_to_vec(),
         ),
         ("short hash", {
             let mut a = asset_for(b"x", "x", "peer:a");
@@ -233,7 +241,7 @@ async fn garbage_requests_get_400() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(public_list(&c, &svc).await.is_empty());
-    assert!(eventually(10, || svc.temp_files() == 0).await);
+    assert!(eventually(10, || svc.upload_files() == 0).await);
 }
 
 #[tokio::test]
@@ -370,5 +378,5 @@ async fn ingest_over_the_size_limit_is_refused() {
     let e: serde_json::Value = r.json().await.unwrap();
     assert!(e["error"].as_str().unwrap().contains("100"), "{e}");
     assert!(public_list(&c, &svc).await.is_empty());
-    assert!(eventually(10, || svc.temp_files() == 0).await);
+    assert!(eventually(10, || svc.upload_files() == 0).await);
 }

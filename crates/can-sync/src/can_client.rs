@@ -160,14 +160,36 @@ impl CanClient {
         }
     }
 
-    /// An asset's metadata and its content as a stream.
+    /// How many bytes of `hash` an interrupted upload left in the service (`None`: none, or
+    /// a service that does not resume).
+    pub async fn partial(&self, hash: &[u8; 32]) -> Result<Option<u64>, CanError> {
+        let url = format!("{}/sync/v1/partials/{}", self.base, hex::encode(hash));
+        match self.send(self.http.get(url)).await {
+            Ok(resp) => {
+                let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+                let p =
+                    pb::Partial::decode(bytes).map_err(|e| CanError::Protocol(e.to_string()))?;
+                Ok(Some(p.received))
+            }
+            Err(CanError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An asset's metadata and its content from byte `offset` on, as a stream.
     pub async fn fetch(
         &self,
         hash: &[u8; 32],
+        offset: u64,
     ) -> Result<(pb::Asset, BoxStream<'static, Result<Bytes, CanError>>), CanError> {
+        let query = if offset > 0 {
+            format!("?offset={offset}")
+        } else {
+            String::new()
+        };
         let resp = self
             .send(self.http.get(format!(
-                "{}/sync/v1/assets/{}",
+                "{}/sync/v1/assets/{}{query}",
                 self.base,
                 hex::encode(hash)
             )))
@@ -187,13 +209,22 @@ impl CanClient {
         Ok((asset, content.boxed()))
     }
 
-    /// Stores an asset whose content arrives as a stream; the service re-hashes it.
-    pub async fn ingest<S>(&self, asset: pb::Asset, content: S) -> Result<Ingested, CanError>
+    /// Stores an asset whose content from byte `offset` on arrives as a stream (the bytes
+    /// before it are the service's partial upload of it); the service re-hashes it whole.
+    pub async fn ingest<S>(
+        &self,
+        asset: pb::Asset,
+        offset: u64,
+        content: S,
+    ) -> Result<Ingested, CanError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
-        let head =
-            Bytes::from(pb::IngestRequest { asset: Some(asset) }.encode_length_delimited_to_vec());
+        let request = pb::IngestRequest {
+            asset: Some(asset),
+            offset,
+        };
+        let head = Bytes::from(request.encode_length_delimited_to_vec());
         let body = futures_util::stream::once(async move { Ok(head) }).chain(content);
         let resp = self
             .send(

@@ -39,8 +39,14 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     pub assets_sent: u64,
     pub assets_received: u64,
+    /// Sizes of the assets sent / received whole.
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Content bytes that crossed to / from peers in transfers, finished or not: beside
+    /// `bytes_sent`/`bytes_received` they show what interruptions cost (a resumed transfer
+    /// moves only what was missing).
+    pub transfer_bytes_sent: u64,
+    pub transfer_bytes_received: u64,
     pub last_error: Option<String>,
     /// Endpoints the dialer keeps a dial loop for (discovered, remembered, tickets).
     pub candidates: usize,

@@ -153,13 +153,15 @@ pub struct Snapshot {
 }
 
 impl Transfers {
+    /// Registers a transfer of `total` bytes of which `done` already arrived earlier (a
+    /// resumed transfer; they do not count as moved now).
     pub fn start(
         self: &Arc<Self>,
         direction: Direction,
         peer: EndpointId,
         hash: Hash,
         name: &str,
-        total: u64,
+        (done, total): (u64, u64),
     ) -> Guard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {
@@ -168,7 +170,7 @@ impl Transfers {
             name: name.chars().take(256).collect(),
             direction,
             total,
-            done: AtomicU64::new(0),
+            done: AtomicU64::new(done.min(total)),
             started: Instant::now(),
             meter: Mutex::default(),
         });
@@ -208,6 +210,15 @@ impl Transfers {
             ),
             Err(_) => (0.0, 0.0),
         }
+    }
+
+    /// Content bytes moved in each direction since the start, in finished transfers and in
+    /// interrupted ones: (downloaded, uploaded).
+    pub fn moved(&self) -> (u64, u64) {
+        (
+            self.downloaded.load(Ordering::Relaxed),
+            self.uploaded.load(Ordering::Relaxed),
+        )
     }
 
     pub fn is_empty(&self) -> bool {
@@ -280,8 +291,8 @@ mod tests {
     fn transfers_report_progress_and_leave_when_dropped() {
         let t = Arc::new(Transfers::default());
         let peer = iroh::SecretKey::generate().public();
-        let down = t.start(Direction::Download, peer, [1; 32], "big.bin", 1000);
-        let up = t.start(Direction::Upload, peer, [2; 32], "other", 50);
+        let down = t.start(Direction::Download, peer, [1; 32], "big.bin", (0, 1000));
+        let up = t.start(Direction::Upload, peer, [2; 32], "other", (0, 50));
         down.add(400);
         up.add(50);
         let now = Instant::now();

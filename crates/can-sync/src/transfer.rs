@@ -46,7 +46,8 @@ pub enum FetchError {
 
 /// Sorts a refusal of our own CAN Service into what the engine does next:
 /// 400/413 → never again (the store's rules), 422 → the peer's content was wrong,
-/// 507 → out of space, anything else (5xx, unreachable) → retry later.
+/// 507 → out of space, 409 → a resume raced another upload (retry), anything else (5xx,
+/// unreachable) → retry later.
 pub fn classify_store_error(e: CanError) -> FetchError {
     match e {
         CanError::Rejected(message) => {
@@ -60,6 +61,12 @@ pub fn classify_store_error(e: CanError) -> FetchError {
             status: status @ (400 | 413),
             message,
         } => FetchError::StoreRefused { status, message },
+        // Another upload of the asset holds its partial, or the partial changed since we
+        // read its length: try again shortly.
+        CanError::Status {
+            status: 409,
+            message,
+        } => FetchError::Transport(format!("the store's partial upload is busy: {message}")),
         other => FetchError::Store(other),
     }
 }
@@ -88,6 +95,10 @@ mod tests {
         assert!(matches!(
             classify_store_error(CanError::Rejected("hash".into())),
             FetchError::Misbehaved(_)
+        ));
+        assert!(matches!(
+            classify_store_error(status(409)),
+            FetchError::Transport(_)
         ));
         assert!(matches!(
             classify_store_error(status(507)),

@@ -176,6 +176,7 @@ async fn a_peer_sending_content_that_does_not_match_its_hash_is_cut_off() {
             origin: "local".into(),
             seq: 1,
         })),
+        offset: 0,
     };
     write_frame(&mut tx, &header).await.unwrap();
     tx.write_all(&sent).await.unwrap();
@@ -193,7 +194,7 @@ async fn a_peer_sending_content_that_does_not_match_its_hash_is_cut_off() {
     );
     assert!(!has_asset(&c, &a.url, &claimed_hash.to_hex()).await);
     assert!(!has_asset(&c, &a.url, &b3(&sent)).await);
-    assert!(eventually(10, || a.temp_files() == 0).await);
+    assert!(eventually(10, || a.upload_files() == 0).await);
     assert_eq!(a.content_files(), 0);
     ep.close().await;
 }

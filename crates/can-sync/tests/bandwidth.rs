@@ -33,7 +33,7 @@ async fn a_5_mb_s_upload_limit_holds_over_100_mib() {
         &format!("connect_ticket_file: {}\n", a.ticket_path().display()),
     );
     assert!(
-        eventually(60, || svc_b.temp_files() > 0).await,
+        eventually(60, || svc_b.upload_files() > 0).await,
         "the transfer never started"
     );
     let started = Instant::now();

@@ -42,6 +42,7 @@ fn asset_header(content: &[u8], name: &str) -> Response {
             origin: "local".into(),
             seq: 1,
         })),
+        offset: 0,
     }
 }
 
@@ -205,7 +206,7 @@ async fn a_store_refusal_is_reported_once_and_never_retried() {
     );
     assert_eq!(agent.count("peer_misbehaved"), 0);
     assert!(list_all(&client(), &a.url).await.is_empty());
-    assert!(eventually(10, || a.temp_files() == 0).await);
+    assert!(eventually(10, || a.upload_files() == 0).await);
     ep.close().await;
 }
 
@@ -269,7 +270,7 @@ async fn a_transfer_that_stalls_is_aborted_and_completes_from_another_peer() {
         .collect();
     assert_eq!(from.len(), 1, "{from:?}");
     assert_ne!(from[0], ep.id().to_string(), "taken from the staller");
-    assert!(eventually(10, || a.temp_files() == 0).await);
+    assert!(eventually(10, || a.upload_files() == 0).await);
     drop(agent_b);
     ep.close().await;
 }
@@ -418,6 +419,6 @@ async fn a_store_without_room_reports_store_full_and_writes_nothing() {
     assert_eq!(agent_a.count("store_full"), 1, "reported once");
     assert_eq!(agent_a.count("asset_received"), 0);
     assert!(list_all(&c, &a.url).await.is_empty());
-    assert_eq!(a.temp_files(), 0);
+    assert_eq!(a.upload_files(), 0);
     assert_eq!(a.content_files(), 0);
 }

@@ -158,7 +158,7 @@ async fn a_200_mib_transfer_completes_over_a_link_that_flaps_every_5_s() {
         &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
     );
     assert!(
-        eventually(60, || svc_b.temp_files() > 0).await,
+        eventually(60, || svc_b.upload_files() > 0).await,
         "the transfer never started"
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -181,7 +181,7 @@ async fn a_200_mib_transfer_completes_over_a_link_that_flaps_every_5_s() {
         .await
         .unwrap();
     assert_eq!(b3(&body), hash, "stored content does not match its hash");
-    assert_eq!(svc_b.temp_files(), 0, "partial upload left behind");
+    assert_eq!(svc_b.upload_files(), 0, "partial upload left behind");
 }
 
 /// A measurement, not a check (run by hand; bench/README has the figures):
@@ -212,7 +212,7 @@ async fn bulk_throughput() {
             agent_a.ticket_path().display()
         ),
     );
-    assert!(eventually(60, || svc_b.temp_files() > 0).await);
+    assert!(eventually(60, || svc_b.upload_files() > 0).await);
     let start = Instant::now();
     assert!(eventually_async(900, || has_asset(&c, &svc_b.url, &hash)).await);
     let secs = start.elapsed().as_secs_f64();

@@ -130,6 +130,21 @@ impl Agent {
             .unwrap_or_else(|| panic!("no `ready` line with {key} yet"))
     }
 
+    /// `can-sync status --json` of this agent, through its control socket (the real CLI).
+    pub fn status(&self) -> Value {
+        let out = crate::command("can-sync", None)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("run can-sync status");
+        assert!(
+            out.status.success(),
+            "can-sync status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+    }
+
     /// Waits until an event of this kind has been seen, or `secs` pass.
     pub async fn wait_for(&self, event: &str, secs: u64) -> bool {
         crate::eventually(secs, || self.count(event) > 0).await

@@ -95,9 +95,19 @@ impl Service {
         format!("{}{}", self.url, path)
     }
 
-    /// Files left in the temp directory.
+    /// Files left in the temp directory (uploads through the public API).
     pub fn temp_files(&self) -> usize {
         std::fs::read_dir(self.data_dir().join("tmp")).map_or(0, |d| d.count())
+    }
+
+    /// Partial uploads kept for a resume (sync uploads, docs/sync-api.md).
+    pub fn partial_files(&self) -> usize {
+        std::fs::read_dir(self.data_dir().join("partial")).map_or(0, |d| d.count())
+    }
+
+    /// Uploads in progress or kept unfinished, of either API: temp files and partials.
+    pub fn upload_files(&self) -> usize {
+        self.temp_files() + self.partial_files()
     }
 
     /// Content files under objects/.

@@ -95,7 +95,11 @@ pub fn frames(data: &[u8]) {
                 origin: u.arbitrary()?,
                 seq: u.arbitrary()?,
             };
-            let mut b = IngestRequest { asset: Some(asset) }.encode_length_delimited_to_vec();
+            let mut b = IngestRequest {
+                asset: Some(asset),
+                offset: 0,
+            }
+            .encode_length_delimited_to_vec();
             b.extend_from_slice(some_bytes(u, 64)?);
             b
         } else {

@@ -382,6 +382,8 @@ fn body(u: &mut Unstructured<'_>, w: &World) -> arbitrary::Result<Vec<u8>> {
     };
     let head = IngestRequest {
         asset: u.ratio(15, 16)?.then_some(asset),
+        // Now and then a resume, often from further than any partial reaches.
+        offset: if u.ratio(1, 8)? { u.arbitrary()? } else { 0 },
     };
     let mut out = head.encode_length_delimited_to_vec();
     out.extend_from_slice(&content);

@@ -74,6 +74,7 @@ impl From<IngestError> for ApiError {
             IngestError::SizeMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
             IngestError::Interrupted(_) => StatusCode::BAD_REQUEST,
+            IngestError::Busy | IngestError::BeyondPartial { .. } => StatusCode::CONFLICT,
             IngestError::Store(_) => {
                 tracing::error!(error = %e, "store failure during ingest");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");

@@ -42,6 +42,7 @@ pub fn router(store: Store, config: &Config, listen: SocketAddr) -> Result<Route
         .route("/hashes", get(sync::hashes))
         .route("/assets", axum::routing::post(sync::ingest))
         .route("/assets/{hash}", get(sync::fetch))
+        .route("/partials/{hash}", get(sync::partial))
         .route("/events", get(sync::events))
         .fallback(|| async { ApiError::not_found("no such sync route") })
         .route_layer(from_fn_with_state(sync_key, sync::authorize))

@@ -94,18 +94,40 @@ pub async fn hashes(
     Ok(protobuf(StatusCode::OK, &page))
 }
 
-/// One asset: a length-delimited `Asset`, then its content, streamed from disk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchQuery {
+    #[serde(default)]
+    offset: u64,
+}
+
+/// One asset: a length-delimited `Asset`, then its content from byte `?offset=` (default 0)
+/// on, streamed from disk.
 pub async fn fetch(
     State(store): State<Store>,
     Path(hash): Path<String>,
+    ApiQuery(q): ApiQuery<FetchQuery>,
 ) -> Result<Response, ApiError> {
     let meta = find(&store, &hash).await?;
+    if q.offset > meta.size {
+        return Err(ApiError::bad_request(format!(
+            "offset {} is past the asset's {} bytes",
+            q.offset, meta.size
+        )));
+    }
     let path = store.content_path(&meta.hash);
-    let file = tokio::fs::File::open(&path)
+    let io_error = |path, source| crate::store::StoreError::Io { path, source };
+    let mut file = tokio::fs::File::open(&path)
         .await
-        .map_err(|source| crate::store::StoreError::Io { path, source })?;
+        .map_err(|e| io_error(path.clone(), e))?;
+    if q.offset > 0 {
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(q.offset))
+            .await
+            .map_err(|e| io_error(path.clone(), e))?;
+    }
     let head = Bytes::from(to_pb(&meta).encode_length_delimited_to_vec());
-    let length = head.len() as u64 + meta.size;
+    let length = head.len() as u64 + meta.size - q.offset;
     let body = futures_util::stream::once(async move { Ok(head) })
         .chain(ReaderStream::with_capacity(file, 256 * 1024));
     Ok((
@@ -164,7 +186,9 @@ async fn store_ingest(
         origin: asset.origin,
     };
     let content = futures_util::stream::iter((!rest.is_empty()).then(|| Ok(rest))).chain(stream);
-    let outcome = store.ingest(content, new, Some((hash, asset.size))).await?;
+    let outcome = store
+        .ingest_resumable(content, new, hash, asset.size, request.offset)
+        .await?;
     let (status, created) = match &outcome {
         IngestOutcome::Created(meta) => {
             tracing::info!(hash = %meta.hash, size = meta.size, origin = %meta.origin, "stored synced asset");
@@ -177,6 +201,24 @@ async fn store_ingest(
         created,
     };
     Ok((protobuf(status, &reply), true))
+}
+
+/// What is kept of an interrupted upload of `hash`: `Partial{hash, received}`, or 404.
+pub async fn partial(
+    State(store): State<Store>,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    let hash = AssetHash::from_hex(&hash)?;
+    match store.partial_received(&hash) {
+        Some(received) => Ok(protobuf(
+            StatusCode::OK,
+            &pb::Partial {
+                hash: hash.as_bytes().to_vec(),
+                received,
+            },
+        )),
+        None => Err(ApiError::not_found("no partial upload of this asset")),
+    }
 }
 
 pub async fn events(

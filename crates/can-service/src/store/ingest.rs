@@ -18,7 +18,7 @@ use super::{AssetMeta, Store, StoreError, content_path, db};
 use crate::hash::AssetHash;
 
 /// Chunks buffered between the network and the writer thread.
-const CHANNEL_CHUNKS: usize = 16;
+pub(super) const CHANNEL_CHUNKS: usize = 16;
 /// Write buffer of the temp file: large writes, few syscalls.
 const WRITE_BUFFER: usize = 1 << 20;
 /// How much is written before the kernel is asked to start writing it back.
@@ -83,6 +83,10 @@ pub enum IngestError {
     },
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    #[error("another upload of this asset is in progress")]
+    Busy,
+    #[error("cannot resume at byte {offset}: the partial upload holds {received} bytes")]
+    BeyondPartial { offset: u64, received: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -128,15 +132,59 @@ impl NewAsset {
     }
 }
 
-enum Msg {
+pub(super) enum Msg {
     Data(Bytes),
     Finish,
 }
 
-struct Written {
-    file: NamedTempFile,
-    hash: AssetHash,
-    size: u64,
+/// A file written whole and fsynced, not yet in place.
+pub(super) struct Written<F> {
+    pub file: F,
+    pub hash: AssetHash,
+    pub size: u64,
+}
+
+/// How the writer thread ended: every byte written and fsynced, or the body ended early
+/// (the bytes that did arrive are written to the file, not fsynced).
+pub(super) enum Ended<F> {
+    Finished(Written<F>),
+    Interrupted(F),
+}
+
+/// A file the writer writes into: a temp file (deleted when dropped) or a partial upload
+/// (kept for a resume).
+pub(super) trait Sink: Write + Send + 'static {
+    fn file(&self) -> &File;
+}
+
+impl Sink for NamedTempFile {
+    fn file(&self) -> &File {
+        self.as_file()
+    }
+}
+
+impl Sink for File {
+    fn file(&self) -> &File {
+        self
+    }
+}
+
+/// A written file that can be moved to its final name, or thrown away.
+pub(super) trait Landing: Send + 'static + Sized {
+    /// Renames the file to `dest`; on failure returns it with the error (to retry).
+    fn land(self, dest: &Path) -> Result<(), (Self, std::io::Error)>;
+    /// The content turned out to be stored already.
+    fn discard(self);
+}
+
+impl Landing for NamedTempFile {
+    fn land(self, dest: &Path) -> Result<(), (Self, std::io::Error)> {
+        self.persist(dest)
+            .map(|_| ())
+            .map_err(|e| (e.file, e.error))
+    }
+
+    fn discard(self) {}
 }
 
 impl Store {
@@ -170,39 +218,12 @@ impl Store {
         let space = self.inner.space.clone();
         let writer = tokio::task::spawn_blocking(move || write_temp(&tmp_dir, &space, claimed, rx));
 
-        let mut body = std::pin::pin!(body);
-        let mut received: u64 = 0;
-        let streamed = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| IngestError::Interrupted(e.to_string()))?;
-                received += chunk.len() as u64;
-                if received > limit {
-                    return Err(IngestError::TooLarge { limit });
-                }
-                if let Some((_, size)) = expected
-                    && received > size
-                {
-                    return Err(IngestError::SizeMismatch {
-                        expected: size,
-                        actual: received,
-                    });
-                }
-                if tx.send(Msg::Data(chunk)).await.is_err() {
-                    break; // the writer failed; its error is reported below
-                }
-            }
-            Ok(())
-        }
-        .await;
-        if streamed.is_ok() {
-            let _ = tx.send(Msg::Finish).await;
-        }
-        drop(tx);
+        let streamed = feed(body, tx, 0, limit, claimed).await;
         let written = writer
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
         streamed?;
-        let Some(written) = written else {
+        let Ended::Finished(written) = written else {
             return Err(IngestError::Interrupted("writer stopped".into()));
         };
         if let Some((hash, size)) = expected {
@@ -222,8 +243,13 @@ impl Store {
         self.commit(written, new).await
     }
 
-    async fn commit(&self, written: Written, new: NewAsset) -> Result<IngestOutcome, IngestError> {
+    pub(super) async fn commit<F: Landing>(
+        &self,
+        written: Written<F>,
+        new: NewAsset,
+    ) -> Result<IngestOutcome, IngestError> {
         if let Some(existing) = self.get(written.hash).await? {
+            written.file.discard();
             return Ok(IngestOutcome::Existing(existing));
         }
         let inner = self.inner.clone();
@@ -271,26 +297,76 @@ impl Store {
     }
 }
 
-/// The writer thread: hashes and writes chunks until `Finish` (then fsyncs) or until the
-/// channel closes without it, or the disk fills up (then the temp file is dropped, which
-/// deletes it).
-///
-/// Every [`CHECK_EVERY`] bytes it checks that the rest of the claimed size (or, when no size
-/// was claimed, the next stretch) still fits above the reserve: other writers may be filling
-/// the same disk while a long upload streams.
+/// Passes the body's chunks to the writer thread, counting from `start`: over `limit` or
+/// the claimed size is an error; at the end of the body it tells the writer to finish.
+pub(super) async fn feed<S, E>(
+    body: S,
+    tx: mpsc::Sender<Msg>,
+    start: u64,
+    limit: u64,
+    claimed: Option<u64>,
+) -> Result<(), IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: Display,
+{
+    let mut body = std::pin::pin!(body);
+    let mut received = start;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| IngestError::Interrupted(e.to_string()))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(IngestError::TooLarge { limit });
+        }
+        if let Some(size) = claimed
+            && received > size
+        {
+            return Err(IngestError::SizeMismatch {
+                expected: size,
+                actual: received,
+            });
+        }
+        if tx.send(Msg::Data(chunk)).await.is_err() {
+            // The writer failed; its error is reported by the caller.
+            return Ok(());
+        }
+    }
+    let _ = tx.send(Msg::Finish).await;
+    Ok(())
+}
+
+/// The writer thread of an upload into a new temp file: see [`write_chunks`].
 fn write_temp(
     tmp_dir: &Path,
     space: &SpaceGuard,
     claimed: Option<u64>,
-    mut rx: mpsc::Receiver<Msg>,
-) -> Result<Option<Written>, IngestError> {
+    rx: mpsc::Receiver<Msg>,
+) -> Result<Ended<NamedTempFile>, IngestError> {
     let file = NamedTempFile::new_in(tmp_dir).map_err(StoreError::io(tmp_dir))?;
     let path = file.path().to_owned();
+    write_chunks(file, &path, blake3::Hasher::new(), 0, space, claimed, rx)
+}
+
+/// The writer thread: hashes and writes chunks after the `start` bytes already in `file`
+/// (and in `hasher`) until `Finish` (then fsyncs) or until the channel closes without it, or
+/// the disk fills up.
+///
+/// Every [`CHECK_EVERY`] bytes it checks that the rest of the claimed size (or, when no size
+/// was claimed, the next stretch) still fits above the reserve: other writers may be filling
+/// the same disk while a long upload streams.
+pub(super) fn write_chunks<F: Sink>(
+    file: F,
+    path: &Path,
+    mut hasher: blake3::Hasher,
+    start: u64,
+    space: &SpaceGuard,
+    claimed: Option<u64>,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Result<Ended<F>, IngestError> {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    let mut flushed = 0u64;
-    let mut checked = 0u64;
+    let mut size = start;
+    let mut flushed = start;
+    let mut checked = start;
     let full = |source: std::io::Error, size: u64| {
         if source.kind() == std::io::ErrorKind::StorageFull {
             IngestError::NoSpace {
@@ -300,7 +376,7 @@ fn write_temp(
             }
         } else {
             StoreError::Io {
-                path: path.clone(),
+                path: path.to_owned(),
                 source,
             }
             .into()
@@ -313,7 +389,7 @@ fn write_temp(
                 out.write_all(&chunk).map_err(|e| full(e, size))?;
                 size += chunk.len() as u64;
                 if size - flushed >= WRITEBACK_STEP {
-                    start_writeback(out.get_ref().as_file(), flushed, size - flushed);
+                    start_writeback(out.get_ref().file(), flushed, size - flushed);
                     flushed = size;
                 }
                 if size - checked >= CHECK_EVERY {
@@ -327,8 +403,8 @@ fn write_temp(
             }
             Msg::Finish => {
                 let file = out.into_inner().map_err(|e| full(e.into_error(), size))?;
-                file.as_file().sync_all().map_err(|e| full(e, size))?;
-                return Ok(Some(Written {
+                file.file().sync_all().map_err(|e| full(e, size))?;
+                return Ok(Ended::Finished(Written {
                     file,
                     hash: hasher.finalize().into(),
                     size,
@@ -336,7 +412,8 @@ fn write_temp(
             }
         }
     }
-    Ok(None)
+    let file = out.into_inner().map_err(|e| full(e.into_error(), size))?;
+    Ok(Ended::Interrupted(file))
 }
 
 /// Asks the kernel to start writing a written range to disk now, without waiting, so the
@@ -362,9 +439,9 @@ fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 /// Renames the fsynced temp file to its final name and makes the rename durable: the shard
 /// folder is fsynced, and so is `objects/` unless the folder's own entry is known durable.
 /// Only then may the caller commit the row.
-fn place(
+fn place<F: Landing>(
     shards: &Shards,
-    file: NamedTempFile,
+    file: F,
     hash: &AssetHash,
     dest: &Path,
 ) -> Result<(), StoreError> {
@@ -373,13 +450,13 @@ fn place(
         path: dest.to_owned(),
         source,
     };
-    if let Err(e) = file.persist(dest) {
-        if e.error.kind() != std::io::ErrorKind::NotFound {
-            return Err(io_error(e.error));
+    if let Err((file, error)) = file.land(dest) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            return Err(io_error(error));
         }
         // The shard folder was removed behind our back (it exists from open on).
         shards.recreate(shard)?;
-        e.file.persist(dest).map_err(|e| io_error(e.error))?;
+        file.land(dest).map_err(|(_, e)| io_error(e))?;
     }
     sync_dir(&shards.dir(shard))?;
     shards.ensure_durable(shard)

@@ -5,11 +5,13 @@
 //! writes to `data_dir/tmp`, fsyncs, renames into `objects/<2 hex>/<64 hex>`, fsyncs the
 //! directory (and `objects/` if the shard folder's entry may not be durable yet, see
 //! [`shards`]), and only then commits the row. A crash anywhere leaves either the whole asset
-//! or nothing that [`Store::open`] does not clean up.
+//! or nothing that [`Store::open`] does not clean up. Uploads from sync agents write to
+//! `data_dir/partial` instead of `tmp`, to be resumed after an interruption ([`partial`]).
 
 mod db;
 mod ingest;
 pub mod names;
+mod partial;
 mod repair;
 mod seed;
 mod shards;
@@ -79,6 +81,7 @@ struct Inner {
     latest: watch::Sender<u64>,
     max_asset_bytes: u64,
     space: space::SpaceGuard,
+    partials: Arc<partial::Partials>,
 }
 
 impl Store {
@@ -109,6 +112,7 @@ impl Store {
             tracing::warn!(?report, "repaired the store after an unclean stop");
         }
         let space = space::SpaceGuard::new(data_dir, free_space_reserve)?;
+        let partials = Arc::new(partial::Partials::open(data_dir)?);
         let last = db::last_seq(&conn)?;
         let (latest, _) = watch::channel(last);
         Ok(Self {
@@ -120,6 +124,7 @@ impl Store {
                 latest,
                 max_asset_bytes,
                 space,
+                partials,
             }),
         })
     }

@@ -88,6 +88,16 @@ pub fn render(status: &Status, errors: &BTreeMap<&'static str, u64>) -> String {
             "Asset bytes received from peers",
             status.bytes_received,
         ),
+        (
+            "transfer_bytes_sent",
+            "Content bytes sent to peers, in finished and interrupted transfers",
+            status.transfer_bytes_sent,
+        ),
+        (
+            "transfer_bytes_received",
+            "Content bytes received from peers, in finished and interrupted transfers",
+            status.transfer_bytes_received,
+        ),
     ];
     for (name, help, value) in counters {
         let c: Counter = Counter::default();

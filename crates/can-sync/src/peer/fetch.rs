@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt};
 use iroh::endpoint::Connection;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
+use crate::can_client::CanError;
 use crate::context::Context;
 use crate::progress::{Direction, Guard};
 use crate::transfer::{FetchError, Fetched, classify_store_error};
@@ -30,6 +31,15 @@ pub(crate) async fn fetch(
 ) -> Result<Fetched, FetchError> {
     let remote = conn.remote_id();
     let idle = ctx.idle_timeout;
+    // What an interrupted transfer left in our store (from this peer or another): ask for
+    // the rest only. Not knowing is not fatal: everything is asked for.
+    let offset = match ctx.can.partial(&hash).await {
+        Ok(received) => received.unwrap_or(0),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the store's partial upload");
+            0
+        }
+    };
     let transport = |e: &dyn std::fmt::Display| FetchError::Transport(e.to_string());
     // The peer grants stream credit and reads our request when it likes: bounded like the
     // body, so a peer that never does cannot hold a transfer slot.
@@ -43,6 +53,7 @@ pub(crate) async fn fetch(
             &mut send,
             &Request {
                 hash: hash.to_vec(),
+                offset,
             },
         ),
     )
@@ -70,6 +81,14 @@ pub(crate) async fn fetch(
             "sent a different asset than requested".into(),
         ));
     }
+    // The peer sends from where we asked, or (a sender that does not resume, or our offset
+    // was past its end) everything.
+    let start = response.offset;
+    if (start != offset && start != 0) || start > asset.size {
+        return Err(FetchError::Misbehaved(format!(
+            "sent from byte {start} when asked from byte {offset}"
+        )));
+    }
     asset.origin = format!("peer:{remote}");
     asset.seq = 0;
     let (name, size) = (asset.name.clone(), asset.size);
@@ -79,12 +98,12 @@ pub(crate) async fn fetch(
     let flow = Flow {
         progress: ctx
             .transfers
-            .start(Direction::Download, remote, hash, &name, size),
+            .start(Direction::Download, remote, hash, &name, (start, size)),
         ctx: ctx.clone(),
         lan: crate::bandwidth::is_lan_conn(&conn),
     };
-    let body = body_stream(recv.take(size), idle, state.clone(), flow);
-    let result = ctx.can.ingest(asset, body).await;
+    let body = body_stream(recv.take(size - start), idle, state.clone(), flow);
+    let result = ctx.can.ingest(asset, start, body).await;
     if result.is_err() {
         match state.load(Ordering::Relaxed) {
             BODY_STALLED => return Err(FetchError::Stalled(idle)),
@@ -100,6 +119,12 @@ pub(crate) async fn fetch(
             size,
             created: ingested.created,
         }),
+        // Rejected after a resume: the bytes kept in our store may be the bad ones (a
+        // corrupted or tampered partial, which the store has now deleted). Not the peer's
+        // fault until a whole transfer from it fails: retry, from byte 0.
+        Err(CanError::Rejected(message)) if start > 0 => Err(FetchError::Transport(format!(
+            "the resumed asset did not verify ({message}); starting over"
+        ))),
         Err(e) => Err(classify_store_error(e)),
     }
 }

@@ -38,6 +38,7 @@ pub(super) async fn serve(
         };
     let refuse = |reason: &str| Response {
         kind: Some(response::Kind::Refused(reason.to_owned())),
+        offset: 0,
     };
     let Ok(hash) = <[u8; 32]>::try_from(request.hash.as_slice()) else {
         let _ = write_frame(&mut send, &refuse("malformed hash")).await;
@@ -55,7 +56,15 @@ pub(super) async fn serve(
         let _ = send.finish();
         return;
     };
-    let (asset, mut content) = match ctx.can.fetch(&hash).await {
+    // From where the receiver asks; an offset past the asset's end (its partial is not
+    // ours to judge) gets everything, which the receiver stores from byte 0.
+    let mut start = request.offset;
+    let mut fetched = ctx.can.fetch(&hash, start).await;
+    if start > 0 && matches!(fetched, Err(CanError::Status { status: 400, .. })) {
+        start = 0;
+        fetched = ctx.can.fetch(&hash, 0).await;
+    }
+    let (asset, mut content) = match fetched {
         Ok(x) => x,
         Err(e) => {
             let reason = match e {
@@ -70,7 +79,7 @@ pub(super) async fn serve(
     let (name, size) = (asset.name.clone(), asset.size);
     let progress = ctx
         .transfers
-        .start(Direction::Upload, remote, hash, &name, size);
+        .start(Direction::Upload, remote, hash, &name, (start, size));
     let result = async {
         let stalled = || format!("the peer read nothing for {idle:?}");
         tokio::time::timeout(
@@ -79,6 +88,7 @@ pub(super) async fn serve(
                 &mut send,
                 &Response {
                     kind: Some(response::Kind::Asset(asset)),
+                    offset: start,
                 },
             ),
         )

@@ -383,6 +383,8 @@ impl Actor {
             assets_received: self.totals.assets_received,
             bytes_sent: self.totals.bytes_sent,
             bytes_received: self.totals.bytes_received,
+            transfer_bytes_sent: self.ctx.transfers.moved().1,
+            transfer_bytes_received: self.ctx.transfers.moved().0,
             last_error: self.last_error.clone(),
             candidates,
             dialing,

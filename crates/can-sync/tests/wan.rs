@@ -184,6 +184,84 @@ async fn a_200_mib_transfer_completes_over_a_link_that_flaps_every_5_s() {
     assert_eq!(svc_b.upload_files(), 0, "partial upload left behind");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_512_mib_transfer_cut_at_60_percent_resumes_with_little_sent_again() {
+    let Some(tb) = testbed(&[Profile::LAN, Profile::LAN]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let (svc_a, agent_a) = site(&tb, 0, dir.path(), "");
+    let (svc_b, agent_b) = site(
+        &tb,
+        1,
+        dir.path(),
+        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+    );
+    assert!(agent_b.wait_for("peer_up", 60).await);
+    let size = 512usize << 20;
+    let big = pseudo_random(size, 5);
+    let hash = b3(&big);
+    let sent = || {
+        agent_a.status()["transfer_bytes_sent"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = sent();
+    assert_eq!(upload(&c, &svc_a, "big.bin", big).await.0, 201);
+    // Cut B off once 60 % is in its store, for longer than QUIC's idle timeout (15 s): the
+    // connection and the transfer die, and the redial after the restore must resume it.
+    assert!(
+        eventually_async(120, || async {
+            partial_bytes(&c, &svc_b, &hash).await >= (size as u64) * 6 / 10
+        })
+        .await,
+        "the transfer never reached 60 %"
+    );
+    tb.cut(1);
+    assert!(
+        agent_b.wait_for("peer_down", 40).await,
+        "the cut went unnoticed"
+    );
+    let kept = partial_bytes(&c, &svc_b, &hash).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    tb.restore(1);
+    let healed = Instant::now();
+    assert!(
+        eventually_async(180, || has_asset(&c, &svc_b.url, &hash)).await,
+        "the transfer never completed"
+    );
+    let total = sent() - before;
+    let again = total.saturating_sub(size as u64);
+    println!(
+        "512 MiB over lan, cut at {:.0} % for ~20 s: done {:.1} s after the restore; {total} bytes sent, {:.1} % again",
+        kept as f64 * 100.0 / size as f64,
+        healed.elapsed().as_secs_f64(),
+        again as f64 * 100.0 / size as f64
+    );
+    assert!(again <= size as u64 / 10, "{again} bytes sent again");
+    assert_eq!(svc_b.upload_files(), 0, "partial upload left behind");
+}
+
+/// Bytes the store kept of an interrupted upload of `hash` (0: none).
+async fn partial_bytes(c: &reqwest::Client, svc: &Service, hash: &str) -> u64 {
+    use prost::Message;
+    let resp = c
+        .get(svc.url(&format!("/sync/v1/partials/{hash}")))
+        .header("Authorization", format!("Bearer {KEY}"))
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status() == 200 => r
+            .bytes()
+            .await
+            .ok()
+            .and_then(|b| can_proto::sync_api::Partial::decode(b).ok())
+            .map_or(0, |p| p.received),
+        _ => 0,
+    }
+}
+
 /// A measurement, not a check (run by hand; bench/README has the figures):
 /// `WAN_PROFILE=long-haul WAN_CC=bbr WAN_MIB=64 cargo test -p can-sync --test wan bulk -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

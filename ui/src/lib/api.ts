@@ -140,6 +140,9 @@ export interface Status {
   assets_received: number;
   bytes_sent: number;
   bytes_received: number;
+  /** Content bytes that crossed, interrupted transfers included (not shown yet). */
+  transfer_bytes_sent?: number;
+  transfer_bytes_received?: number;
   last_error: string | null;
   /** In-flight transfers, downloads and uploads. */
   transfers: TransferStatus[];

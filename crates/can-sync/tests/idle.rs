@@ -124,14 +124,7 @@ async fn an_idle_agent_sends_its_store_nothing_and_polls_only_without_a_stream()
     let c = client();
     let proxy = Proxy::start(&a.url).await;
     // Polls every 2 s (the testkit's default) if it polled at all.
-    let agent_a = Agent::start(&dir.path().join("agent-a"), &proxy.url, KEY, PASS, "");
-    let agent_b = Agent::start(
-        &dir.path().join("agent-b"),
-        &b.url,
-        KEY,
-        PASS,
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
-    );
+    let (agent_a, agent_b) = Agent::start_pair(dir.path(), &proxy.url, &b.url, PASS);
     assert!(agent_a.wait_for("peer_up", 60).await);
     assert!(agent_b.wait_for("peer_up", 60).await);
     let (_, m) = upload(&c, &b, "first", b"the first asset".to_vec()).await;

@@ -17,17 +17,7 @@ async fn agent_killed_during_a_200_mib_transfer_recovers_without_partial_assets(
     let (status, _) = upload(&c, &a, "big.bin", big).await;
     assert_eq!(status, 201);
 
-    let _agent_a = Agent::start(&dir.path().join("agent-a"), &a.url, KEY, PASS, "");
-    let mut agent_b = Agent::start(
-        &dir.path().join("agent-b"),
-        &b.url,
-        KEY,
-        PASS,
-        &format!(
-            "connect_ticket_file: {}\n",
-            dir.path().join("agent-a/ticket").display()
-        ),
-    );
+    let (_agent_a, mut agent_b) = Agent::start_pair(dir.path(), &a.url, &b.url, PASS);
     // Kill B's agent while the asset streams into B's store.
     assert!(
         eventually(120, || b.upload_files() > 0).await,
@@ -49,14 +39,7 @@ async fn agent_killed_during_a_200_mib_transfer_recovers_without_partial_assets(
         eventually_async(180, || has_asset(&c, &b.url, &hash)).await,
         "mirror did not complete"
     );
-    let body = c
-        .get(b.url(&format!("/api/assets/{hash}")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let body = content(&c, &b.url, &hash).await;
     assert_eq!(b3(&body), hash);
     assert_eq!(b.content_files(), 1);
     assert_eq!(b.upload_files(), 0);
@@ -69,14 +52,7 @@ async fn a_restarted_can_service_is_survived_and_caught_up() {
     let a = Service::with_key(&dir.path().join("svc-a"));
     let mut b = Service::with_key(&dir.path().join("svc-b"));
     let c = client();
-    let agent_a = Agent::start(&dir.path().join("agent-a"), &a.url, KEY, PASS, "");
-    let mut agent_b = Agent::start(
-        &dir.path().join("agent-b"),
-        &b.url,
-        KEY,
-        PASS,
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
-    );
+    let (agent_a, mut agent_b) = Agent::start_pair(dir.path(), &a.url, &b.url, PASS);
     assert!(agent_a.wait_for("peer_up", 60).await);
     let (_, first) = upload(&c, &a, "before", b"before the outage".to_vec()).await;
     let first = first["hash"].as_str().unwrap().to_owned();

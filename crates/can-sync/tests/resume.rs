@@ -5,36 +5,16 @@
 
 use std::time::Duration;
 
-use can_proto::sync_api as pb;
 use can_testkit::*;
-use prost::Message;
 
 const PASS: &str = "harvest copper lagoon violet summit ember quill";
 const MIB: usize = 1 << 20;
-
-/// Bytes of `hash` the store kept of an interrupted upload (0: none).
-async fn partial(svc: &Service, hash: &str) -> u64 {
-    let resp = client()
-        .get(svc.url(&format!("/sync/v1/partials/{hash}")))
-        .header("Authorization", format!("Bearer {KEY}"))
-        .send()
-        .await;
-    match resp {
-        Ok(r) if r.status() == 200 => r
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| pb::Partial::decode(b).ok())
-            .map_or(0, |p| p.received),
-        _ => 0,
-    }
-}
 
 /// Waits until the store holds `share` of `size` bytes of `hash` as a partial upload.
 async fn reached(svc: &Service, hash: &str, size: usize, share: f64) -> u64 {
     let goal = (size as f64 * share) as u64;
     for _ in 0..6000 {
-        let got = partial(svc, hash).await;
+        let got = partial_received(&client(), &svc.url, hash).await;
         if got >= goal {
             return got;
         }
@@ -55,17 +35,10 @@ async fn assert_whole(svc: &Service, hash: &str, content: &[u8]) {
         eventually_async(180, || has_asset(&c, &svc.url, hash)).await,
         "{hash} never arrived"
     );
-    let body = c
-        .get(svc.url(&format!("/api/assets/{hash}")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let body = can_testkit::content(&c, &svc.url, hash).await;
     assert!(body == content, "{hash} was stored with other content");
     assert_eq!(
-        partial(svc, hash).await,
+        partial_received(&c, &svc.url, hash).await,
         0,
         "the partial outlived the asset"
     );
@@ -90,14 +63,7 @@ async fn interrupted_transfers_resume_and_a_tampered_partial_is_refetched() {
     let a = Service::with_key(&dir.path().join("svc-a"));
     let mut b = Service::with_key(&dir.path().join("svc-b"));
     let c = client();
-    let agent_a = Agent::start(&dir.path().join("agent-a"), &a.url, KEY, PASS, "");
-    let mut agent_b = Agent::start(
-        &dir.path().join("agent-b"),
-        &b.url,
-        KEY,
-        PASS,
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
-    );
+    let (agent_a, mut agent_b) = Agent::start_pair(dir.path(), &a.url, &b.url, PASS);
     assert!(agent_b.wait_for("peer_up", 60).await);
 
     // (b) The receiving agent is killed at ≈ 60 %.

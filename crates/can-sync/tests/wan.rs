@@ -213,7 +213,7 @@ async fn a_512_mib_transfer_cut_at_60_percent_resumes_with_little_sent_again() {
     // connection and the transfer die, and the redial after the restore must resume it.
     assert!(
         eventually_async(120, || async {
-            partial_bytes(&c, &svc_b, &hash).await >= (size as u64) * 6 / 10
+            partial_received(&c, &svc_b.url, &hash).await >= (size as u64) * 6 / 10
         })
         .await,
         "the transfer never reached 60 %"
@@ -223,7 +223,7 @@ async fn a_512_mib_transfer_cut_at_60_percent_resumes_with_little_sent_again() {
         agent_b.wait_for("peer_down", 40).await,
         "the cut went unnoticed"
     );
-    let kept = partial_bytes(&c, &svc_b, &hash).await;
+    let kept = partial_received(&c, &svc_b.url, &hash).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     tb.restore(1);
     let healed = Instant::now();
@@ -241,25 +241,6 @@ async fn a_512_mib_transfer_cut_at_60_percent_resumes_with_little_sent_again() {
     );
     assert!(again <= size as u64 / 10, "{again} bytes sent again");
     assert_eq!(svc_b.upload_files(), 0, "partial upload left behind");
-}
-
-/// Bytes the store kept of an interrupted upload of `hash` (0: none).
-async fn partial_bytes(c: &reqwest::Client, svc: &Service, hash: &str) -> u64 {
-    use prost::Message;
-    let resp = c
-        .get(svc.url(&format!("/sync/v1/partials/{hash}")))
-        .header("Authorization", format!("Bearer {KEY}"))
-        .send()
-        .await;
-    match resp {
-        Ok(r) if r.status() == 200 => r
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| can_proto::sync_api::Partial::decode(b).ok())
-            .map_or(0, |p| p.received),
-        _ => 0,
-    }
 }
 
 /// A measurement, not a check (run by hand; bench/README has the figures):

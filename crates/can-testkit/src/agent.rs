@@ -63,6 +63,20 @@ impl Agent {
         Self::spawn(dir, config, None)
     }
 
+    /// Agents A and B (in `dir/agent-a` and `dir/agent-b`) for the stores at `a_url` and
+    /// `b_url`, sharing `passphrase`; B dials A by its ticket, so they connect on loopback.
+    pub fn start_pair(dir: &Path, a_url: &str, b_url: &str, passphrase: &str) -> (Agent, Agent) {
+        let a = Self::start(&dir.join("agent-a"), a_url, crate::KEY, passphrase, "");
+        let b = Self::start(
+            &dir.join("agent-b"),
+            b_url,
+            crate::KEY,
+            passphrase,
+            &format!("connect_ticket_file: {}\n", a.ticket_path().display()),
+        );
+        (a, b)
+    }
+
     /// Like [`Agent::start`], inside a network namespace the test created.
     pub fn start_in(
         dir: &Path,

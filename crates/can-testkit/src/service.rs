@@ -217,3 +217,34 @@ pub async fn has_asset(c: &reqwest::Client, base_url: &str, hash: &str) -> bool 
         .map(|r| r.status() == 200)
         .unwrap_or(false)
 }
+
+/// The asset's content as the service serves it (`GET /api/assets/{hash}`).
+pub async fn content(c: &reqwest::Client, base_url: &str, hash: &str) -> bytes::Bytes {
+    c.get(format!("{base_url}/api/assets/{hash}"))
+        .send()
+        .await
+        .expect("GET asset")
+        .bytes()
+        .await
+        .expect("asset body")
+}
+
+/// Bytes of `hash` the service kept of an interrupted sync upload
+/// (`GET /sync/v1/partials/{hash}`, with [`KEY`]); 0 when it keeps none.
+pub async fn partial_received(c: &reqwest::Client, base_url: &str, hash: &str) -> u64 {
+    use prost::Message;
+    let resp = c
+        .get(format!("{base_url}/sync/v1/partials/{hash}"))
+        .header("Authorization", format!("Bearer {KEY}"))
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status() == 200 => r
+            .bytes()
+            .await
+            .ok()
+            .and_then(|b| can_proto::sync_api::Partial::decode(b).ok())
+            .map_or(0, |p| p.received),
+        _ => 0,
+    }
+}

@@ -230,6 +230,14 @@ impl Context {
             .is_ok()
     }
 
+    /// Whether any peer is connected now.
+    pub fn any_connected(&self) -> bool {
+        self.connected
+            .lock()
+            .map(|c| !c.is_empty())
+            .unwrap_or(false)
+    }
+
     pub fn is_connected(&self, id: &EndpointId) -> bool {
         self.connected
             .lock()

@@ -200,8 +200,15 @@ fn decode_record(seal_key: &[u8; 32], pieces: &[String]) -> Vec<PeerInfo> {
         .unwrap_or_default()
 }
 
-/// Rendezvous rounds every `interval` (± 25 %), until the engine stops. Every peer found is a
-/// candidate for the dialer.
+/// While a peer is connected, rounds are this many times further apart (at most half of
+/// [`super::info::FRESH_FOR`], so our record never goes stale). A newcomer still finds us on
+/// its first round and dials us; a peer we lose is redialled by the dialer. So an idle
+/// device no longer reads 8 slots and writes one every minute.
+const CONNECTED_STRETCH: u32 = 4;
+
+/// Rendezvous rounds every `interval` (± 25 %; [`CONNECTED_STRETCH`] times that while a
+/// peer is connected), until the engine stops. Every peer found is a candidate for the
+/// dialer.
 pub(crate) async fn run(ctx: Arc<Context>, rv: Rendezvous, interval: Duration) {
     loop {
         let me = super::info::own_info(&ctx.endpoint, &ctx.device_name);
@@ -210,7 +217,15 @@ pub(crate) async fn run(ctx: Arc<Context>, rv: Rendezvous, interval: Duration) {
                 ctx.discover(addr, Source::Discovered);
             }
         }
-        sleep_or_cancel(&ctx, jitter(interval)).await;
+        let wait = if ctx.any_connected() {
+            // Never so long that our record goes stale between two writes.
+            (interval * CONNECTED_STRETCH)
+                .min(super::info::FRESH_FOR / 2)
+                .max(interval)
+        } else {
+            interval
+        };
+        sleep_or_cancel(&ctx, jitter(wait)).await;
         if ctx.cancel.is_cancelled() {
             return;
         }

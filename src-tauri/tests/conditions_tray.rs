@@ -35,12 +35,15 @@ struct Tray<'a> {
 impl Tray<'_> {
     /// Waits (bounded) until the menu's status line (its first entry) satisfies `ok`; the
     /// menu is read as a panel reads it, so this polls.
-    async fn wait_line(&self, why: &str, ok: impl Fn(&str) -> bool) -> Vec<MenuEntry> {
+    /// Waits until the menu's first line passes `ok` and the menu offers `action` ("Pause
+    /// sync" or "Resume sync"). Both: the tray updates its items one at a time, so a read
+    /// can fall between the line and the action.
+    async fn wait_line(&self, why: &str, ok: impl Fn(&str) -> bool, action: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let menu = self.watcher.menu(&self.bus, &self.path).await;
-            if menu.first().is_some_and(|e| ok(&e.label)) {
-                return menu;
+            if menu.first().is_some_and(|e| ok(&e.label)) && has(&menu, action) {
+                return;
             }
             assert!(Instant::now() < deadline, "{why}: the tray shows {menu:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -104,27 +107,28 @@ async fn the_tray_says_why_sync_paused() {
         path: item_path,
     };
     let running = |l: &str| l == "No peers connected";
-    let menu = tray.wait_line("started", running).await;
-    assert!(has(&menu, "Pause sync"), "{menu:?}");
+    let (pause, resume) = ("Pause sync", "Resume sync");
+    tray.wait_line("started", running, pause).await;
 
     nm.set_metered(1).await;
-    let menu = tray.wait_line("metered", |l| l == "Paused (metered)").await;
-    assert!(has(&menu, "Resume sync"), "{menu:?}");
+    tray.wait_line("metered", |l| l == "Paused (metered)", resume)
+        .await;
     // Resume from the tray: syncs through the metered connection.
-    tray.click("Resume sync").await;
-    let menu = tray.wait_line("resumed through metered", running).await;
-    assert!(has(&menu, "Pause sync"), "{menu:?}");
+    tray.click(resume).await;
+    tray.wait_line("resumed through metered", running, pause)
+        .await;
     nm.set_metered(2).await;
 
     upower.set_on_battery(true).await;
-    tray.wait_line("on battery", |l| l == "Paused (on battery)")
+    tray.wait_line("on battery", |l| l == "Paused (on battery)", resume)
         .await;
     upower.set_on_battery(false).await;
-    tray.wait_line("plugged in", running).await;
+    tray.wait_line("plugged in", running, pause).await;
 
     // The user's own pause says just "Paused".
-    tray.click("Pause sync").await;
-    tray.wait_line("user pause", |l| l == "Paused").await;
-    tray.click("Resume sync").await;
-    tray.wait_line("user resume", running).await;
+    tray.click(pause).await;
+    tray.wait_line("user pause", |l| l == "Paused", resume)
+        .await;
+    tray.click(resume).await;
+    tray.wait_line("user resume", running, pause).await;
 }

@@ -163,13 +163,19 @@ pub struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts on the first free display from 140 upwards.
+    /// Starts on the first free display from 140 upwards. A display whose lock file names
+    /// a process that is gone (an Xvfb killed with SIGKILL leaves its lock and socket
+    /// behind) counts as free: its leftovers are removed first.
     pub fn start() -> Xvfb {
-        for n in 140..200 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
-                continue;
+        for n in 140..400 {
+            let lock = format!("/tmp/.X{n}-lock");
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            if Path::new(&lock).exists() || Path::new(&socket).exists() {
+                if lock_holder_alive(&lock) {
+                    continue;
+                }
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(&socket);
             }
             let mut child = Command::new("Xvfb")
                 .args([
@@ -201,6 +207,18 @@ impl Xvfb {
             let _ = child.wait();
         }
         panic!("no free X display for Xvfb");
+    }
+}
+
+/// Whether the X lock file at `path` names a running process (an unreadable or missing
+/// lock with a socket is taken as held, to be safe).
+fn lock_holder_alive(path: &str) -> bool {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+            Err(_) => true,
+        },
+        Err(_) => true,
     }
 }
 

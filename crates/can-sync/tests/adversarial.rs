@@ -37,7 +37,7 @@ async fn another_passphrase_is_refused_before_any_hash() {
         &other.url,
         KEY,
         "a different passphrase entirely 42",
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+        &agent_a.connect_line(),
     );
     assert!(
         eventually(60, || agent_a.count("admission_refused") > 0

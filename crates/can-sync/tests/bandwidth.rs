@@ -30,7 +30,7 @@ async fn a_5_mb_s_upload_limit_holds_over_100_mib() {
         &svc_b.url,
         KEY,
         PASS,
-        &format!("connect_ticket_file: {}\n", a.ticket_path().display()),
+        &a.connect_line(),
     );
     assert!(
         eventually(60, || svc_b.upload_files() > 0).await,

@@ -67,7 +67,7 @@ async fn status_pause_resume_and_metrics_of_a_running_agent() {
         &svc_b.url,
         KEY,
         PASS,
-        &format!("connect_ticket_file: {}\n", a.ticket_path().display()),
+        &a.connect_line(),
     );
     assert!(a.wait_for("ready", 60).await && b.wait_for("ready", 60).await);
     assert_eq!(a.ready("control_socket"), socket.display().to_string());

@@ -142,7 +142,7 @@ async fn a_restarted_agent_reconnects_from_its_remembered_peers() {
         &b.url,
         KEY,
         PASS,
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+        &agent_a.connect_line(),
     );
     assert!(agent_b.wait_for("peer_up", 60).await);
     // No ticket, no rendezvous, no LAN: only the remembered list is left.

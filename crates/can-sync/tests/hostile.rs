@@ -256,7 +256,7 @@ async fn a_transfer_that_stalls_is_aborted_and_completes_from_another_peer() {
         &b.url,
         KEY,
         PASS,
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+        &agent_a.connect_line(),
     );
     assert!(
         eventually_async(60, || has_asset(&c, &a.url, &hash)).await,
@@ -358,7 +358,7 @@ async fn a_removed_member_is_never_dialled_after_a_passphrase_change() {
         &b.url,
         KEY,
         PASS,
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+        &agent_a.connect_line(),
     );
     assert!(agent_a.wait_for("peer_up", 60).await);
     assert!(agent_b.wait_for("peer_up", 60).await);
@@ -408,7 +408,7 @@ async fn a_store_without_room_reports_store_full_and_writes_nothing() {
         &b.url,
         KEY,
         PASS,
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+        &agent_a.connect_line(),
     );
     assert!(
         agent_a.wait_for("store_full", 60).await,

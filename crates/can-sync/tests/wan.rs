@@ -51,12 +51,7 @@ async fn two_sites_converge_over_a_mobile_link_with_2_percent_loss() {
     let dir = tempfile::tempdir().unwrap();
     let c = client();
     let (svc_a, agent_a) = site(&tb, 0, dir.path(), "");
-    let (svc_b, _agent_b) = site(
-        &tb,
-        1,
-        dir.path(),
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
-    );
+    let (svc_b, _agent_b) = site(&tb, 1, dir.path(), &agent_a.connect_line());
     for i in 0..20 {
         upload(
             &c,
@@ -96,12 +91,7 @@ async fn a_30_s_partition_heals_and_syncing_resumes_within_5_s() {
     let dir = tempfile::tempdir().unwrap();
     let c = client();
     let (svc_a, agent_a) = site(&tb, 0, dir.path(), "");
-    let (svc_b, agent_b) = site(
-        &tb,
-        1,
-        dir.path(),
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
-    );
+    let (svc_b, agent_b) = site(&tb, 1, dir.path(), &agent_a.connect_line());
     let (_, first) = upload(&c, &svc_a, "before", b"before the partition".to_vec()).await;
     let first = first["hash"].as_str().unwrap().to_owned();
     assert!(eventually_async(60, || has_asset(&c, &svc_b.url, &first)).await);
@@ -151,12 +141,7 @@ async fn a_200_mib_transfer_completes_over_a_link_that_flaps_every_5_s() {
     let big = pseudo_random(200 << 20, 99);
     let hash = b3(&big);
     assert_eq!(upload(&c, &svc_a, "big.bin", big).await.0, 201);
-    let (svc_b, _agent_b) = site(
-        &tb,
-        1,
-        dir.path(),
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
-    );
+    let (svc_b, _agent_b) = site(&tb, 1, dir.path(), &agent_a.connect_line());
     assert!(
         eventually(60, || svc_b.upload_files() > 0).await,
         "the transfer never started"
@@ -192,12 +177,7 @@ async fn a_512_mib_transfer_cut_at_60_percent_resumes_with_little_sent_again() {
     let dir = tempfile::tempdir().unwrap();
     let c = client();
     let (svc_a, agent_a) = site(&tb, 0, dir.path(), "");
-    let (svc_b, agent_b) = site(
-        &tb,
-        1,
-        dir.path(),
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
-    );
+    let (svc_b, agent_b) = site(&tb, 1, dir.path(), &agent_a.connect_line());
     assert!(agent_b.wait_for("peer_up", 60).await);
     let size = 512usize << 20;
     let big = pseudo_random(size, 5);
@@ -266,10 +246,7 @@ async fn bulk_throughput() {
         &tb,
         1,
         dir.path(),
-        &format!(
-            "{extra}connect_ticket_file: {}\n",
-            agent_a.ticket_path().display()
-        ),
+        &format!("{extra}{}", agent_a.connect_line()),
     );
     assert!(eventually(60, || svc_b.upload_files() > 0).await);
     let start = Instant::now();

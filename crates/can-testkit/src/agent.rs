@@ -72,7 +72,7 @@ impl Agent {
             b_url,
             crate::KEY,
             passphrase,
-            &format!("connect_ticket_file: {}\n", a.ticket_path().display()),
+            &a.connect_line(),
         );
         (a, b)
     }
@@ -118,6 +118,11 @@ impl Agent {
             config,
             events,
         }
+    }
+
+    /// The config line that makes another agent dial this one by its ticket.
+    pub fn connect_line(&self) -> String {
+        format!("connect_ticket_file: {}\n", self.ticket_path().display())
     }
 
     pub fn ticket_path(&self) -> PathBuf {

@@ -144,6 +144,25 @@ pub(super) struct Written<F> {
     pub size: u64,
 }
 
+impl<F> Written<F> {
+    /// The written content is `hash`'s and `size` bytes long, or the mismatch.
+    pub(super) fn verify(&self, hash: AssetHash, size: u64) -> Result<(), IngestError> {
+        if self.size != size {
+            return Err(IngestError::SizeMismatch {
+                expected: size,
+                actual: self.size,
+            });
+        }
+        if self.hash != hash {
+            return Err(IngestError::HashMismatch {
+                expected: hash,
+                actual: self.hash,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// How the writer thread ended: every byte written and fsynced, or the body ended early
 /// (the bytes that did arrive are written to the file, not fsynced).
 pub(super) enum Ended<F> {
@@ -212,7 +231,7 @@ impl Store {
         }
         // Refuse before a byte of the body is read (the writer checks again as it goes).
         let claimed = expected.map(|(_, size)| size);
-        self.inner.space.check(claimed.unwrap_or(0))?;
+        self.check_space_reclaiming(claimed.unwrap_or(0), None)?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let tmp_dir = self.inner.tmp.clone();
         let space = self.inner.space.clone();
@@ -227,18 +246,7 @@ impl Store {
             return Err(IngestError::Interrupted("writer stopped".into()));
         };
         if let Some((hash, size)) = expected {
-            if written.size != size {
-                return Err(IngestError::SizeMismatch {
-                    expected: size,
-                    actual: written.size,
-                });
-            }
-            if written.hash != hash {
-                return Err(IngestError::HashMismatch {
-                    expected: hash,
-                    actual: written.hash,
-                });
-            }
+            written.verify(hash, size)?;
         }
         self.commit(written, new).await
     }
@@ -270,6 +278,8 @@ impl Store {
             )?;
             match inserted {
                 Some(seq) => {
+                    // Whatever an interrupted sync upload kept of it is no longer needed.
+                    inner.partials.remove_unless_busy(&hash);
                     inner.latest.send_if_modified(|latest| {
                         let newer = seq > *latest;
                         *latest = (*latest).max(seq);

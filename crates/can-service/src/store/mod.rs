@@ -143,7 +143,7 @@ impl Store {
 
     /// Refuses (507) an upload of `size` bytes that would leave less than the reserve free.
     pub fn check_space(&self, size: u64) -> Result<(), IngestError> {
-        self.inner.space.check(size)
+        self.check_space_reclaiming(size, None)
     }
 
     /// Where the content of `hash` lives (whether or not it is stored).

@@ -93,8 +93,39 @@ impl Partials {
         std::fs::metadata(self.path(hash)).ok().map(|m| m.len())
     }
 
+    /// Deletes `hash`'s partial, if any (it was stored whole, or its bytes are wrong).
     pub fn remove(&self, hash: &AssetHash) {
         let _ = std::fs::remove_file(self.path(hash));
+    }
+
+    /// Deletes `hash`'s partial unless an upload is writing it: the asset was stored by
+    /// another way (a public upload, a concurrent copy from another peer).
+    pub fn remove_unless_busy(&self, hash: &AssetHash) {
+        let busy = self.lock();
+        if !busy.contains(hash) {
+            self.remove(hash);
+        }
+    }
+
+    /// Deletes the least recently written partial that is not being written now and is
+    /// not `keep`'s; whether there was one.
+    fn remove_oldest(&self, keep: Option<&AssetHash>) -> bool {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return false;
+        };
+        let busy = self.lock().clone();
+        let oldest = entries
+            .flatten()
+            .filter(|e| {
+                let hash = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| AssetHash::from_hex(n).ok());
+                hash.is_none_or(|h| !busy.contains(&h) && Some(&h) != keep)
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .min();
+        oldest.is_some_and(|(_, path)| std::fs::remove_file(path).is_ok())
     }
 
     /// Deletes partials not written to for `max_age` (and anything in the folder that is not
@@ -125,6 +156,23 @@ impl Partials {
 }
 
 impl Store {
+    /// Whether `size` more bytes fit above the reserve, making room by deleting kept
+    /// partials (least recently written first, never `keep`'s) when they do not: a
+    /// partial is only a saving, and a peer that leaves many behind must not keep new
+    /// uploads out (507) for the week partials are kept.
+    pub fn check_space_reclaiming(
+        &self,
+        size: u64,
+        keep: Option<&AssetHash>,
+    ) -> Result<(), IngestError> {
+        loop {
+            match self.inner.space.check(size) {
+                Err(IngestError::NoSpace { .. }) if self.inner.partials.remove_oldest(keep) => {}
+                other => return other,
+            }
+        }
+    }
+
     /// Bytes kept of an interrupted upload of `hash` (`GET /sync/v1/partials/{hash}`).
     pub fn partial_received(&self, hash: &AssetHash) -> Option<u64> {
         self.inner.partials.received(hash)
@@ -173,7 +221,7 @@ impl Store {
             partials.remove(&hash);
             return Ok(IngestOutcome::Existing(existing));
         }
-        self.inner.space.check(size - offset)?;
+        self.check_space_reclaiming(size - offset, Some(&hash))?;
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let path = partials.path(&hash);
         let space = self.inner.space.clone();
@@ -215,20 +263,10 @@ impl Store {
             }
         };
         streamed?;
-        if written.size != size || written.hash != hash {
+        if let Err(e) = written.verify(hash, size) {
             // The kept bytes or the new ones are not this asset's: start over next time.
             partials.remove(&hash);
-            return Err(if written.size != size {
-                IngestError::SizeMismatch {
-                    expected: size,
-                    actual: written.size,
-                }
-            } else {
-                IngestError::HashMismatch {
-                    expected: hash,
-                    actual: written.hash,
-                }
-            });
+            return Err(e);
         }
         let outcome = self
             .commit(

@@ -123,3 +123,66 @@ async fn a_disk_filling_up_mid_upload_aborts_it_and_removes_the_temp_file() {
     );
     assert!(store.list(0, 10).await.unwrap().0.is_empty());
 }
+
+/// An interrupted resumable upload of `content`: `cut` bytes arrive, then the body breaks.
+async fn interrupted(store: &Store, content: &[u8], cut: usize) {
+    let hash = AssetHash::from(blake3::hash(content));
+    let chunks = [
+        Ok(Bytes::copy_from_slice(&content[..cut])),
+        Err(std::io::Error::other("cut")),
+    ];
+    let err = store
+        .ingest_resumable(
+            futures_util::stream::iter(chunks),
+            new_asset("p"),
+            hash,
+            content.len() as u64,
+            0,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IngestError::Interrupted(_)), "{err}");
+}
+
+#[tokio::test]
+async fn kept_partials_make_room_for_new_uploads_oldest_first_and_go_when_stored() {
+    const MIB: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 1 << 30, Some(0)).unwrap();
+    // A 10 MiB disk on which only the partials take room.
+    let partial_dir = dir.path().join("partial");
+    store.set_space(space::SpaceGuard::with_probe(dir.path(), 0, move |_| {
+        let used: u64 = std::fs::read_dir(&partial_dir)?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(space::DiskSpace {
+            total: 10 << 20,
+            available: (10u64 << 20).saturating_sub(used),
+        })
+    }));
+    let (old, new) = (vec![1u8; 5 * MIB], vec![2u8; 5 * MIB]);
+    interrupted(&store, &old, 3 * MIB).await;
+    // Distinct modification times, so "least recently written" is well defined.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    interrupted(&store, &new, 3 * MIB).await;
+    let hash_of = |c: &[u8]| AssetHash::from(blake3::hash(c));
+    assert_eq!(store.partial_received(&hash_of(&old)), Some(3 * MIB as u64));
+
+    // 6 MiB more does not fit beside 6 MiB of partials: the older one goes, not the newer.
+    store.check_space_reclaiming(6 * MIB as u64, None).unwrap();
+    assert_eq!(store.partial_received(&hash_of(&old)), None);
+    assert_eq!(store.partial_received(&hash_of(&new)), Some(3 * MIB as u64));
+    // What cannot fit even without the partials other than the one being resumed is 507.
+    let err = store
+        .check_space_reclaiming(9 * MIB as u64, Some(&hash_of(&new)))
+        .unwrap_err();
+    assert!(matches!(err, IngestError::NoSpace { .. }), "{err}");
+    assert_eq!(store.partial_received(&hash_of(&new)), Some(3 * MIB as u64));
+
+    // Stored by another way (a public upload): its partial goes with it.
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(new.clone()))]);
+    store.ingest(body, new_asset("whole"), None).await.unwrap();
+    assert_eq!(store.partial_received(&hash_of(&new)), None);
+}

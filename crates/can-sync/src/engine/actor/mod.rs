@@ -370,6 +370,7 @@ impl Actor {
     fn status(&self) -> Status {
         let (candidates, dialing) = self.dial_counts();
         let progress = self.progress();
+        let (moved_down, moved_up) = self.ctx.transfers.moved();
         Status {
             endpoint_id: self.ctx.endpoint.id().to_string(),
             device_name: self.ctx.device_name.clone(),
@@ -383,8 +384,8 @@ impl Actor {
             assets_received: self.totals.assets_received,
             bytes_sent: self.totals.bytes_sent,
             bytes_received: self.totals.bytes_received,
-            transfer_bytes_sent: self.ctx.transfers.moved().1,
-            transfer_bytes_received: self.ctx.transfers.moved().0,
+            transfer_bytes_sent: moved_up,
+            transfer_bytes_received: moved_down,
             last_error: self.last_error.clone(),
             candidates,
             dialing,

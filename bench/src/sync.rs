@@ -34,7 +34,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &b.url,
         KEY,
         PASS,
-        &format!("connect_ticket_file: {}\n", agent_a.ticket_path().display()),
+        &agent_a.connect_line(),
     );
     ensure!(
         agent_b.wait_for("peer_up", 60).await,

@@ -120,6 +120,7 @@ mod tests {
             seq: 300,
             origin: "local".into(),
             size: 1,
+            ..Default::default()
         };
         let buf = msg.encode_length_delimited_to_vec();
         for cut in 0..buf.len() {

@@ -49,6 +49,36 @@ pub struct Config {
     /// (`data_dir/partial`). Default: 7 days.
     #[serde(default = "default_partial_max_age_secs")]
     pub partial_max_age_secs: u64,
+    /// Days a deleted asset's content is kept in the trash (`data_dir/trash`), restorable,
+    /// before it is deleted for good. Fractions allowed. Default: 30.
+    #[serde(default = "default_trash_days")]
+    pub trash_days: f64,
+    /// Days a deletion is remembered (its tombstone), so that devices that were offline
+    /// learn it instead of bringing the asset back. Fractions allowed. Default: 180.
+    #[serde(default = "default_tombstone_retention_days")]
+    pub tombstone_retention_days: f64,
+}
+
+fn default_trash_days() -> f64 {
+    30.0
+}
+
+fn default_tombstone_retention_days() -> f64 {
+    180.0
+}
+
+/// Most days either period may be (a hundred years; beyond, a Duration is pointless).
+const MAX_DAYS: f64 = 36_500.0;
+
+impl Config {
+    /// How long the trash and tombstones keep deletions.
+    pub fn trash_policy(&self) -> crate::store::TrashPolicy {
+        let days = |d: f64| std::time::Duration::from_secs_f64(d.clamp(0.0, MAX_DAYS) * 86_400.0);
+        crate::store::TrashPolicy {
+            trash_for: days(self.trash_days),
+            tombstones_for: days(self.tombstone_retention_days),
+        }
+    }
 }
 
 fn default_partial_max_age_secs() -> u64 {
@@ -79,6 +109,8 @@ impl Default for Config {
             public_api_key: None,
             free_space_reserve_bytes: None,
             partial_max_age_secs: default_partial_max_age_secs(),
+            trash_days: default_trash_days(),
+            tombstone_retention_days: default_tombstone_retention_days(),
         }
     }
 }
@@ -141,6 +173,14 @@ impl Config {
         };
         if self.partial_max_age_secs == 0 {
             return Err(err("partial_max_age_secs", "must be at least 1"));
+        }
+        for (key, days) in [
+            ("trash_days", self.trash_days),
+            ("tombstone_retention_days", self.tombstone_retention_days),
+        ] {
+            if !(days > 0.0 && days <= MAX_DAYS) {
+                return Err(err(key, "must be more than 0 and at most 36500"));
+            }
         }
         if self.max_asset_bytes == 0 {
             return Err(err("max_asset_bytes", "must be greater than 0"));

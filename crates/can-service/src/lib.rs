@@ -80,6 +80,7 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
         store.clone(),
         Duration::from_secs(config.partial_max_age_secs),
     ));
+    let trash_cleaner = tokio::spawn(clean_trash(store.clone(), config.trash_policy()));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let (graceful_tx, graceful_rx) = oneshot::channel::<()>();
@@ -108,6 +109,7 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
     let task = tokio::spawn(async move {
         let _ = task.await;
         cleaner.abort();
+        trash_cleaner.abort();
     });
     Ok(RunningService {
         addr,
@@ -128,6 +130,30 @@ async fn clean_partials(store: Store, max_age: Duration) {
                 removed,
                 "deleted partial uploads older than partial_max_age_secs"
             );
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Enforces the trash period and the tombstone retention: at start, then hourly (or more
+/// often when a period is shorter, so that short test periods are enforced).
+async fn clean_trash(store: Store, policy: store::TrashPolicy) {
+    let every = policy
+        .trash_for
+        .min(policy.tombstones_for)
+        .div_f64(4.0)
+        .clamp(Duration::from_millis(250), Duration::from_secs(3600));
+    loop {
+        match store.clean_trash(policy).await {
+            Ok((0, 0)) => {}
+            Ok((purged, forgotten)) => {
+                tracing::info!(
+                    purged,
+                    forgotten,
+                    "trash period and tombstone retention enforced"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot clean the trash"),
         }
         tokio::time::sleep(every).await;
     }

@@ -132,6 +132,7 @@ async fn format_characters_are_stripped_from_names_on_every_path() {
         created_at: String::new(),
         origin: "peer:a".into(),
         seq: 0,
+        ..Default::default()
     };
     let mut body = pb::IngestRequest {
         asset: Some(asset),

@@ -21,6 +21,7 @@ fn ingest_body(content: &[u8], size: u64) -> Vec<u8> {
         created_at: "2024-05-06T07:08:09.123Z".into(),
         origin: "peer:a".into(),
         seq: 0,
+        ..Default::default()
     };
     let mut body = pb::IngestRequest {
         asset: Some(asset),

@@ -24,6 +24,7 @@ fn asset_for(content: &[u8]) -> pb::Asset {
         created_at: String::new(),
         origin: "peer:test".into(),
         seq: 0,
+        ..Default::default()
     }
 }
 

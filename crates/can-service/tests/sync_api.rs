@@ -22,6 +22,7 @@ fn asset_for(content: &[u8], name: &str, origin: &str) -> pb::Asset {
         created_at: "2024-05-06T07:08:09.123Z".into(),
         origin: origin.into(),
         seq: 0,
+        ..Default::default()
     }
 }
 

@@ -175,6 +175,7 @@ async fn a_peer_sending_content_that_does_not_match_its_hash_is_cut_off() {
             created_at: String::new(),
             origin: "local".into(),
             seq: 1,
+            ..Default::default()
         })),
         offset: 0,
     };

@@ -41,6 +41,7 @@ fn asset_header(content: &[u8], name: &str) -> Response {
             created_at: String::new(),
             origin: "local".into(),
             seq: 1,
+            ..Default::default()
         })),
         offset: 0,
     }

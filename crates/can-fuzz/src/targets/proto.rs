@@ -94,6 +94,8 @@ pub fn frames(data: &[u8]) {
                 created_at: u.arbitrary()?,
                 origin: u.arbitrary()?,
                 seq: u.arbitrary()?,
+                stamp: u.arbitrary()?,
+                deleted: u.arbitrary()?,
             };
             let mut b = IngestRequest {
                 asset: Some(asset),

@@ -87,6 +87,7 @@ fn world() -> &'static World {
                     content_type: "text/plain".into(),
                     created_at: None,
                     origin: "local".into(),
+                    stamp: None,
                 };
                 let meta = store.ingest(body, new, None).await.expect("seed asset");
                 out.push((meta.meta().hash, content));
@@ -379,6 +380,7 @@ fn body(u: &mut Unstructured<'_>, w: &World) -> arbitrary::Result<Vec<u8>> {
         )?,
         origin: pick(u, &["peer:a", "", "peer:\u{7}"])?,
         seq: u.arbitrary()?,
+        ..Default::default()
     };
     let head = IngestRequest {
         asset: u.ratio(15, 16)?.then_some(asset),

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::hash::HashError;
-use crate::store::{IngestError, StoreError};
+use crate::store::{DeleteError, IngestError, StoreError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -75,8 +75,24 @@ impl From<IngestError> for ApiError {
             IngestError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
             IngestError::Interrupted(_) => StatusCode::BAD_REQUEST,
             IngestError::Busy | IngestError::BeyondPartial { .. } => StatusCode::CONFLICT,
+            IngestError::Superseded { .. } => StatusCode::GONE,
             IngestError::Store(_) => {
                 tracing::error!(error = %e, "store failure during ingest");
+                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<DeleteError> for ApiError {
+    fn from(e: DeleteError) -> Self {
+        let status = match &e {
+            DeleteError::NotFound(_) | DeleteError::NotInTrash(_) => StatusCode::NOT_FOUND,
+            DeleteError::AlreadyDeleted(_) => StatusCode::GONE,
+            DeleteError::NotDeleted(_) => StatusCode::CONFLICT,
+            DeleteError::Store(e) => {
+                tracing::error!(error = %e, "store failure during a deletion");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
             }
         };

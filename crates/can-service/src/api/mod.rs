@@ -8,6 +8,7 @@ mod public;
 mod query;
 mod sse;
 mod sync;
+mod trash;
 
 use std::net::SocketAddr;
 
@@ -32,7 +33,16 @@ pub fn router(store: Store, config: &Config, listen: SocketAddr) -> Result<Route
     let sync_key = auth::BearerKey::new(config.sync_api_key.as_ref());
     let public_routes = Router::new()
         .route("/api/assets", get(public::list).post(public::upload))
-        .route("/api/assets/{hash}", get(public::content))
+        .route(
+            "/api/assets/{hash}",
+            get(public::content).delete(trash::delete),
+        )
+        .route("/api/trash", get(trash::list).delete(trash::empty))
+        .route("/api/trash/{hash}", axum::routing::delete(trash::purge))
+        .route(
+            "/api/trash/{hash}/restore",
+            axum::routing::post(trash::restore),
+        )
         .route("/api/assets/{hash}/meta", get(public::meta))
         .route("/api/events", get(public::events))
         .route_layer(from_fn_with_state(public_key, auth::require_public_key))
@@ -43,6 +53,8 @@ pub fn router(store: Store, config: &Config, listen: SocketAddr) -> Result<Route
         .route("/assets", axum::routing::post(sync::ingest))
         .route("/assets/{hash}", get(sync::fetch))
         .route("/partials/{hash}", get(sync::partial))
+        .route("/records", axum::routing::post(sync::record))
+        .route("/totals", get(sync::totals))
         .route("/events", get(sync::events))
         .fallback(|| async { ApiError::not_found("no such sync route") })
         .route_layer(from_fn_with_state(sync_key, sync::authorize))

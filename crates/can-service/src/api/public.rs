@@ -74,6 +74,7 @@ async fn store_upload(
         content_type,
         created_at: None,
         origin: "local".to_owned(),
+        stamp: None,
     };
     let outcome = store.ingest(body.into_data_stream(), new, None).await?;
     Ok(match outcome {
@@ -131,12 +132,17 @@ pub async fn meta(
     Ok(Json(find(&store, &hash).await?))
 }
 
+/// A stored asset: 404 if unknown, 410 if deleted.
 pub async fn find(store: &Store, hash: &str) -> Result<AssetMeta, ApiError> {
     let hash = AssetHash::from_hex(hash)?;
-    store
-        .get(hash)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no asset {hash}")))
+    match store.record(hash).await? {
+        Some(meta) if !meta.is_deleted() => Ok(meta),
+        Some(_) => Err(ApiError::new(
+            StatusCode::GONE,
+            format!("asset {hash} was deleted"),
+        )),
+        None => Err(ApiError::not_found(format!("no asset {hash}"))),
+    }
 }
 
 /// The content, with Range support from tower-http's `ServeFile`.

@@ -1,4 +1,6 @@
-//! Server-Sent Events of ingests, shared by `/api/events` and `/sync/v1/events`.
+//! Server-Sent Events of ingests and deletions, shared by `/api/events` and
+//! `/sync/v1/events`: `event: ingest` for a stored (or restored) asset, `event: delete` for a
+//! deletion.
 //!
 //! Each stream is driven by the index, not by an in-memory queue: it reads rows after its
 //! cursor, and when it has caught up it waits for the store's "latest seq" to change. A
@@ -29,7 +31,7 @@ pub fn start_seq(store: &Store, headers: &HeaderMap, after: Option<u64>) -> Resu
     Ok(after.unwrap_or_else(|| store.last_seq()))
 }
 
-/// An SSE response of `event: ingest` / `id: seq` / `data: render(asset)`.
+/// An SSE response of `event: ingest|delete` / `id: seq` / `data: render(asset)`.
 pub fn ingest_events(
     store: Store,
     after: u64,
@@ -43,13 +45,17 @@ pub fn ingest_events(
             loop {
                 if let Some(asset) = buf.pop_front() {
                     let event = Event::default()
-                        .event("ingest")
+                        .event(if asset.is_deleted() {
+                            "delete"
+                        } else {
+                            "ingest"
+                        })
                         .id(asset.seq.to_string())
                         .data(render(&asset));
                     return Some((Ok(event), (store, cursor, rx, buf)));
                 }
                 rx.borrow_and_update();
-                match store.list(cursor, BATCH).await {
+                match store.changes(cursor, BATCH).await {
                     Ok((page, _)) if !page.is_empty() => {
                         cursor = page.last().map_or(cursor, |a| a.seq);
                         buf.extend(page);

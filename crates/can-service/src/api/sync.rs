@@ -21,7 +21,7 @@ use super::public::{check_content_length, find};
 use super::query::{After, ApiQuery};
 use super::sse;
 use crate::hash::AssetHash;
-use crate::store::{AssetMeta, IngestOutcome, NewAsset, Store};
+use crate::store::{AssetMeta, IngestOutcome, NewAsset, Record, RecordOutcome, Store};
 
 /// 404 when no key is configured (the API does not exist), 401 on a wrong or missing key.
 pub async fn authorize(State(key): State<BearerKey>, request: Request, next: Next) -> Response {
@@ -44,6 +44,8 @@ fn to_pb(meta: &AssetMeta) -> pb::Asset {
         created_at: meta.created_at.clone(),
         origin: meta.origin.clone(),
         seq: meta.seq,
+        stamp: meta.stamp,
+        deleted: meta.is_deleted(),
     }
 }
 
@@ -62,6 +64,9 @@ pub struct HashQuery {
     #[serde(default)]
     after: u64,
     limit: Option<usize>,
+    /// List deletions (tombstones) too.
+    #[serde(default)]
+    deleted: bool,
 }
 
 /// Hash listing in seq order: at most 10,000 entries (≈ 450 KB) a page.
@@ -74,7 +79,11 @@ pub async fn hashes(
         Some(0) => return Err(ApiError::bad_request("limit must be at least 1")),
         Some(n) => n.min(10_000),
     };
-    let (assets, more) = store.list(q.after, limit).await?;
+    let (assets, more) = if q.deleted {
+        store.changes(q.after, limit).await?
+    } else {
+        store.list(q.after, limit).await?
+    };
     let page = pb::HashPage {
         next: if more {
             assets.last().map(|a| a.seq)
@@ -87,6 +96,8 @@ pub async fn hashes(
                 hash: a.hash.as_bytes().to_vec(),
                 seq: a.seq,
                 size: a.size,
+                stamp: a.stamp,
+                deleted: a.is_deleted(),
             })
             .collect(),
         last_seq: store.last_seq(),
@@ -167,7 +178,7 @@ async fn store_ingest(
     // The claimed size against max_asset_bytes is checked by the store's ingest.
     let limit = store.max_asset_bytes();
     check_content_length(&headers, limit.saturating_add(MAX_META_FRAME as u64 + 10))?;
-    if let Some(existing) = store.get(hash).await? {
+    if let Some(existing) = store.existing_for_upload(hash, Some(asset.stamp)).await? {
         // Idempotent: the content is already here, so it need not be read.
         let reply = pb::IngestResponse {
             asset: Some(to_pb(&existing)),
@@ -184,6 +195,7 @@ async fn store_ingest(
         },
         created_at: (!asset.created_at.is_empty()).then_some(asset.created_at),
         origin: asset.origin,
+        stamp: Some(asset.stamp),
     };
     let content = futures_util::stream::iter((!rest.is_empty()).then(|| Ok(rest))).chain(stream);
     let outcome = store
@@ -233,8 +245,78 @@ pub async fn events(
             seq: asset.seq,
             origin: asset.origin.clone(),
             size: asset.size,
+            stamp: asset.stamp,
+            deleted: asset.is_deleted(),
+            restored: asset.restored,
         };
         base64::engine::general_purpose::STANDARD.encode(event.encode_to_vec())
     })
     .into_response())
+}
+
+/// A peer's change of one hash: `Record` → `RecordResponse`.
+pub async fn record(State(store): State<Store>, body: Bytes) -> Result<Response, ApiError> {
+    use pb::record_response::Outcome;
+    if body.len() > MAX_META_FRAME {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Record is too large",
+        ));
+    }
+    let record = pb::Record::decode(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed Record: {e}")))?;
+    let hash = AssetHash::from_slice(&record.hash)?;
+    let new = NewAsset {
+        name: record.name,
+        content_type: super::public::DEFAULT_CONTENT_TYPE.to_owned(),
+        created_at: None,
+        origin: record.origin,
+        stamp: Some(record.stamp),
+    }
+    .cleaned();
+    // The same rules for name and origin as an upload's.
+    new.validate()?;
+    let outcome = store
+        .apply_record(Record {
+            hash,
+            stamp: record.stamp,
+            deleted: record.deleted,
+            origin: new.origin,
+            size: record.size,
+            name: new.name,
+        })
+        .await?;
+    let (outcome, current) = match outcome {
+        RecordOutcome::Applied(m) => (Outcome::Applied, Some(m)),
+        RecordOutcome::Unchanged(m) => (Outcome::Unchanged, Some(m)),
+        RecordOutcome::Superseded(m) => (Outcome::Superseded, Some(m)),
+        RecordOutcome::NeedContent => (Outcome::NeedContent, store.record(hash).await?),
+    };
+    if outcome == Outcome::Applied
+        && let Some(m) = &current
+    {
+        tracing::info!(hash = %m.hash, deleted = m.is_deleted(), origin = %m.origin, "applied a peer's change");
+    }
+    Ok(protobuf(
+        StatusCode::OK,
+        &pb::RecordResponse {
+            outcome: outcome as i32,
+            current: current.as_ref().map(to_pb),
+        },
+    ))
+}
+
+/// Counts and bytes of stored assets, the trash and tombstones.
+pub async fn totals(State(store): State<Store>) -> Result<Response, ApiError> {
+    let t = store.totals().await?;
+    Ok(protobuf(
+        StatusCode::OK,
+        &pb::Totals {
+            assets: t.assets,
+            bytes: t.bytes,
+            trash_assets: t.trash_assets,
+            trash_bytes: t.trash_bytes,
+            tombstones: t.tombstones,
+        },
+    ))
 }

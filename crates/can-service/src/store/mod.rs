@@ -7,7 +7,12 @@
 //! [`shards`]), and only then commits the row. A crash anywhere leaves either the whole asset
 //! or nothing that [`Store::open`] does not clean up. Uploads from sync agents write to
 //! `data_dir/partial` instead of `tmp`, to be resumed after an interruption ([`partial`]).
+//!
+//! A deleted asset keeps its row as a tombstone and its content moves to `data_dir/trash`
+//! for a while ([`trash`]); every change of a hash's state carries a stamp of the store's
+//! hybrid logical clock ([`clock`]) and gets a new seq.
 
+pub mod clock;
 mod db;
 mod ingest;
 pub mod names;
@@ -16,6 +21,7 @@ mod repair;
 mod seed;
 mod shards;
 pub mod space;
+mod trash;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,8 +32,10 @@ use tokio::sync::watch;
 use crate::hash::AssetHash;
 
 pub use ingest::{IngestError, IngestOutcome, NewAsset};
+pub use trash::{DeleteError, Record, RecordOutcome, TrashPolicy};
 
-/// Metadata of one stored asset.
+/// Metadata of one asset: stored, or deleted (a tombstone, with or without its content in
+/// the trash).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AssetMeta {
     #[serde(serialize_with = "hex_hash")]
@@ -36,8 +44,41 @@ pub struct AssetMeta {
     pub name: String,
     pub content_type: String,
     pub created_at: String,
+    /// Who made the latest change: "local", or the agent's origin (e.g. "peer:<id>").
     pub origin: String,
     pub seq: u64,
+    /// Hybrid logical clock stamp of the latest change (upload, deletion or restore).
+    pub stamp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Deletion>,
+    /// The latest change brought this asset back from a deletion.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
+}
+
+/// A deleted asset's deletion.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Deletion {
+    /// When it was deleted here (wall clock, ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Its content is held in the trash (else only the tombstone is left).
+    pub in_trash: bool,
+}
+
+impl AssetMeta {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.is_some()
+    }
+}
+
+/// What the store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub assets: u64,
+    pub bytes: u64,
+    pub trash_assets: u64,
+    pub trash_bytes: u64,
+    pub tombstones: u64,
 }
 
 fn hex_hash<S: serde::Serializer>(h: &AssetHash, s: S) -> Result<S::Ok, S::Error> {
@@ -75,6 +116,8 @@ struct Inner {
     objects: PathBuf,
     shards: shards::Shards,
     tmp: PathBuf,
+    trash: PathBuf,
+    clock: clock::Clock,
     // One connection: statements are short and SQLite serialises writers anyway.
     db: Mutex<Connection>,
     // The highest seq stored; SSE streams wait on it.
@@ -95,8 +138,9 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let objects = data_dir.join("objects");
         let tmp = data_dir.join("tmp");
+        let trash = data_dir.join("trash");
         let new_data_dir = !data_dir.exists();
-        for dir in [data_dir, &objects, &tmp] {
+        for dir in [data_dir, &objects, &tmp, &trash] {
             std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }
         let shards = shards::Shards::open(&objects)?;
@@ -107,19 +151,22 @@ impl Store {
         if new_data_dir && let Some(parent) = data_dir.parent().filter(|p| p.exists()) {
             shards::sync_dir(parent)?;
         }
-        let report = repair::repair(&conn, &objects, &tmp)?;
+        let report = repair::repair(&conn, &objects, &tmp, &trash)?;
         if !report.is_clean() {
             tracing::warn!(?report, "repaired the store after an unclean stop");
         }
         let space = space::SpaceGuard::new(data_dir, free_space_reserve)?;
         let partials = Arc::new(partial::Partials::open(data_dir)?);
         let last = db::last_seq(&conn)?;
+        let clock = clock::Clock::starting_at(db::max_stamp(&conn)?);
         let (latest, _) = watch::channel(last);
         Ok(Self {
             inner: Arc::new(Inner {
                 objects,
                 shards,
                 tmp,
+                trash,
+                clock,
                 db: Mutex::new(conn),
                 latest,
                 max_asset_bytes,
@@ -160,17 +207,49 @@ impl Store {
         *self.inner.latest.borrow()
     }
 
+    /// A stored (live) asset.
     pub async fn get(&self, hash: AssetHash) -> Result<Option<AssetMeta>, StoreError> {
+        Ok(self.record(hash).await?.filter(|m| !m.is_deleted()))
+    }
+
+    /// What the store knows of `hash`: stored, or deleted (a tombstone).
+    pub async fn record(&self, hash: AssetHash) -> Result<Option<AssetMeta>, StoreError> {
         self.with_db(move |c| db::get(c, &hash)).await
     }
 
-    /// Assets with seq > `after`, in seq order, at most `limit`; plus whether more follow.
+    /// Stored assets with seq > `after`, in seq order, at most `limit`; plus whether more
+    /// follow.
     pub async fn list(
         &self,
         after: u64,
         limit: usize,
     ) -> Result<(Vec<AssetMeta>, bool), StoreError> {
-        self.with_db(move |c| db::list(c, after, limit)).await
+        self.with_db(move |c| db::list(c, after, limit, false))
+            .await
+    }
+
+    /// Every change with seq > `after`: stored assets and tombstones, in seq order.
+    pub async fn changes(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<AssetMeta>, bool), StoreError> {
+        self.with_db(move |c| db::list(c, after, limit, true)).await
+    }
+
+    /// Counts and bytes of stored assets, the trash and tombstones.
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        self.with_db(db::totals).await
+    }
+
+    /// A new stamp of the store's clock.
+    pub fn stamp(&self) -> u64 {
+        self.inner.clock.now()
+    }
+
+    /// Announces a new highest seq to event streams.
+    fn published(&self, seq: u64) {
+        publish(&self.inner.latest, seq);
     }
 
     /// Runs a database closure on the blocking pool.
@@ -189,6 +268,14 @@ impl Store {
     }
 }
 
+fn publish(latest: &watch::Sender<u64>, seq: u64) {
+    latest.send_if_modified(|latest| {
+        let newer = seq > *latest;
+        *latest = (*latest).max(seq);
+        newer
+    });
+}
+
 fn content_path(objects: &Path, hash: &AssetHash) -> PathBuf {
     let hex = hash.to_hex();
     objects.join(&hex[..2]).join(hex)
@@ -196,3 +283,5 @@ fn content_path(objects: &Path, hash: &AssetHash) -> PathBuf {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trash_tests;

@@ -217,7 +217,7 @@ impl Store {
         }
         let partials = self.inner.partials.clone();
         let claim = partials.claim(hash).ok_or(IngestError::Busy)?;
-        if let Some(existing) = self.get(hash).await? {
+        if let Some(existing) = self.existing_for_upload(hash, new.stamp).await? {
             partials.remove(&hash);
             return Ok(IngestOutcome::Existing(existing));
         }

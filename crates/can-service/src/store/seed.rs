@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::ingest::now_rfc3339;
-use super::{Store, StoreError, content_path, db};
+use super::{AssetMeta, Store, StoreError, content_path, db};
 use crate::hash::AssetHash;
 
 impl Store {
@@ -50,17 +50,19 @@ impl Store {
         let created_at = now_rfc3339();
         let mut new = 0;
         for (hash, size, name) in &rows {
-            if db::insert(
-                &tx,
-                hash,
-                *size,
-                name,
-                "application/octet-stream",
-                &created_at,
-                "local",
-            )?
-            .is_some()
-            {
+            let row = AssetMeta {
+                hash: *hash,
+                size: *size,
+                name: name.clone(),
+                content_type: "application/octet-stream".into(),
+                created_at: created_at.clone(),
+                origin: "local".into(),
+                seq: 0,
+                stamp: 0,
+                deleted: None,
+                restored: false,
+            };
+            if db::insert(&tx, &row)?.is_some() {
                 new += 1;
             }
         }

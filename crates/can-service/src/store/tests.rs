@@ -11,6 +11,7 @@ fn new_asset(name: &str) -> NewAsset {
         content_type: "text/plain".to_owned(),
         created_at: None,
         origin: "local".to_owned(),
+        stamp: None,
     }
 }
 

@@ -248,6 +248,7 @@ pub async fn events(
             stamp: asset.stamp,
             deleted: asset.is_deleted(),
             restored: asset.restored,
+            name: asset.name.clone(),
         };
         base64::engine::general_purpose::STANDARD.encode(event.encode_to_vec())
     })

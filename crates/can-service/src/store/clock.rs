@@ -13,7 +13,8 @@ const COUNTER_BITS: u32 = 16;
 
 /// A stamp further ahead of our wall clock than this is not taken over by [`Clock::observe`]:
 /// one peer with a clock years ahead must not drag every later change here into its future.
-/// (It still wins where it is compared; it just does not move our clock.)
+/// (It still wins where it is compared; it just does not move our clock. A change made here
+/// to the very hash it stamps still outranks it: see [`Clock::after`].)
 const MAX_AHEAD_MS: u64 = 24 * 3600 * 1000;
 
 #[derive(Debug, Default)]
@@ -32,6 +33,19 @@ impl Clock {
     /// A new stamp, later than every stamp issued or observed before.
     pub fn now(&self) -> u64 {
         self.next(wall_ms())
+    }
+
+    /// A new stamp for a change made here to a hash whose current state has stamp `floor`:
+    /// [`Clock::now`], or `floor + 1` where `floor` is further ahead than the clock follows
+    /// (a peer's clock days ahead). A user's deletion, restore or upload here must outrank
+    /// the state it changes, or it would be undone by the next sync; the clock itself is
+    /// not moved to `floor`, so other hashes' stamps stay near the wall clock.
+    pub fn after(&self, floor: u64) -> u64 {
+        self.after_at(floor, wall_ms())
+    }
+
+    fn after_at(&self, floor: u64, wall_ms: u64) -> u64 {
+        self.next(wall_ms).max(floor.saturating_add(1))
     }
 
     fn next(&self, wall_ms: u64) -> u64 {
@@ -101,5 +115,16 @@ mod tests {
         let far = (1_000 + MAX_AHEAD_MS + 1) << COUNTER_BITS;
         clock.observe_at(far, 1_000);
         assert_eq!(clock.next(1_000), 1_000 << COUNTER_BITS);
+    }
+
+    #[test]
+    fn a_change_of_a_hash_outranks_its_state_however_far_ahead() {
+        let clock = Clock::default();
+        let far = (1_000 + MAX_AHEAD_MS + 1) << COUNTER_BITS;
+        assert_eq!(clock.after_at(far, 1_000), far + 1);
+        // Other hashes' stamps stay on the wall clock.
+        assert_eq!(clock.next(1_001), 1_001 << COUNTER_BITS);
+        // A floor behind the clock changes nothing.
+        assert_eq!(clock.after_at(5, 1_002), 1_002 << COUNTER_BITS);
     }
 }

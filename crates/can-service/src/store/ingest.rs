@@ -330,7 +330,11 @@ impl Store {
         // the content is placed, under the lock that every state change takes.
         let mut conn = inner.db.lock().unwrap_or_else(|p| p.into_inner());
         let row = db::get(&conn, &hash).map_err(StoreError::from)?;
-        let stamp = new.stamp.unwrap_or_else(|| inner.clock.now());
+        // An upload here outranks the deletion it undoes, however far ahead its stamp.
+        let stamp = new.stamp.unwrap_or_else(|| match &row {
+            Some(tomb) => inner.clock.after(tomb.stamp),
+            None => inner.clock.now(),
+        });
         match &row {
             Some(live) if !live.is_deleted() => {
                 // A concurrent upload of the same content committed first.

@@ -88,7 +88,7 @@ impl Store {
                 None => Err(DeleteError::NotFound(hash)),
                 Some(row) if row.is_deleted() => Err(DeleteError::AlreadyDeleted(hash)),
                 Some(row) => {
-                    let stamp = store.inner.clock.now();
+                    let stamp = store.inner.clock.after(row.stamp);
                     Ok(store.delete_row(conn, row, stamp, origin)?)
                 }
             }
@@ -109,7 +109,7 @@ impl Store {
                     Err(DeleteError::NotInTrash(hash))
                 }
                 Some(row) => {
-                    let stamp = store.inner.clock.now();
+                    let stamp = store.inner.clock.after(row.stamp);
                     Ok(store.restore_row(conn, row, stamp, origin)?)
                 }
             }
@@ -198,8 +198,10 @@ impl Store {
                 return Err(DeleteError::NotInTrash(hash));
             }
             db::set_untrashed(&conn, &hash)?;
-            drop(conn);
+            // Still under the lock: once it is released, the hash may be uploaded again and
+            // deleted again, and its new trash file must not be the one removed here.
             store.remove_trash_file(&hash);
+            drop(conn);
             Ok(())
         })
         .await

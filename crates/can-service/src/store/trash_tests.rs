@@ -216,3 +216,30 @@ async fn trash_period_and_tombstone_retention_are_enforced() {
     assert_eq!(store.clean_trash(gone).await.unwrap(), (0, 1));
     assert!(store.record(a.hash).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn local_changes_outrank_a_peer_stamp_too_far_ahead_to_move_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    // Three days ahead: beyond what the clock takes over from peers.
+    let far = (clock::wall_ms() + 3 * 24 * 3600 * 1000) << 16;
+    let a = upload(&store, b"alpha", Some(far)).await.unwrap();
+    let tomb = store.delete(a.hash, "local").await.unwrap();
+    assert!(
+        tomb.stamp > far,
+        "the deletion here ranks below the state it deleted"
+    );
+    assert!(matches!(
+        store.apply_record(record(a.hash, far, false)).await.unwrap(),
+        RecordOutcome::Superseded(m) if m.is_deleted()
+    ));
+    let back = store.restore(a.hash, "local").await.unwrap();
+    assert!(back.stamp > tomb.stamp);
+
+    let hash = AssetHash::from(blake3::hash(b"bravo"));
+    store.apply_record(record(hash, far, true)).await.unwrap();
+    let again = upload(&store, b"bravo", None).await.unwrap();
+    assert!(again.restored && again.stamp > far);
+    // Other hashes' stamps still follow the wall clock.
+    assert!(store.stamp() < far);
+}

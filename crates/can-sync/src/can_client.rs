@@ -27,6 +27,8 @@ pub enum CanError {
     NotFound,
     #[error("CAN Service refused the asset: {0}")]
     Rejected(String),
+    #[error("the asset was deleted here by a later change: {0}")]
+    Deleted(String),
     #[error("CAN Service answered {status}: {message}")]
     Status { status: u16, message: String },
     #[error("unexpected answer from CAN Service: {0}")]
@@ -59,6 +61,9 @@ pub struct CanClient {
     events_http: reqwest::Client,
     base: String,
     auth: String,
+    /// The service lists deletions (`?deleted=true`); cleared when one that predates
+    /// deletion refuses the parameter.
+    deletions: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Result of an ingest.
@@ -86,6 +91,7 @@ impl CanClient {
             events_http,
             base: base.trim_end_matches('/').to_owned(),
             auth: format!("Bearer {}", key.expose()),
+            deletions: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
     }
 
@@ -120,23 +126,36 @@ impl CanClient {
             401 => CanError::Unauthorized,
             404 if message.contains("sync API") => CanError::NoSyncApi,
             404 => CanError::NotFound,
+            410 => CanError::Deleted(message),
             422 => CanError::Rejected(message),
             _ => CanError::Status { status, message },
         })
     }
 
-    /// One page of hashes after `after`.
+    /// One page of hashes (and deletions, where the service has them) after `after`.
     pub async fn hashes(&self, after: u64, limit: usize) -> Result<pb::HashPage, CanError> {
-        let resp = self
-            .send(
-                self.http
-                    .get(format!(
-                        "{}/sync/v1/hashes?after={after}&limit={limit}",
-                        self.base
-                    ))
-                    .timeout(Duration::from_secs(30)),
-            )
-            .await?;
+        use std::sync::atomic::Ordering;
+        let get = |deleted: bool| {
+            let extra = if deleted { "&deleted=true" } else { "" };
+            self.http
+                .get(format!(
+                    "{}/sync/v1/hashes?after={after}&limit={limit}{extra}",
+                    self.base
+                ))
+                .timeout(Duration::from_secs(30))
+        };
+        let resp = if self.deletions.load(Ordering::Relaxed) {
+            match self.send(get(true)).await {
+                Err(CanError::Status { status: 400, .. }) => {
+                    tracing::info!("the CAN Service predates deletion; syncing without it");
+                    self.deletions.store(false, Ordering::Relaxed);
+                    self.send(get(false)).await?
+                }
+                other => other?,
+            }
+        } else {
+            self.send(get(false)).await?
+        };
         let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         pb::HashPage::decode(body).map_err(|e| CanError::Protocol(e.to_string()))
     }
@@ -246,7 +265,35 @@ impl CanClient {
         })
     }
 
-    /// Ingest events after `after`, live. The stream ends when the connection drops.
+    /// Applies a peer's change of one hash (a deletion, or the asset live again).
+    pub async fn apply_record(&self, record: pb::Record) -> Result<pb::RecordResponse, CanError> {
+        let resp = self
+            .send(
+                self.http
+                    .post(format!("{}/sync/v1/records", self.base))
+                    .header("Content-Type", PROTOBUF_MEDIA_TYPE)
+                    .body(record.encode_to_vec())
+                    .timeout(Duration::from_secs(30)),
+            )
+            .await?;
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        pb::RecordResponse::decode(bytes).map_err(|e| CanError::Protocol(e.to_string()))
+    }
+
+    /// What the service holds (assets, trash, tombstones).
+    pub async fn totals(&self) -> Result<pb::Totals, CanError> {
+        let resp = self
+            .send(
+                self.http
+                    .get(format!("{}/sync/v1/totals", self.base))
+                    .timeout(Duration::from_secs(30)),
+            )
+            .await?;
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        pb::Totals::decode(bytes).map_err(|e| CanError::Protocol(e.to_string()))
+    }
+
+    /// Ingest and delete events after `after`, live. The stream ends when the connection drops.
     pub async fn events(
         &self,
         after: u64,
@@ -262,7 +309,7 @@ impl CanClient {
             let base = base.clone();
             async move {
                 match e {
-                    Ok(e) if e.event == "ingest" => Some(
+                    Ok(e) if e.event == "ingest" || e.event == "delete" => Some(
                         base64::engine::general_purpose::STANDARD
                             .decode(e.data.trim())
                             .map_err(|e| CanError::Protocol(e.to_string()))

@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub bandwidth: crate::bandwidth::BandwidthLimits,
     /// QUIC congestion control.
     pub congestion: Congestion,
+    /// When deletions from peers are held for the user (docs/protocol.md, "Deletion").
+    pub delete_guard: crate::guard::GuardConfig,
 }
 
 /// QUIC congestion controllers (docs/protocol.md, "Transport").
@@ -103,6 +105,24 @@ struct FileConfig {
     limit_lan: bool,
     #[serde(default)]
     congestion_controller: Congestion,
+    #[serde(default = "default_max_delete_share")]
+    max_delete_share: f64,
+    #[serde(default = "default_mass_delete_min")]
+    mass_delete_min_assets: usize,
+    #[serde(default = "default_mass_delete_window")]
+    mass_delete_window_secs: u64,
+}
+
+fn default_max_delete_share() -> f64 {
+    crate::guard::DEFAULT_MAX_SHARE
+}
+
+fn default_mass_delete_min() -> usize {
+    crate::guard::DEFAULT_MIN_ASSETS
+}
+
+fn default_mass_delete_window() -> u64 {
+    crate::guard::DEFAULT_WINDOW.as_secs()
 }
 
 /// A rate as written in YAML: "5 MB/s", "off", or a plain number of bytes per second.
@@ -224,6 +244,7 @@ impl EngineConfig {
             transfer_idle_timeout: crate::transfer::DEFAULT_IDLE_TIMEOUT,
             bandwidth: crate::bandwidth::BandwidthLimits::default(),
             congestion: Congestion::default(),
+            delete_guard: crate::guard::GuardConfig::default(),
         }
     }
 
@@ -303,6 +324,12 @@ impl AgentConfig {
         if file.poll_interval_secs == 0 {
             return Err(field("poll_interval_secs", "must be at least 1"));
         }
+        if !(0.0..=1.0).contains(&file.max_delete_share) {
+            return Err(field("max_delete_share", "must be between 0 and 1"));
+        }
+        if file.mass_delete_window_secs == 0 {
+            return Err(field("mass_delete_window_secs", "must be at least 1"));
+        }
         if file.rendezvous_interval_secs == 0 {
             return Err(field("rendezvous_interval_secs", "must be at least 1"));
         }
@@ -359,6 +386,11 @@ impl AgentConfig {
             transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
             bandwidth,
             congestion: file.congestion_controller,
+            delete_guard: crate::guard::GuardConfig {
+                max_share: file.max_delete_share,
+                min_assets: file.mass_delete_min_assets,
+                window: Duration::from_secs(file.mass_delete_window_secs),
+            },
             ..defaults
         };
         Ok(Self {

@@ -39,6 +39,8 @@ pub(crate) enum Cmd {
         device_name: String,
         /// Both Hellos offered "rbsr-v1".
         rbsr: bool,
+        /// Both Hellos offered "tombstones-v1".
+        tombs: bool,
         conn: Connection,
         peer: mpsc::Sender<PeerCmd>,
         reply: oneshot::Sender<bool>,
@@ -73,11 +75,33 @@ pub(crate) enum Cmd {
     },
     /// Our hashes, sorted (cached until our set changes).
     Snapshot(oneshot::Sender<Arc<[Hash]>>),
-    /// Our store has a new asset (its event stream or the fallback poll).
+    /// Our store has a new asset, or deleted one (its event stream or the fallback poll).
     Local {
         hash: Hash,
         origin: Option<String>,
+        change: LocalChange,
     },
+    /// Our tombstones, sorted by reconciliation id (cached until they change).
+    TombSnapshot(oneshot::Sender<Arc<crate::tombs::TombSnapshot>>),
+    /// A peer sent changes of single hashes (deletions, restores).
+    PeerRecords {
+        id: EndpointId,
+        conn_id: usize,
+        records: Vec<can_proto::sync_api::Record>,
+    },
+    /// A peer's record made an asset live that our store lacks: fetch it from that peer.
+    NeedContent {
+        id: EndpointId,
+        conn_id: usize,
+        hash: Hash,
+    },
+    /// The user's answer to held deletions: apply them, or keep our assets (everywhere).
+    ReleaseDeletions {
+        apply: bool,
+        reply: oneshot::Sender<usize>,
+    },
+    /// What the store holds (for the status), read after deletions.
+    StoreTotals(can_proto::sync_api::Totals),
     StoreState(Result<(), String>),
     Fetched {
         id: EndpointId,
@@ -94,10 +118,22 @@ pub(crate) enum Cmd {
     Status(oneshot::Sender<Status>),
 }
 
+/// What our store reported about one hash.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LocalChange {
+    /// Deleted (else stored, or restored).
+    pub deleted: bool,
+    pub stamp: u64,
+    pub size: u64,
+    pub name: String,
+}
+
 /// Messages from the actor to one peer connection's control task.
 #[derive(Debug, Clone)]
 pub(crate) enum PeerCmd {
     Announce(Hash),
+    /// Send these changes of single hashes (at most [`crate::tombs::RECORDS_PER_FRAME`]).
+    Records(Vec<can_proto::sync_api::Record>),
     /// Start a reconciliation session (RBSR peers).
     Reconcile,
     /// Send our full hash list (peers without RBSR).

@@ -60,6 +60,23 @@ pub struct Status {
     /// Bytes per second over the last 5 s, all downloads / all uploads.
     pub download_rate: f64,
     pub upload_rate: f64,
+    /// Deleted assets whose content the store keeps in its trash, and their bytes.
+    pub trash_assets: u64,
+    pub trash_bytes: u64,
+    /// Deletions the store remembers (tombstones).
+    pub tombstones: u64,
+    /// Deletions from peers held by the mass-deletion guard, waiting for
+    /// `can-sync deletions apply` or `can-sync deletions keep`.
+    pub mass_delete_held: Option<HeldDeletions>,
+}
+
+/// Deletions held by the mass-deletion guard.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HeldDeletions {
+    pub count: usize,
+    /// Names (or short hashes) of the first few.
+    pub sample: Vec<String>,
 }
 
 /// Something that happened.
@@ -134,6 +151,32 @@ pub enum EngineEvent {
     PeerMisbehaved {
         peer: String,
         reason: String,
+    },
+    /// An asset was deleted here: by a peer's deletion (`peer`), or on this device's store
+    /// (`peer` null).
+    AssetDeleted {
+        peer: Option<String>,
+        hash: String,
+        name: String,
+        size: u64,
+    },
+    /// A deleted asset is back here (restored, or uploaded again).
+    AssetRestored {
+        peer: Option<String>,
+        hash: String,
+        name: String,
+        size: u64,
+    },
+    /// Deletions from peers would remove more than `max_delete_share` of the store: they
+    /// are held until `can-sync deletions apply|keep` (or the app's banner).
+    MassDeleteHeld {
+        count: usize,
+        sample: Vec<String>,
+    },
+    /// Held deletions were applied (`applied`), or undone everywhere (the user kept theirs).
+    MassDeleteReleased {
+        applied: bool,
+        count: usize,
     },
     StoreOnline,
     StoreOffline {

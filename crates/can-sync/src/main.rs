@@ -48,6 +48,25 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Answer deletions from peers held by the mass-deletion guard (status shows them).
+    Deletions {
+        #[command(subcommand)]
+        action: DeletionAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeletionAction {
+    /// Carry them out: the assets go to this store's trash.
+    Apply {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Keep this store's assets: the deletions are undone on every device.
+    Keep {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Which agent to ask: by default the one using the default data directory.
@@ -79,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         (None, Some(config)) => runtime.block_on(run(config)),
         (None, None) => {
             anyhow::bail!(
-                "give the agent's config file (can-sync config.yaml), or a command: status, pause, resume (see --help)"
+                "give the agent's config file (can-sync config.yaml), or a command: status, pause, resume, deletions (see --help)"
             )
         }
     }
@@ -91,6 +110,12 @@ async fn ask(command: Command) -> anyhow::Result<()> {
         Command::Status { json, target } => (socket::Request::Status, target, json),
         Command::Pause { target } => (socket::Request::Pause, target, false),
         Command::Resume { target } => (socket::Request::Resume, target, false),
+        Command::Deletions {
+            action: DeletionAction::Apply { target },
+        } => (socket::Request::ApplyDeletions, target, false),
+        Command::Deletions {
+            action: DeletionAction::Keep { target },
+        } => (socket::Request::KeepDeletions, target, false),
     };
     let path = target.socket()?;
     let answer = socket::request(&path, request).await?;
@@ -113,6 +138,15 @@ async fn ask(command: Command) -> anyhow::Result<()> {
         }
         socket::Request::Pause => println!("paused"),
         socket::Request::Resume => println!("resumed"),
+        socket::Request::ApplyDeletions => {
+            println!("applied {} held deletions", answer.released.unwrap_or(0))
+        }
+        socket::Request::KeepDeletions => {
+            println!(
+                "kept {} assets (their deletions are undone everywhere)",
+                answer.released.unwrap_or(0)
+            )
+        }
     }
     Ok(())
 }

@@ -45,6 +45,9 @@ pub struct Planner<P> {
     in_flight: HashMap<Hash, P>,
     /// (peer, hash) pairs our store refused: never asked again in this run.
     refused: HashSet<(P, Hash)>,
+    /// Hashes deleted here: never fetched, whoever has them, until a change that outranks
+    /// the deletion arrives (docs/protocol.md, "Deletion").
+    deleted: HashSet<Hash>,
     per_peer_active: HashMap<P, usize>,
     per_peer: usize,
     total: usize,
@@ -60,6 +63,7 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
             refused: HashSet::new(),
+            deleted: HashSet::new(),
             per_peer_active: HashMap::new(),
             per_peer: per_peer.max(1),
             total: total.max(1),
@@ -78,7 +82,7 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         self.local.contains(h)
     }
 
-    /// Changes whenever our store's set grows.
+    /// Changes whenever our store's set changes.
     pub fn local_version(&self) -> u64 {
         self.local_version
     }
@@ -113,6 +117,29 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         targets
     }
 
+    /// Our store deleted `h`: it is no longer ours, and no peer's copy is fetched.
+    pub fn remove_local(&mut self, h: Hash) {
+        if self.local.remove(&h) {
+            self.local_version += 1;
+        }
+        self.deleted.insert(h);
+        self.sources.remove(&h);
+    }
+
+    /// `h` may be fetched again (a restore outranked its deletion).
+    pub fn undelete(&mut self, h: &Hash) {
+        self.deleted.remove(h);
+    }
+
+    pub fn is_deleted(&self, h: &Hash) -> bool {
+        self.deleted.contains(h)
+    }
+
+    /// Seeds the hashes deleted here (start-up).
+    pub fn load_deleted(&mut self, hashes: impl IntoIterator<Item = Hash>) {
+        self.deleted.extend(hashes);
+    }
+
     /// Seeds our own store's hashes without announcing them (start-up).
     pub fn load_local(&mut self, hashes: impl IntoIterator<Item = Hash>) {
         self.local.extend(hashes);
@@ -130,7 +157,10 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         };
         for h in hashes {
             known.insert(h);
-            if self.local.contains(&h) || self.refused.contains(&(p, h)) {
+            if self.local.contains(&h)
+                || self.deleted.contains(&h)
+                || self.refused.contains(&(p, h))
+            {
                 continue;
             }
             let sources = self.sources.entry(h).or_default();
@@ -174,7 +204,10 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
             let Some(h) = self.queue.pop_front() else {
                 break;
             };
-            if self.local.contains(&h) || self.in_flight.contains_key(&h) {
+            if self.local.contains(&h)
+                || self.deleted.contains(&h)
+                || self.in_flight.contains_key(&h)
+            {
                 continue;
             }
             let Some(sources) = self.sources.get(&h) else {

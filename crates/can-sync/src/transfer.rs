@@ -30,6 +30,9 @@ pub enum FetchError {
     /// again, from anyone, would be refused again.
     #[error("the CAN Service refuses the asset ({status}): {message}")]
     StoreRefused { status: u16, message: String },
+    /// Our store holds a deletion of it that outranks the peer's copy (HTTP 410).
+    #[error("deleted here by a later change: {0}")]
+    Deleted(String),
     /// Our store lacks the space for it (HTTP 507).
     #[error("the CAN Service is out of space: {0}")]
     StoreFull(String),
@@ -53,6 +56,7 @@ pub fn classify_store_error(e: CanError) -> FetchError {
         CanError::Rejected(message) => {
             FetchError::Misbehaved(format!("content rejected: {message}"))
         }
+        CanError::Deleted(message) => FetchError::Deleted(message),
         CanError::Status {
             status: 507,
             message,
@@ -99,6 +103,10 @@ mod tests {
         assert!(matches!(
             classify_store_error(status(409)),
             FetchError::Transport(_)
+        ));
+        assert!(matches!(
+            classify_store_error(CanError::Deleted("later".into())),
+            FetchError::Deleted(_)
         ));
         assert!(matches!(
             classify_store_error(status(507)),

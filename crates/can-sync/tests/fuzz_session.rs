@@ -96,6 +96,7 @@ fn random_frame(rng: &mut StdRng, known: &[[u8; 32]]) -> Vec<u8> {
                 round: rng.random_range(0..4),
                 ranges,
                 more: rng.random_bool(0.2),
+                set: rng.random_range(0..3),
             })
         }
         4 => control::Kind::Hello(Hello {

@@ -6,6 +6,7 @@ pub mod desktop;
 pub mod netns;
 mod servers;
 mod service;
+mod trash;
 #[cfg(target_os = "linux")]
 pub mod wan;
 #[cfg(target_os = "linux")]
@@ -14,6 +15,7 @@ pub mod window;
 pub use agent::{Agent, list_all};
 pub use servers::LocalServers;
 pub use service::*;
+pub use trash::*;
 
 use std::path::PathBuf;
 

@@ -227,6 +227,7 @@ pub fn hostile_session(data: &[u8]) {
                 },
                 ranges: hostile_ranges(u, &ours)?,
                 more: u.ratio(1, 4)?,
+                set: 0,
             };
             match peer.receive(&msg, || ours.clone()) {
                 Ok(progress) => {

@@ -201,7 +201,7 @@ pub(super) fn set_untrashed(conn: &Connection, hash: &AssetHash) -> Result<(), r
 pub(super) fn trash(conn: &Connection, limit: usize) -> Result<Vec<AssetMeta>, rusqlite::Error> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM assets WHERE deleted_ms IS NOT NULL AND trashed = 1 \
-         ORDER BY deleted_ms DESC LIMIT ?1"
+         ORDER BY deleted_ms DESC, seq DESC LIMIT ?1"
     ))?
     .query_map(params![limit as i64], meta_from_row)?
     .collect()

@@ -8,6 +8,8 @@ use crate::human::{bytes, is_syncing, syncing_line};
 pub fn state(s: &Status) -> String {
     if s.paused {
         "paused".into()
+    } else if let Some(held) = &s.mass_delete_held {
+        format!("{} deletions held", held.count)
     } else if !s.store_online {
         "store offline".into()
     } else if is_syncing(s) {
@@ -45,6 +47,20 @@ pub fn render(s: &Status) -> String {
         s.assets_received,
         bytes(s.bytes_received),
     );
+    if s.trash_assets > 0 {
+        out += &format!(
+            "trash: {} assets ({})\n",
+            s.trash_assets,
+            bytes(s.trash_bytes)
+        );
+    }
+    if let Some(held) = &s.mass_delete_held {
+        out += &format!(
+            "HELD: {} deletions from peers (e.g. {}); run `can-sync deletions apply` or `can-sync deletions keep`\n",
+            held.count,
+            held.sample.join(", ")
+        );
+    }
     out += &format!("peers: {}\n", s.peers.len());
     for p in &s.peers {
         let rtt = p

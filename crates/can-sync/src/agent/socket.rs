@@ -1,7 +1,8 @@
 //! The agent's control socket: a Unix socket (`control_socket`, default
 //! `<data_dir>/control.sock`) that `can-sync status|pause|resume` use to ask the running agent.
 //!
-//! One JSON request per line (`{"cmd":"status"}`, `"pause"`, `"resume"`), one JSON answer
+//! One JSON request per line (`{"cmd":"status"}`, `"pause"`, `"resume"`, `"apply_deletions"`,
+//! `"keep_deletions"`), one JSON answer
 //! per line (`{"ok":true,"paused":false,"status":{...}}` or `{"ok":false,"error":"..."}`).
 //! Only the agent's own user may use it: the socket file is made mode 0600 right after it
 //! is bound, and — since another user could connect between bind and chmod — every
@@ -30,6 +31,10 @@ pub enum Request {
     Status,
     Pause,
     Resume,
+    /// Carry out the deletions the mass-deletion guard holds.
+    ApplyDeletions,
+    /// Keep our assets: undo the held deletions on every device.
+    KeepDeletions,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -39,6 +44,9 @@ pub struct Response {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// How many held deletions were released (`apply_deletions`, `keep_deletions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<usize>,
     /// The engine's [`Status`](crate::Status), as the app sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
@@ -81,18 +89,22 @@ pub enum ControlError {
 /// Answers one request (pure apart from the engine calls).
 async fn answer(engine: &EngineHandle, request: Request) -> Response {
     let done = match request {
-        Request::Status => Ok(()),
-        Request::Pause => engine.pause().await,
-        Request::Resume => engine.resume().await,
+        Request::Status => Ok(None),
+        Request::Pause => engine.pause().await.map(|()| None),
+        Request::Resume => engine.resume().await.map(|()| None),
+        Request::ApplyDeletions => engine.release_deletions(true).await.map(Some),
+        Request::KeepDeletions => engine.release_deletions(false).await.map(Some),
     };
-    if let Err(e) = done {
-        return Response::error(e.to_string());
-    }
+    let released = match done {
+        Ok(r) => r,
+        Err(e) => return Response::error(e.to_string()),
+    };
     match engine.status().await {
         Ok(status) => Response {
             ok: true,
             error: None,
             paused: Some(status.paused),
+            released,
             status: (request == Request::Status)
                 .then(|| serde_json::to_value(&status).ok())
                 .flatten(),
@@ -213,7 +225,7 @@ mod unix {
                 Response::error("request too long")
             }
             Err(e) => Response::error(format!(
-                "not a request ({e}); expected {{\"cmd\":\"status\"|\"pause\"|\"resume\"}}"
+                "not a request ({e}); expected {{\"cmd\":\"status\"|\"pause\"|\"resume\"|\"apply_deletions\"|\"keep_deletions\"}}"
             )),
         };
         let mut out = serde_json::to_vec(&response).unwrap_or_default();

@@ -1,5 +1,5 @@
-//! Following the local CAN Service: its event stream for new assets, and a poll while that
-//! stream is down.
+//! Following the local CAN Service: its event stream for new and deleted assets, and a poll
+//! while that stream is down.
 //!
 //! The stream is driven by the service's index and resumed from the last seq seen, so while
 //! it is connected it misses nothing and a poll beside it would only cost wake-ups (an idle
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::context::{Cmd, Context};
+use crate::context::{Cmd, Context, LocalChange};
 use crate::util::{jitter, sleep_or_cancel};
 
 /// The first retry of a dropped stream; doubled up to the poll interval.
@@ -33,7 +33,13 @@ pub(super) async fn watch(ctx: Arc<Context>, mut cursor: u64, poll_interval: Dur
                             Some(Ok(ev)) => {
                                 cursor = cursor.max(ev.seq);
                                 if let Ok(hash) = <[u8; 32]>::try_from(ev.hash.as_slice()) {
-                                    let _ = ctx.cmd.send(Cmd::Local { hash, origin: Some(ev.origin) }).await;
+                                    let change = LocalChange {
+                                        deleted: ev.deleted,
+                                        stamp: ev.stamp,
+                                        size: ev.size,
+                                        name: ev.name,
+                                    };
+                                    let _ = ctx.cmd.send(Cmd::Local { hash, origin: Some(ev.origin), change }).await;
                                 }
                             }
                             Some(Err(e)) => {
@@ -71,7 +77,20 @@ async fn poll_once(ctx: &Context, cursor: &mut u64) -> bool {
         Ok((entries, last)) => {
             for e in entries {
                 if let Ok(hash) = <[u8; 32]>::try_from(e.hash.as_slice()) {
-                    let _ = ctx.cmd.send(Cmd::Local { hash, origin: None }).await;
+                    let change = LocalChange {
+                        deleted: e.deleted,
+                        stamp: e.stamp,
+                        size: e.size,
+                        name: String::new(),
+                    };
+                    let _ = ctx
+                        .cmd
+                        .send(Cmd::Local {
+                            hash,
+                            origin: None,
+                            change,
+                        })
+                        .await;
                 }
             }
             *cursor = (*cursor).max(last);

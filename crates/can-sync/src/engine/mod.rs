@@ -88,7 +88,10 @@ impl Engine {
             can,
             device_name: config.device_name.clone(),
             features: match config.reconcile {
-                ReconcileMode::Rbsr => vec![reconcile::FEATURE.to_owned()],
+                ReconcileMode::Rbsr => vec![
+                    reconcile::FEATURE.to_owned(),
+                    crate::tombs::FEATURE.to_owned(),
+                ],
                 ReconcileMode::Full => Vec::new(),
             },
             cmd,
@@ -116,7 +119,7 @@ impl Engine {
             })?;
         }
         let mut tasks = Vec::new();
-        let actor = actor::Actor::new(ctx.clone(), remembered_key);
+        let actor = actor::Actor::new(ctx.clone(), remembered_key, config.delete_guard);
         tasks.push(tokio::spawn(actor.run(cmd_rx, config.poll_interval)));
         tasks.push(tokio::spawn(dialer::run(ctx.clone(), discovered_rx)));
         for file in &config.connect_ticket_files {
@@ -230,6 +233,11 @@ impl Engine {
         self.ctx.is_paused()
     }
 
+    /// See [`EngineHandle::release_deletions`].
+    pub async fn release_deletions(&self, apply: bool) -> Result<usize, EngineError> {
+        self.handle().release_deletions(apply).await
+    }
+
     /// New upload/download limits; running transfers follow them from their next chunk.
     pub fn set_bandwidth(&self, limits: crate::bandwidth::BandwidthLimits) {
         self.handle().set_bandwidth(limits);
@@ -288,6 +296,18 @@ impl EngineHandle {
 
     pub fn is_paused(&self) -> bool {
         self.ctx.is_paused()
+    }
+
+    /// Answers deletions held by the mass-deletion guard: `apply` them, or keep our assets
+    /// (the deletions are undone on every device). Returns how many were held.
+    pub async fn release_deletions(&self, apply: bool) -> Result<usize, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.ctx
+            .cmd
+            .send(Cmd::ReleaseDeletions { apply, reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {

@@ -50,6 +50,8 @@ pub(super) struct PeerEntry {
     pub last_activity: String,
     /// Reconcile with RBSR (both offered it); else full hash lists.
     pub rbsr: bool,
+    /// Both offered "tombstones-v1": deletions travel as `Records`.
+    pub tombs: bool,
     pub list_in: ListProgress,
     /// When we last asked for a round of O(N) work (a reconciliation or a full list), and
     /// whether another is due: we stay well inside the peer's budget.

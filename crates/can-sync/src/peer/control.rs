@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use can_proto::peer::{Announce, Control, HashList, Reconcile, control};
+use can_proto::peer::{Announce, Control, HashList, Reconcile, Records, control};
 use iroh::EndpointId;
 use iroh::endpoint::{RecvStream, SendStream};
 use tokio::io::BufReader;
@@ -27,6 +27,7 @@ use crate::context::{Cmd, Context, PeerCmd};
 use crate::limits::Budget;
 use crate::plan::Hash;
 use crate::reconcile::Reconciliations;
+use crate::tombs::{self, TombSnapshot};
 use crate::wire::{
     HASHES_PER_FRAME, MAX_FRAME, join_hashes, read_frame, split_hashes, write_frame,
 };
@@ -42,6 +43,8 @@ pub(super) struct Link {
     pub id: EndpointId,
     pub conn_id: usize,
     pub rbsr: bool,
+    /// Both offered "tombstones-v1": `Records`, and tombstone reconciliation with RBSR.
+    pub tombs: bool,
 }
 
 /// What the writer sends.
@@ -65,7 +68,10 @@ pub(super) async fn run(
     let (in_tx, in_rx) = mpsc::channel(1);
     let handler = Handler {
         recon: Reconciliations::default(),
+        recon_tombs: Reconciliations::for_set(tombs::SET),
         budget: Budget::for_peer(Instant::now()),
+        tomb_budget: Budget::for_peer(Instant::now()),
+        tomb_snapshot: None,
         round: 0,
         list_bytes_sent: 0,
         out: out_tx,
@@ -190,7 +196,13 @@ fn control_frame_len(inner: usize) -> u64 {
 struct Handler {
     link: Link,
     recon: Reconciliations,
+    /// Tombstone sessions (`Reconcile.set = 1`), with a budget of their own.
+    recon_tombs: Reconciliations,
     budget: Budget,
+    tomb_budget: Budget,
+    /// The tombstones the running tombstone sessions work on (to send the records the peer
+    /// lacks).
+    tomb_snapshot: Option<Arc<TombSnapshot>>,
     /// Number of our last full list.
     round: u64,
     list_bytes_sent: u64,
@@ -244,6 +256,13 @@ impl Handler {
         }
     }
 
+    /// Our tombstones, sorted by id, from the actor.
+    async fn tomb_snapshot(&self) -> Result<Arc<TombSnapshot>, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.report(Cmd::TombSnapshot(tx)).await?;
+        rx.await.map_err(|_| SessionError::Engine)
+    }
+
     /// Our sorted hashes, from the actor (which caches them until our set changes).
     async fn snapshot(&self) -> Result<Arc<[Hash]>, SessionError> {
         let (tx, rx) = oneshot::channel();
@@ -266,7 +285,21 @@ impl Handler {
                 for msg in self.recon.start(items) {
                     self.send(reconcile_frame(msg)).await?;
                 }
+                if self.link.tombs {
+                    let snap = self.tomb_snapshot().await?;
+                    let frames = self.recon_tombs.start(snap.ids.clone());
+                    self.tomb_snapshot = Some(snap);
+                    for msg in frames {
+                        self.send(reconcile_frame(msg)).await?;
+                    }
+                }
                 Ok(())
+            }
+            PeerCmd::Records(records) => {
+                self.send(Outgoing::Frame(Control {
+                    kind: Some(control::Kind::Records(Records { records })),
+                }))
+                .await
             }
             PeerCmd::SendList { reply_wanted } => self.send_list(reply_wanted).await,
         }
@@ -315,7 +348,14 @@ impl Handler {
                 })
                 .await
             }
-            Some(control::Kind::Reconcile(r)) => self.on_reconcile(r).await,
+            Some(control::Kind::Reconcile(r)) if r.set == tombs::SET => {
+                self.on_tomb_reconcile(r).await
+            }
+            Some(control::Kind::Reconcile(r)) if r.set == 0 => self.on_reconcile(r).await,
+            Some(control::Kind::Reconcile(_)) => Err(SessionError::Protocol(
+                "reconcile message for an unknown set".into(),
+            )),
+            Some(control::Kind::Records(r)) => self.on_records(r).await,
             // A second Hello, or a message kind from a newer version: nothing to do.
             Some(control::Kind::Hello(_)) | None => Ok(()),
         }
@@ -358,6 +398,92 @@ impl Handler {
                 summary,
             })
             .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Handler {
+    /// Changes of single hashes from the peer: checked here, judged by the actor (the
+    /// mass-deletion guard) and our store (last writer wins).
+    async fn on_records(&mut self, msg: Records) -> Result<(), SessionError> {
+        if !self.link.tombs {
+            return Err(SessionError::Protocol(
+                "records without tombstones-v1 negotiated".into(),
+            ));
+        }
+        if msg.records.len() > tombs::RECORDS_PER_FRAME {
+            return Err(SessionError::Protocol(
+                "too many records in one message".into(),
+            ));
+        }
+        let mut records = msg.records;
+        for r in &mut records {
+            if r.hash.len() != 32 {
+                return Err(SessionError::Protocol("record hash is not 32 bytes".into()));
+            }
+            if r.name.len() > tombs::MAX_NAME_BYTES {
+                return Err(SessionError::Protocol("record name too long".into()));
+            }
+            // Who sent it is ours to say.
+            r.origin.clear();
+            r.name = crate::text::strip_invisible(&r.name);
+        }
+        let Link { id, conn_id, .. } = self.link;
+        self.report(Cmd::PeerRecords {
+            id,
+            conn_id,
+            records,
+        })
+        .await
+    }
+
+    /// One frame of a tombstone session. We send the deletions the peer lacks (whoever holds
+    /// a deletion sends it); what we lack arrives the same way from the peer.
+    async fn on_tomb_reconcile(&mut self, msg: Reconcile) -> Result<(), SessionError> {
+        if !(self.link.rbsr && self.link.tombs) {
+            return Err(SessionError::Protocol(
+                "tombstone reconciliation without rbsr-v1 and tombstones-v1".into(),
+            ));
+        }
+        let items = if self.recon_tombs.starts_session(&msg) {
+            if !self.tomb_budget.take(Instant::now()) {
+                return Err(SessionError::OverBudget);
+            }
+            let snap = self.tomb_snapshot().await?;
+            let ids = snap.ids.clone();
+            self.tomb_snapshot = Some(snap);
+            Some(ids)
+        } else {
+            None
+        };
+        let progress = self
+            .recon_tombs
+            .receive(&msg, || items.unwrap_or_else(|| Arc::from(Vec::new())))
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        if !progress.have.is_empty()
+            && let Some(snap) = &self.tomb_snapshot
+        {
+            let records: Vec<_> = progress
+                .have
+                .iter()
+                .filter_map(|id| snap.by_id.get(id))
+                .map(|t| t.record())
+                .collect();
+            for chunk in records.chunks(tombs::RECORDS_PER_FRAME) {
+                self.send(Outgoing::Frame(Control {
+                    kind: Some(control::Kind::Records(Records {
+                        records: chunk.to_vec(),
+                    })),
+                }))
+                .await?;
+            }
+        }
+        for out in progress.out {
+            self.send(reconcile_frame(out)).await?;
+        }
+        if progress.finished.is_some() && !self.recon_tombs.busy() {
+            self.tomb_snapshot = None;
         }
         Ok(())
     }

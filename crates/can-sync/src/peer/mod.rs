@@ -256,8 +256,12 @@ async fn session(
     let Some(ctl::Kind::Hello(their_hello)) = theirs.kind else {
         return Err(WireError::Unexpected("first control message must be Hello").into());
     };
-    let rbsr = ctx.features.iter().any(|f| f == FEATURE)
-        && their_hello.features.iter().any(|f| f == FEATURE);
+    let both = |feature: &str| {
+        ctx.features.iter().any(|f| f == feature)
+            && their_hello.features.iter().any(|f| f == feature)
+    };
+    let rbsr = both(FEATURE);
+    let tombs = both(crate::tombs::FEATURE);
 
     let (peer_tx, peer_rx) = mpsc::channel(PEER_QUEUE);
     let (reply, accepted) = oneshot::channel();
@@ -274,6 +278,7 @@ async fn session(
             instance: their_hello.instance,
             device_name: clean_name(&their_hello.device_name),
             rbsr,
+            tombs,
             conn: conn.clone(),
             peer: peer_tx,
             reply,
@@ -296,6 +301,7 @@ async fn session(
         id: remote,
         conn_id,
         rbsr,
+        tombs,
     };
     // At most SERVING requests of this peer are served at once (an honest peer asks for 8);
     // more are refused as "busy", so a peer cannot hold many store responses open.

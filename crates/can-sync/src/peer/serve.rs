@@ -69,6 +69,7 @@ pub(super) async fn serve(
         Err(e) => {
             let reason = match e {
                 CanError::NotFound => "not found",
+                CanError::Deleted(_) => "deleted",
                 _ => "store unavailable",
             };
             let _ = write_frame(&mut send, &refuse(reason)).await;

@@ -97,9 +97,11 @@ struct Running {
     summary: Summary,
 }
 
-/// The reconciliations with one peer: at most one we started and one it started.
+/// The reconciliations of one set with one peer: at most one we started and one it started.
 #[derive(Debug, Default)]
 pub struct Reconciliations {
+    /// `Reconcile.set` of this set's messages (0: asset hashes, 1: tombstone ids).
+    set: u32,
     /// Number of the last session we started.
     started: u64,
     ours: Option<Running>,
@@ -119,6 +121,14 @@ pub fn wire_len(msg: &Reconcile) -> u64 {
 }
 
 impl Reconciliations {
+    /// The reconciliations of set `set` (`Reconcile.set`).
+    pub fn for_set(set: u32) -> Self {
+        Self {
+            set,
+            ..Self::default()
+        }
+    }
+
     /// Starts a new session over `items` (sorted, unique), replacing one we started before.
     /// Returns turn 0 (it always asks for an answer).
     pub fn start(&mut self, items: Arc<[Hash]>) -> Vec<Reconcile> {
@@ -132,7 +142,7 @@ impl Reconciliations {
                 ..Summary::default()
             },
         };
-        let out = wrap(&mut running, frames, true);
+        let out = wrap(&mut running, frames, true, self.set);
         self.ours = Some(running);
         out
     }
@@ -186,7 +196,7 @@ impl Reconciliations {
         running.summary.frames_received += 1;
         let step = running.session.receive(msg.round, &msg.ranges, msg.more)?;
         running.summary.turns = running.summary.turns.max(msg.round + 1);
-        let out = wrap(running, step.frames, !msg.initiator);
+        let out = wrap(running, step.frames, !msg.initiator, self.set);
         let finished = step.done.then(|| {
             let mut s = running.summary;
             s.need = running.session.need_count();
@@ -205,7 +215,7 @@ impl Reconciliations {
     }
 }
 
-fn wrap(running: &mut Running, frames: Vec<Frame>, initiator: bool) -> Vec<Reconcile> {
+fn wrap(running: &mut Running, frames: Vec<Frame>, initiator: bool, set: u32) -> Vec<Reconcile> {
     frames
         .into_iter()
         .map(|f| {
@@ -215,6 +225,7 @@ fn wrap(running: &mut Running, frames: Vec<Frame>, initiator: bool) -> Vec<Recon
                 round: f.round,
                 ranges: f.ranges,
                 more: f.more,
+                set,
             };
             running.summary.bytes_sent += wire_len(&msg);
             running.summary.frames_sent += 1;

@@ -22,6 +22,7 @@ use crate::peer::{close, close_conn};
 use crate::plan::{Hash, Planner};
 use crate::util::jitter;
 
+mod deletions;
 mod peers;
 mod transfers;
 
@@ -55,10 +56,19 @@ pub(super) struct Actor {
     snapshot: Option<(u64, Arc<[Hash]>)>,
     /// Transfers were in flight at the last progress report.
     was_moving: bool,
+    /// Our store's deletions, as reconciled with peers.
+    tombs: crate::tombs::Tombs,
+    guard: crate::guard::DeleteGuard<EndpointId>,
+    /// What the store holds (trash bytes for the status), when last read.
+    store_totals: Option<can_proto::sync_api::Totals>,
 }
 
 impl Actor {
-    pub fn new(ctx: Arc<Context>, remembered_key: [u8; 32]) -> Self {
+    pub fn new(
+        ctx: Arc<Context>,
+        remembered_key: [u8; 32],
+        guard: crate::guard::GuardConfig,
+    ) -> Self {
         Self {
             ctx,
             remembered_key,
@@ -73,6 +83,9 @@ impl Actor {
             last_error: None,
             snapshot: None,
             was_moving: false,
+            tombs: crate::tombs::Tombs::default(),
+            guard: crate::guard::DeleteGuard::new(guard),
+            store_totals: None,
         }
     }
 
@@ -84,11 +97,7 @@ impl Actor {
         let cursor = loop {
             match self.ctx.can.all_hashes(0).await {
                 Ok((entries, last)) => {
-                    self.planner.load_local(
-                        entries
-                            .iter()
-                            .filter_map(|e| <[u8; 32]>::try_from(e.hash.as_slice()).ok()),
-                    );
+                    self.load(&entries);
                     self.set_store(Ok(()));
                     break last;
                 }
@@ -101,6 +110,7 @@ impl Actor {
                             _ = &mut wait => break,
                             cmd = rx.recv() => match cmd {
                                 Some(Cmd::Status(tx)) => { let _ = tx.send(self.status()); }
+                                Some(Cmd::ReleaseDeletions { reply, .. }) => { let _ = reply.send(0); }
                                 Some(Cmd::Pause(p)) => { self.set_paused(p); }
                                 // Too many waiting: refuse the connection (the peer redials).
                                 Some(Cmd::PeerUp { reply, .. }) if early.len() >= EARLY_CMDS => {
@@ -118,6 +128,7 @@ impl Actor {
             }
         };
         self.loaded = true;
+        self.refresh_totals();
         tokio::spawn(local::watch(self.ctx.clone(), cursor, poll_interval));
         for cmd in early {
             self.handle(cmd);
@@ -147,6 +158,25 @@ impl Actor {
                     }
                     return;
                 }
+            }
+        }
+    }
+
+    /// What the store listed at start: assets and deletions.
+    fn load(&mut self, entries: &[can_proto::sync_api::HashEntry]) {
+        let hash =
+            |e: &can_proto::sync_api::HashEntry| <[u8; 32]>::try_from(e.hash.as_slice()).ok();
+        self.planner
+            .load_local(entries.iter().filter(|e| !e.deleted).filter_map(hash));
+        for e in entries.iter().filter(|e| e.deleted) {
+            if let Some(h) = hash(e) {
+                self.planner.load_deleted([h]);
+                self.tombs.insert(crate::tombs::Tomb {
+                    hash: h,
+                    stamp: e.stamp,
+                    size: e.size,
+                    name: String::new(),
+                });
             }
         }
     }
@@ -196,6 +226,7 @@ impl Actor {
                 instance,
                 device_name,
                 rbsr,
+                tombs,
                 conn,
                 peer,
                 reply,
@@ -215,7 +246,16 @@ impl Actor {
                     self.drop_peer(id, "replaced by a newer connection");
                 }
                 let _ = reply.send(true);
-                self.peer_up(id, conn_id, dialer, instance, device_name, rbsr, conn, peer);
+                self.peer_up(
+                    id,
+                    conn_id,
+                    dialer,
+                    instance,
+                    device_name,
+                    (rbsr, tombs),
+                    conn,
+                    peer,
+                );
             }
             Cmd::PeerDown {
                 id,
@@ -263,14 +303,32 @@ impl Actor {
             Cmd::Snapshot(tx) => {
                 let _ = tx.send(self.snapshot());
             }
-            Cmd::Local { hash, origin } => {
-                let from = origin
-                    .as_deref()
-                    .and_then(|o| o.strip_prefix("peer:"))
-                    .and_then(|id| id.parse::<EndpointId>().ok());
-                let targets = self.planner.add_local(hash, from);
-                self.announce(hash, targets);
+            Cmd::Local {
+                hash,
+                origin,
+                change,
+            } => self.on_local(hash, origin, change),
+            Cmd::TombSnapshot(tx) => {
+                let _ = tx.send(self.tombs.snapshot());
             }
+            Cmd::PeerRecords {
+                id,
+                conn_id,
+                records,
+            } => {
+                if self.is_current(&id, conn_id) {
+                    self.on_peer_records(id, records);
+                }
+            }
+            Cmd::NeedContent { id, conn_id, hash } => {
+                if self.is_current(&id, conn_id) {
+                    self.on_need_content(id, hash);
+                }
+            }
+            Cmd::ReleaseDeletions { apply, reply } => {
+                let _ = reply.send(self.release_deletions(apply));
+            }
+            Cmd::StoreTotals(t) => self.store_totals = Some(t),
             Cmd::StoreState(state) => {
                 if state.is_ok() {
                     self.hold_until = None;
@@ -393,6 +451,10 @@ impl Actor {
             bytes_left: progress.bytes_left,
             download_rate: progress.download_rate,
             upload_rate: progress.upload_rate,
+            trash_assets: self.store_totals.as_ref().map_or(0, |t| t.trash_assets),
+            trash_bytes: self.store_totals.as_ref().map_or(0, |t| t.trash_bytes),
+            tombstones: self.store_totals.as_ref().map_or(0, |t| t.tombstones),
+            mass_delete_held: self.guard.is_holding().then(|| self.held()),
         }
     }
 

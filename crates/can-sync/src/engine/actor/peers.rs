@@ -25,7 +25,7 @@ impl Actor {
         dialer: EndpointId,
         instance: u64,
         device_name: String,
-        rbsr: bool,
+        (rbsr, tombs): (bool, bool),
         conn: iroh::endpoint::Connection,
         peer: mpsc::Sender<PeerCmd>,
     ) {
@@ -58,6 +58,7 @@ impl Actor {
                 stats: Stats::default(),
                 last_activity: crate::now_rfc3339(),
                 rbsr,
+                tombs,
                 list_in: ListProgress::default(),
                 last_round: None,
                 round_due: false,
@@ -99,7 +100,7 @@ impl Actor {
             Ok(()) => {}
             // An announcement that does not fit is not lost: the next round (a
             // reconciliation or a full list) tells the peer everything it lacks.
-            Err(mpsc::error::TrySendError::Full(PeerCmd::Announce(_))) => {
+            Err(mpsc::error::TrySendError::Full(PeerCmd::Announce(_) | PeerCmd::Records(_))) => {
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.round_due = true;
                 }

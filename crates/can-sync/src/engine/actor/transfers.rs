@@ -115,6 +115,11 @@ impl Actor {
                     reason: message,
                 });
             }
+            Err(FetchError::Deleted(_)) => {
+                // Our store's deletion outranks the peer's copy; its event follows (or came).
+                self.planner.finished(id, hash, Outcome::Retry);
+                self.planner.remove_local(hash);
+            }
             Err(FetchError::StoreFull(message)) => {
                 self.planner.finished(id, hash, Outcome::Retry);
                 self.hold(STORE_FULL_HOLD);

@@ -1,0 +1,222 @@
+//! The mass-deletion guard: deletions from peers that would remove more than a share of
+//! our store are held until the user says what to do.
+//!
+//! Pure: deletions in (with the time and the store's size), decisions out. Only deletions
+//! that would remove an asset we hold count; a tombstone for something we never had, or a
+//! later stamp of a deletion we applied already, always passes. Deletions are counted over a
+//! sliding window; once the count in the window reaches both `min_assets` and more than
+//! `max_share` of the store (as it was before those deletions), the guard trips: from then
+//! on every such deletion is held (the whole batch that tripped it included) until
+//! [`DeleteGuard::release`]. Deletions come only from explicit `DELETE` calls somewhere,
+//! never from absence, so an empty store (an unmounted disk) cannot trip anything: it
+//! deletes nothing.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::plan::Hash;
+
+/// Defaults of the agent's `max_delete_share`, `mass_delete_min_assets` and
+/// `mass_delete_window_secs`.
+pub const DEFAULT_MAX_SHARE: f64 = 0.10;
+pub const DEFAULT_MIN_ASSETS: usize = 50;
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+/// Held deletions kept at most (more are dropped: the next reconciliation brings them back).
+pub const MAX_HELD: usize = 1 << 20;
+/// Names shown with a held batch.
+pub const SAMPLE: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardConfig {
+    pub max_share: f64,
+    pub min_assets: usize,
+    pub window: Duration,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            max_share: DEFAULT_MAX_SHARE,
+            min_assets: DEFAULT_MIN_ASSETS,
+            window: DEFAULT_WINDOW,
+        }
+    }
+}
+
+/// One deletion a peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion<P> {
+    pub peer: P,
+    pub hash: Hash,
+    pub stamp: u64,
+    pub name: String,
+}
+
+#[derive(Debug)]
+pub struct DeleteGuard<P> {
+    config: GuardConfig,
+    /// Deletions of our assets applied within the window: when, and which.
+    recent: VecDeque<(Instant, Deletion<P>)>,
+    held: HashMap<Hash, Deletion<P>>,
+    /// The order held deletions arrived in (for the sample and for applying them).
+    order: Vec<Hash>,
+}
+
+/// What to do with a batch of deletions of assets we hold.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verdict<P> {
+    pub apply: Vec<Deletion<P>>,
+    /// This batch tripped the guard (it was not tripped before).
+    pub tripped: bool,
+}
+
+impl<P: Clone> DeleteGuard<P> {
+    pub fn new(config: GuardConfig) -> Self {
+        Self {
+            config,
+            recent: VecDeque::new(),
+            held: HashMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    pub fn is_holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Names (or short hashes) of the first held deletions.
+    pub fn sample(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .filter_map(|h| self.held.get(h))
+            .take(SAMPLE)
+            .map(|d| {
+                if d.name.is_empty() {
+                    hex::encode(&d.hash[..8])
+                } else {
+                    d.name.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// Judges `batch` (deletions of assets we hold), with `local` assets in our store now.
+    pub fn admit(&mut self, now: Instant, local: usize, batch: Vec<Deletion<P>>) -> Verdict<P> {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.config.window)
+        {
+            self.recent.pop_front();
+        }
+        if batch.is_empty() {
+            return Verdict {
+                apply: Vec::new(),
+                tripped: false,
+            };
+        }
+        let was_holding = self.is_holding();
+        let count = self.recent.len() + batch.len();
+        // The store as it was before the deletions in the window.
+        let before = local + self.recent.len();
+        let over =
+            count >= self.config.min_assets && count as f64 > self.config.max_share * before as f64;
+        if was_holding || over {
+            for d in batch {
+                if self.held.len() >= MAX_HELD && !self.held.contains_key(&d.hash) {
+                    break;
+                }
+                if self.held.insert(d.hash, d.clone()).is_none() {
+                    self.order.push(d.hash);
+                }
+            }
+            return Verdict {
+                apply: Vec::new(),
+                tripped: !was_holding,
+            };
+        }
+        self.recent.extend(batch.iter().cloned().map(|d| (now, d)));
+        Verdict {
+            apply: batch,
+            tripped: false,
+        }
+    }
+
+    /// The user answered: returns the held deletions (in arrival order) and the deletions
+    /// applied within the window before the guard tripped (to undo them when the user keeps
+    /// their assets). The guard starts afresh.
+    pub fn release(&mut self) -> (Vec<Deletion<P>>, Vec<Deletion<P>>) {
+        let mut held = std::mem::take(&mut self.held);
+        let ordered = std::mem::take(&mut self.order)
+            .into_iter()
+            .filter_map(|h| held.remove(&h))
+            .collect();
+        let recent = self.recent.drain(..).map(|(_, d)| d).collect();
+        (ordered, recent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn del(i: u32) -> Deletion<u8> {
+        let mut hash = [0u8; 32];
+        hash[..4].copy_from_slice(&i.to_le_bytes());
+        Deletion {
+            peer: 1,
+            hash,
+            stamp: u64::from(i),
+            name: format!("a{i}"),
+        }
+    }
+
+    #[test]
+    fn a_few_deletions_pass_and_a_mass_deletion_is_held_one_by_one_or_at_once() {
+        let now = Instant::now();
+        // One after another, 500 assets: the 51st (count 51 > 10 % of 500) trips.
+        let mut g = DeleteGuard::new(GuardConfig::default());
+        let mut local = 500;
+        for i in 0..50 {
+            let v = g.admit(now, local, vec![del(i)]);
+            assert_eq!(v.apply.len(), 1, "deletion {i} held too early");
+            local -= 1;
+        }
+        let v = g.admit(now, local, vec![del(50)]);
+        assert!(v.apply.is_empty() && v.tripped);
+        let v = g.admit(now, local, vec![del(51)]);
+        assert!(v.apply.is_empty() && !v.tripped);
+        assert_eq!(g.held_count(), 2);
+        assert_eq!(g.sample(), vec!["a50", "a51"]);
+        let (held, recent) = g.release();
+        assert_eq!((held.len(), recent.len()), (2, 50));
+        assert!(!g.is_holding());
+
+        // A whole reconciliation's worth at once: held whole.
+        let mut g = DeleteGuard::new(GuardConfig::default());
+        let v = g.admit(now, 500, (0..100).map(del).collect());
+        assert!(v.apply.is_empty() && v.tripped);
+        assert_eq!(g.held_count(), 100);
+    }
+
+    #[test]
+    fn small_stores_and_old_deletions_do_not_trip_it() {
+        let now = Instant::now();
+        let mut g = DeleteGuard::new(GuardConfig::default());
+        // 40 of 40: all of it, but under the 50-asset minimum.
+        assert_eq!(g.admit(now, 40, (0..40).map(del).collect()).apply.len(), 40);
+        // The window slides: 60 more a minute later pass against a large store.
+        let later = now + Duration::from_secs(61);
+        assert_eq!(
+            g.admit(later, 1000, (40..100).map(del).collect())
+                .apply
+                .len(),
+            60
+        );
+        assert!(!g.is_holding());
+    }
+}

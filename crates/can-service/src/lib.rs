@@ -80,6 +80,7 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
         store.clone(),
         Duration::from_secs(config.partial_max_age_secs),
     ));
+    store.set_trash_policy(config.trash_policy());
     let trash_cleaner = tokio::spawn(clean_trash(store.clone(), config.trash_policy()));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -292,6 +292,7 @@ pub async fn record(State(store): State<Store>, body: Bytes) -> Result<Response,
         RecordOutcome::Unchanged(m) => (Outcome::Unchanged, Some(m)),
         RecordOutcome::Superseded(m) => (Outcome::Superseded, Some(m)),
         RecordOutcome::NeedContent => (Outcome::NeedContent, store.record(hash).await?),
+        RecordOutcome::Expired => (Outcome::Expired, store.record(hash).await?),
     };
     if outcome == Outcome::Applied
         && let Some(m) = &current

@@ -81,6 +81,11 @@ pub fn stamp_ms(stamp: u64) -> u64 {
     stamp >> COUNTER_BITS
 }
 
+/// The first stamp of a millisecond.
+pub fn stamp_of_ms(ms: u64) -> u64 {
+    ms.saturating_mul(1 << COUNTER_BITS)
+}
+
 pub fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

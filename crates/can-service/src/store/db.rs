@@ -224,15 +224,17 @@ pub(super) fn trashed_before(
     .collect()
 }
 
-/// Forgets tombstones (without trashed content) of deletions before `before_ms`.
+/// Forgets tombstones (without trashed content) of deletions stamped before `before_ms`.
+/// The stamp, not when this store learnt of the deletion, so that every store forgets a
+/// deletion at about the same time and none teaches it back to one that forgot it.
 pub(super) fn forget_tombstones(
     conn: &Connection,
     before_ms: u64,
 ) -> Result<usize, rusqlite::Error> {
     conn.prepare_cached(
-        "DELETE FROM assets WHERE deleted_ms IS NOT NULL AND trashed = 0 AND deleted_ms < ?1",
+        "DELETE FROM assets WHERE deleted_ms IS NOT NULL AND trashed = 0 AND stamp < ?1",
     )?
-    .execute(params![clamp_i64(before_ms)])
+    .execute(params![clamp_i64(super::clock::stamp_of_ms(before_ms))])
 }
 
 /// What the store holds: live assets and their bytes, trashed ones and theirs, tombstones.

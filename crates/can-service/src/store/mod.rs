@@ -125,6 +125,9 @@ struct Inner {
     max_asset_bytes: u64,
     space: space::SpaceGuard,
     partials: Arc<partial::Partials>,
+    /// Tombstone retention (ms): a deletion stamped longer ago is forgotten, and one that
+    /// arrives from a peer is not taken up again.
+    tombstones_for_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -172,6 +175,9 @@ impl Store {
                 max_asset_bytes,
                 space,
                 partials,
+                tombstones_for_ms: std::sync::atomic::AtomicU64::new(
+                    TrashPolicy::default().tombstones_for.as_millis() as u64,
+                ),
             }),
         })
     }
@@ -240,6 +246,14 @@ impl Store {
     /// Counts and bytes of stored assets, the trash and tombstones.
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         self.with_db(db::totals).await
+    }
+
+    /// How long deletions are remembered (the cleaner enforces the rest of the policy).
+    pub fn set_trash_policy(&self, policy: TrashPolicy) {
+        self.inner.tombstones_for_ms.store(
+            policy.tombstones_for.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// A new stamp of the store's clock.

@@ -25,8 +25,18 @@ const CLEAN_BATCH: usize = 1000;
 pub struct TrashPolicy {
     /// Deleted content stays in the trash this long (`trash_days`).
     pub trash_for: Duration,
-    /// Tombstones are forgotten this long after the deletion (`tombstone_retention_days`).
+    /// Tombstones are forgotten this long after the deletion's stamp
+    /// (`tombstone_retention_days`).
     pub tombstones_for: Duration,
+}
+
+impl Default for TrashPolicy {
+    fn default() -> Self {
+        Self {
+            trash_for: Duration::from_secs(30 * 86_400),
+            tombstones_for: Duration::from_secs(180 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +79,9 @@ pub enum RecordOutcome {
     /// The record makes the asset live, and we do not hold its content: fetch it and
     /// upload it with the record's stamp.
     NeedContent,
+    /// A deletion older than the tombstone retention: forgotten, so not taken up (taking it
+    /// up would teach it back to stores that forgot it). Nothing changes.
+    Expired,
 }
 
 /// Rank of a state for last-writer-wins: the stamp, then a deletion above an upload.
@@ -119,6 +132,15 @@ impl Store {
 
     /// Applies a peer's change of one hash if it outranks ours (see [`RecordOutcome`]).
     pub async fn apply_record(&self, record: Record) -> Result<RecordOutcome, StoreError> {
+        let retention = self
+            .inner
+            .tombstones_for_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if record.deleted
+            && super::clock::stamp_ms(record.stamp).saturating_add(retention) < wall_ms()
+        {
+            return Ok(RecordOutcome::Expired);
+        }
         self.inner.clock.observe(record.stamp);
         let store = self.clone();
         self.blocking(move || {

@@ -283,7 +283,8 @@ async fn apply_all(
                             .await;
                     }
                 }
-                Outcome::Applied | Outcome::Unchanged | Outcome::Unspecified => {}
+                Outcome::Applied | Outcome::Unchanged | Outcome::Expired | Outcome::Unspecified => {
+                }
             },
             Err(e) => {
                 // The next reconciliation with that peer finds the difference again.

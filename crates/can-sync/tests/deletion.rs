@@ -103,6 +103,12 @@ async fn deletion_restore_and_upload_again_reach_every_store() {
     assert!(trash_hashes(&c, &sb).await.contains(&x), "not in B's trash");
     everywhere(&c, &all, &x, 410, 10).await;
     assert!(b.wait_for("asset_deleted", 10).await);
+    let size = b"the photo that should not have been shared".len() as u64;
+    assert!(
+        eventually(10, || b.status()["trash_bytes"].as_u64() == Some(size)).await,
+        "B's status does not report its trash: {}",
+        b.status()
+    );
 
     // Restore on B: back on A and C, without the content crossing again (A and C hold it
     // in their trash).

@@ -36,6 +36,8 @@ const MIN_ROUND_GAP: Duration = Duration::from_secs(10);
 const EARLY_CMDS: usize = 1024;
 /// How long transfers wait after the store said it is out of space.
 const STORE_FULL_HOLD: Duration = Duration::from_secs(30);
+/// A status request reads the store's totals again when they are older than this.
+const TOTALS_MAX_AGE: Duration = Duration::from_secs(60);
 /// Transfers listed in a status or progress event (all count in `bytes_left`).
 const MAX_LISTED_TRANSFERS: usize = 64;
 
@@ -59,8 +61,10 @@ pub(super) struct Actor {
     /// Our store's deletions, as reconciled with peers.
     tombs: crate::tombs::Tombs,
     guard: crate::guard::DeleteGuard<EndpointId>,
-    /// What the store holds (trash bytes for the status), when last read.
-    store_totals: Option<can_proto::sync_api::Totals>,
+    /// What the store holds (trash bytes for the status), and when it was read: after each
+    /// deletion or restore here, and on a status request when older than
+    /// [`TOTALS_MAX_AGE`] (the store's trash expiry sends no event).
+    store_totals: Option<(Instant, can_proto::sync_api::Totals)>,
 }
 
 impl Actor {
@@ -328,7 +332,7 @@ impl Actor {
             Cmd::ReleaseDeletions { apply, reply } => {
                 let _ = reply.send(self.release_deletions(apply));
             }
-            Cmd::StoreTotals(t) => self.store_totals = Some(t),
+            Cmd::StoreTotals(t) => self.store_totals = Some((Instant::now(), t)),
             Cmd::StoreState(state) => {
                 if state.is_ok() {
                     self.hold_until = None;
@@ -369,6 +373,13 @@ impl Actor {
             }
             Cmd::Status(tx) => {
                 let _ = tx.send(self.status());
+                if self
+                    .store_totals
+                    .as_ref()
+                    .is_none_or(|(at, _)| at.elapsed() > TOTALS_MAX_AGE)
+                {
+                    self.refresh_totals();
+                }
             }
         }
     }
@@ -451,9 +462,12 @@ impl Actor {
             bytes_left: progress.bytes_left,
             download_rate: progress.download_rate,
             upload_rate: progress.upload_rate,
-            trash_assets: self.store_totals.as_ref().map_or(0, |t| t.trash_assets),
-            trash_bytes: self.store_totals.as_ref().map_or(0, |t| t.trash_bytes),
-            tombstones: self.store_totals.as_ref().map_or(0, |t| t.tombstones),
+            trash_assets: self
+                .store_totals
+                .as_ref()
+                .map_or(0, |(_, t)| t.trash_assets),
+            trash_bytes: self.store_totals.as_ref().map_or(0, |(_, t)| t.trash_bytes),
+            tombstones: self.store_totals.as_ref().map_or(0, |(_, t)| t.tombstones),
             mass_delete_held: self.guard.is_holding().then(|| self.held()),
         }
     }

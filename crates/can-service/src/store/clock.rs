@@ -1,5 +1,5 @@
 //! The store's hybrid logical clock: the stamps that order uploads, deletions and restores
-//! of one hash across devices (last writer wins, docs/protocol.md "Deletion").
+//! of one hash across devices (last writer wins, docs/protocol.md "5. Deletion").
 //!
 //! A stamp is `milliseconds since the Unix epoch << 16 | counter`. It follows the wall clock
 //! while that moves forward, never goes backwards, and never repeats on this store; every

@@ -13,6 +13,7 @@
 //! hybrid logical clock ([`clock`]) and gets a new seq.
 
 pub mod clock;
+mod commit;
 mod db;
 mod ingest;
 pub mod names;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod hash;
 pub mod secret;
 pub mod store;
+pub mod sync_ops;
 pub mod web;
 
 use std::net::SocketAddr;

@@ -99,3 +99,14 @@ impl From<DeleteError> for ApiError {
         Self::new(status, e.to_string())
     }
 }
+
+impl From<crate::sync_ops::SyncOpError> for ApiError {
+    fn from(e: crate::sync_ops::SyncOpError) -> Self {
+        use crate::sync_ops::SyncOpError;
+        match e {
+            SyncOpError::BadRequest(m) => Self::bad_request(m),
+            SyncOpError::Ingest(e) => e.into(),
+            SyncOpError::Store(e) => e.into(),
+        }
+    }
+}

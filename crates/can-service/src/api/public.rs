@@ -17,8 +17,7 @@ use super::sse;
 use crate::hash::AssetHash;
 use crate::store::{AssetMeta, IngestOutcome, NewAsset, Store};
 
-/// Content type stored when the upload names none.
-pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+pub use crate::sync_ops::DEFAULT_CONTENT_TYPE;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -21,7 +21,8 @@ use super::public::{check_content_length, find};
 use super::query::{After, ApiQuery};
 use super::sse;
 use crate::hash::AssetHash;
-use crate::store::{AssetMeta, IngestOutcome, NewAsset, Record, RecordOutcome, Store};
+use crate::store::Store;
+use crate::sync_ops::{self, asset_pb};
 
 /// 404 when no key is configured (the API does not exist), 401 on a wrong or missing key.
 pub async fn authorize(State(key): State<BearerKey>, request: Request, next: Next) -> Response {
@@ -33,20 +34,6 @@ pub async fn authorize(State(key): State<BearerKey>, request: Request, next: Nex
             .into_response();
     }
     next.run(request).await
-}
-
-fn to_pb(meta: &AssetMeta) -> pb::Asset {
-    pb::Asset {
-        hash: meta.hash.as_bytes().to_vec(),
-        size: meta.size,
-        name: meta.name.clone(),
-        content_type: meta.content_type.clone(),
-        created_at: meta.created_at.clone(),
-        origin: meta.origin.clone(),
-        seq: meta.seq,
-        stamp: meta.stamp,
-        deleted: meta.is_deleted(),
-    }
 }
 
 fn protobuf(status: StatusCode, msg: &impl Message) -> Response {
@@ -79,29 +66,7 @@ pub async fn hashes(
         Some(0) => return Err(ApiError::bad_request("limit must be at least 1")),
         Some(n) => n.min(10_000),
     };
-    let (assets, more) = if q.deleted {
-        store.changes(q.after, limit).await?
-    } else {
-        store.list(q.after, limit).await?
-    };
-    let page = pb::HashPage {
-        next: if more {
-            assets.last().map(|a| a.seq)
-        } else {
-            None
-        },
-        entries: assets
-            .iter()
-            .map(|a| pb::HashEntry {
-                hash: a.hash.as_bytes().to_vec(),
-                seq: a.seq,
-                size: a.size,
-                stamp: a.stamp,
-                deleted: a.is_deleted(),
-            })
-            .collect(),
-        last_seq: store.last_seq(),
-    };
+    let page = sync_ops::hash_page(&store, q.after, limit, q.deleted).await?;
     Ok(protobuf(StatusCode::OK, &page))
 }
 
@@ -137,7 +102,7 @@ pub async fn fetch(
             .await
             .map_err(|e| io_error(path.clone(), e))?;
     }
-    let head = Bytes::from(to_pb(&meta).encode_length_delimited_to_vec());
+    let head = Bytes::from(asset_pb(&meta).encode_length_delimited_to_vec());
     let length = head.len() as u64 + meta.size - q.offset;
     let body = futures_util::stream::once(async move { Ok(head) })
         .chain(ReaderStream::with_capacity(file, 256 * 1024));
@@ -174,43 +139,21 @@ async fn store_ingest(
     let asset = request
         .asset
         .ok_or_else(|| ApiError::bad_request("IngestRequest.asset is missing"))?;
-    let hash = AssetHash::from_slice(&asset.hash)?;
+    // A malformed hash is a 400 before anything else.
+    AssetHash::from_slice(&asset.hash)?;
     // The claimed size against max_asset_bytes is checked by the store's ingest.
     let limit = store.max_asset_bytes();
     check_content_length(&headers, limit.saturating_add(MAX_META_FRAME as u64 + 10))?;
-    if let Some(existing) = store.existing_for_upload(hash, Some(asset.stamp)).await? {
+    if let Some(reply) = sync_ops::ingest_precheck(&store, &asset).await? {
         // Idempotent: the content is already here, so it need not be read.
-        let reply = pb::IngestResponse {
-            asset: Some(to_pb(&existing)),
-            created: false,
-        };
         return Ok((protobuf(StatusCode::OK, &reply), false));
     }
-    let new = NewAsset {
-        name: asset.name,
-        content_type: if asset.content_type.is_empty() {
-            super::public::DEFAULT_CONTENT_TYPE.to_owned()
-        } else {
-            asset.content_type
-        },
-        created_at: (!asset.created_at.is_empty()).then_some(asset.created_at),
-        origin: asset.origin,
-        stamp: Some(asset.stamp),
-    };
     let content = futures_util::stream::iter((!rest.is_empty()).then(|| Ok(rest))).chain(stream);
-    let outcome = store
-        .ingest_resumable(content, new, hash, asset.size, request.offset)
-        .await?;
-    let (status, created) = match &outcome {
-        IngestOutcome::Created(meta) => {
-            tracing::info!(hash = %meta.hash, size = meta.size, origin = %meta.origin, "stored synced asset");
-            (StatusCode::CREATED, true)
-        }
-        IngestOutcome::Existing(_) => (StatusCode::OK, false),
-    };
-    let reply = pb::IngestResponse {
-        asset: Some(to_pb(outcome.meta())),
-        created,
+    let reply = sync_ops::ingest(&store, asset, request.offset, content).await?;
+    let status = if reply.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     Ok((protobuf(status, &reply), true))
 }
@@ -240,16 +183,7 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let start = sse::start_seq(&store, &headers, after.after)?;
     Ok(sse::ingest_events(store, start, |asset| {
-        let event = pb::IngestEvent {
-            hash: asset.hash.as_bytes().to_vec(),
-            seq: asset.seq,
-            origin: asset.origin.clone(),
-            size: asset.size,
-            stamp: asset.stamp,
-            deleted: asset.is_deleted(),
-            restored: asset.restored,
-            name: asset.name.clone(),
-        };
+        let event = sync_ops::event_pb(asset);
         base64::engine::general_purpose::STANDARD.encode(event.encode_to_vec())
     })
     .into_response())
@@ -257,7 +191,6 @@ pub async fn events(
 
 /// A peer's change of one hash: `Record` → `RecordResponse`.
 pub async fn record(State(store): State<Store>, body: Bytes) -> Result<Response, ApiError> {
-    use pb::record_response::Outcome;
     if body.len() > MAX_META_FRAME {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -266,59 +199,11 @@ pub async fn record(State(store): State<Store>, body: Bytes) -> Result<Response,
     }
     let record = pb::Record::decode(body)
         .map_err(|e| ApiError::bad_request(format!("malformed Record: {e}")))?;
-    let hash = AssetHash::from_slice(&record.hash)?;
-    let new = NewAsset {
-        name: record.name,
-        content_type: super::public::DEFAULT_CONTENT_TYPE.to_owned(),
-        created_at: None,
-        origin: record.origin,
-        stamp: Some(record.stamp),
-    }
-    .cleaned();
-    // The same rules for name and origin as an upload's.
-    new.validate()?;
-    let outcome = store
-        .apply_record(Record {
-            hash,
-            stamp: record.stamp,
-            deleted: record.deleted,
-            origin: new.origin,
-            size: record.size,
-            name: new.name,
-        })
-        .await?;
-    let (outcome, current) = match outcome {
-        RecordOutcome::Applied(m) => (Outcome::Applied, Some(m)),
-        RecordOutcome::Unchanged(m) => (Outcome::Unchanged, Some(m)),
-        RecordOutcome::Superseded(m) => (Outcome::Superseded, Some(m)),
-        RecordOutcome::NeedContent => (Outcome::NeedContent, store.record(hash).await?),
-        RecordOutcome::Expired => (Outcome::Expired, store.record(hash).await?),
-    };
-    if outcome == Outcome::Applied
-        && let Some(m) = &current
-    {
-        tracing::info!(hash = %m.hash, deleted = m.is_deleted(), origin = %m.origin, "applied a peer's change");
-    }
-    Ok(protobuf(
-        StatusCode::OK,
-        &pb::RecordResponse {
-            outcome: outcome as i32,
-            current: current.as_ref().map(to_pb),
-        },
-    ))
+    let reply = sync_ops::apply_record(&store, record).await?;
+    Ok(protobuf(StatusCode::OK, &reply))
 }
 
 /// Counts and bytes of stored assets, the trash and tombstones.
 pub async fn totals(State(store): State<Store>) -> Result<Response, ApiError> {
-    let t = store.totals().await?;
-    Ok(protobuf(
-        StatusCode::OK,
-        &pb::Totals {
-            assets: t.assets,
-            bytes: t.bytes,
-            trash_assets: t.trash_assets,
-            trash_bytes: t.trash_bytes,
-            tombstones: t.tombstones,
-        },
-    ))
+    Ok(protobuf(StatusCode::OK, &sync_ops::totals(&store).await?))
 }

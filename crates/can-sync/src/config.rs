@@ -43,6 +43,10 @@ pub struct EngineConfig {
     pub congestion: Congestion,
     /// When deletions from peers are held for the user (docs/protocol.md, "Deletion").
     pub delete_guard: crate::guard::GuardConfig,
+    /// Reach the store through its library in this process instead of `can_service_url`
+    /// (the desktop app's built-in store).
+    #[cfg(feature = "builtin-store")]
+    pub builtin_store: Option<crate::builtin_store::BuiltinStore>,
 }
 
 /// QUIC congestion controllers (docs/protocol.md, "Transport").
@@ -245,6 +249,8 @@ impl EngineConfig {
             bandwidth: crate::bandwidth::BandwidthLimits::default(),
             congestion: Congestion::default(),
             delete_guard: crate::guard::GuardConfig::default(),
+            #[cfg(feature = "builtin-store")]
+            builtin_store: None,
         }
     }
 

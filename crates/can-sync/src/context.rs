@@ -17,13 +17,13 @@ use iroh_gossip::api::GossipSender;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::can_client::CanClient;
 use crate::candidates::{Candidates, Source};
 use crate::events::{EngineEvent, Status};
 use crate::keys::Keys;
 use crate::limits::{AdmissionLimiter, Refusal};
 use crate::plan::Hash;
 use crate::reconcile::Summary;
+use crate::store_link::StoreLink;
 use crate::transfer::{FetchError, Fetched};
 
 /// Messages to the engine's actor.
@@ -153,7 +153,7 @@ pub(crate) struct Discovered {
 pub(crate) struct Context {
     pub keys: Keys,
     pub endpoint: Endpoint,
-    pub can: CanClient,
+    pub can: StoreLink,
     pub device_name: String,
     /// Features offered in our Hello (docs/protocol.md, "2. Hello").
     pub features: Vec<String>,
@@ -192,7 +192,7 @@ impl std::fmt::Debug for Context {
 pub(crate) struct ContextParts {
     pub keys: Keys,
     pub endpoint: Endpoint,
-    pub can: CanClient,
+    pub can: StoreLink,
     pub device_name: String,
     pub features: Vec<String>,
     pub cmd: mpsc::Sender<Cmd>,

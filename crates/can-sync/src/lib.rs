@@ -23,6 +23,8 @@
 pub mod admission;
 pub mod agent;
 pub mod bandwidth;
+#[cfg(feature = "builtin-store")]
+pub mod builtin_store;
 pub mod can_client;
 pub mod candidates;
 pub mod config;
@@ -40,6 +42,7 @@ pub mod plan;
 pub mod progress;
 pub mod reconcile;
 pub mod secret;
+pub mod store_link;
 pub mod text;
 pub mod tombs;
 pub mod transfer;

@@ -36,6 +36,7 @@ use crate::discovery::{self, info, remembered, rendezvous::Rendezvous};
 use crate::events::{EngineEvent, Status};
 use crate::keys;
 use crate::reconcile;
+use crate::store_link::StoreLink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -75,8 +76,15 @@ impl Engine {
         let lookup = MemoryLookup::new();
         let (endpoint, mdns_events) =
             endpoint::bind(&config, secret, &lookup, &keys.gossip_topic).await?;
-        let can = CanClient::new(&config.can_service_url, &config.sync_api_key)
-            .map_err(|e| EngineError::Config(e.to_string()))?;
+        let can = StoreLink::Http(
+            CanClient::new(&config.can_service_url, &config.sync_api_key)
+                .map_err(|e| EngineError::Config(e.to_string()))?,
+        );
+        #[cfg(feature = "builtin-store")]
+        let can = match &config.builtin_store {
+            Some(store) => StoreLink::Builtin(store.clone()),
+            None => can,
+        };
         let (cmd, cmd_rx) = mpsc::channel(1024);
         let (discovered, discovered_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);

@@ -66,7 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // Bulk: one large asset, from A's 201 to B serving it.
     let size = args.size_mib << 20;
-    let big = pseudo_random(size, 99);
+    let big = big_content(size);
     let hash = b3(&big);
     let (status, _) = upload(&c, &a, "big.bin", big).await;
     ensure!(status == 201, "bulk upload failed");
@@ -87,6 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(agent_a);
     drop(agent_b);
 
+    let builtin_s = builtin_mirror(&work.path().join("builtin"), &big_content(size)).await?;
     let raw_s = raw_iroh(size).await?;
     let mbps = |s: f64| size as f64 / s / 1e6;
     println!("## CAN Sync engine, two agents on loopback (relays off, ticket)\n");
@@ -104,6 +105,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         raw_s / mirror_s
     );
     println!(
+        "| the same with both engines on built-in stores in this process (the app's way: the store's library, no HTTP; goal ratio ≥ 0.7) | {builtin_s:.2} s, {:.0} MB/s | raw iroh stream {raw_s:.2} s | {:.2} |",
+        mbps(builtin_s),
+        raw_s / builtin_s
+    );
+    println!(
         "| agent peak RSS, sender / receiver (goal < 100 MiB; includes Argon2id's 64 MiB at start) | {:.1} / {:.1} MiB | | |",
         mib(rss_a),
         mib(rss_b)
@@ -114,6 +120,84 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         mib(now_b)
     );
     Ok(())
+}
+
+fn big_content(size: usize) -> Vec<u8> {
+    pseudo_random(size, 99)
+}
+
+/// Two engines in this process, each on a built-in store reached through its library (as
+/// the app runs), linked by ticket: seconds from the upload's 201 to B storing it.
+async fn builtin_mirror(dir: &std::path::Path, big: &[u8]) -> anyhow::Result<f64> {
+    use can_sync::builtin_store::BuiltinStore;
+    let service = |name: &str| {
+        let config = can_service::Config {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            data_dir: dir.join(name),
+            free_space_reserve_bytes: Some(0),
+            ..Default::default()
+        };
+        async move { can_service::start(&config).await.context("built-in store") }
+    };
+    let a = service("store-a").await?;
+    let b = service("store-b").await?;
+    let engine = |name: &str, store: &can_service::Store, connect: Vec<std::path::PathBuf>| {
+        let config = can_sync::EngineConfig {
+            device_name: name.to_owned(),
+            bind_addr: "127.0.0.1:0".parse().expect("address"),
+            relay_urls: Some(vec![]),
+            pkarr_relays: Some(vec![]),
+            local_discovery: false,
+            ticket_file: Some(dir.join(format!("{name}.ticket"))),
+            connect_ticket_files: connect,
+            builtin_store: Some(BuiltinStore::new(store.clone())),
+            ..can_sync::EngineConfig::new(
+                "http://127.0.0.1:9",
+                can_sync::Secret::new(KEY),
+                can_sync::Secret::new(PASS),
+                dir.join(format!("{name}-state")),
+            )
+        };
+        async move { can_sync::Engine::start(config).await.context("engine") }
+    };
+    let ea = engine("a", a.store(), vec![]).await?;
+    let eb = engine("b", b.store(), vec![dir.join("a.ticket")]).await?;
+    let c = client();
+    let a_url = format!("http://{}", a.local_addr());
+    let b_url = format!("http://{}", b.local_addr());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while eb.status().await?.peers.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "built-in engines did not connect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hash = b3(big);
+    let resp = c
+        .post(format!("{a_url}/api/assets"))
+        .body(big.to_vec())
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == 201,
+        "bulk upload to the built-in store failed"
+    );
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(600);
+    while !has_asset(&c, &b_url, &hash).await {
+        ensure!(
+            Instant::now() < deadline,
+            "bulk asset did not arrive in 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    ea.shutdown().await;
+    eb.shutdown().await;
+    a.shutdown().await;
+    b.shutdown().await;
+    Ok(secs)
 }
 
 /// The ceiling: `size` bytes over one QUIC stream between two iroh endpoints on loopback.

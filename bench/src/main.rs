@@ -2,6 +2,7 @@
 //! process tree on the same machine. See bench/README.md.
 
 mod app_idle;
+mod chaos;
 mod compare;
 mod discovery;
 mod ingest;
@@ -33,6 +34,8 @@ enum Bench {
     Compare(compare::Args),
     /// Reconciliation cost at 10k / 100k / 1M assets (the pure protocol, in-process).
     Scale(scale::Args),
+    /// Seed after seed of the chaos run (kills, crashes, uploads, deletions) for N minutes.
+    Chaos(chaos::Args),
 }
 
 #[tokio::main]
@@ -44,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::AppIdle(args) => app_idle::run(args).await,
         Bench::Compare(args) => compare::run(args).await,
         Bench::Scale(args) => scale::run(args).await,
+        Bench::Chaos(args) => chaos::run(args).await,
     }
 }

@@ -2,6 +2,7 @@
 //! (`can-service`, `can-sync`) as child processes on loopback and talk to them over HTTP.
 
 mod agent;
+pub mod chaos;
 pub mod desktop;
 pub mod netns;
 mod servers;

@@ -15,6 +15,7 @@ use crate::backend::passphrase::{Check, Generated};
 use crate::backend::settings::SettingsPatch;
 use crate::backend::store::check_hash;
 use crate::backend::throughput::RateSample;
+use crate::backend::trash::TrashView;
 use crate::backend::ui_view::{UiView, UiViews};
 use crate::backend::wizard::{Input, StoreChoice};
 use crate::backend::{AppError, AppState, Backend, Pairing, SettingsView, WizardView};
@@ -257,6 +258,38 @@ pub async fn save_asset(app: AppHandle, b: B<'_>, hash: String) -> R<bool> {
     };
     b.save_asset(&hash, &dest).await?;
     Ok(true)
+}
+
+/// Deletes an asset everywhere (this store's trash now, every other device's as the
+/// deletion reaches it). The page confirmed it with the user.
+#[tauri::command]
+pub async fn delete_asset(b: B<'_>, hash: String) -> R<()> {
+    b.delete_asset(&hash).await
+}
+
+/// This device's trash: the newest deletions and its totals.
+#[tauri::command]
+pub async fn trash(b: B<'_>) -> R<TrashView> {
+    b.trash().await
+}
+
+/// Brings a trashed asset back, here and on every device.
+#[tauri::command]
+pub async fn restore_asset(b: B<'_>, hash: String) -> R<()> {
+    b.restore_asset(&hash).await
+}
+
+/// Empties this device's trash for good; how many assets went.
+#[tauri::command]
+pub async fn empty_trash(b: B<'_>) -> R<u64> {
+    b.empty_trash().await
+}
+
+/// The banner's Apply (`apply: true`) or Keep mine (`false`) for deletions the
+/// mass-deletion guard holds; how many were held.
+#[tauri::command]
+pub async fn release_deletions(b: B<'_>, apply: bool) -> R<usize> {
+    b.release_deletions(apply).await
 }
 
 /// Whether this build updates itself, and the update the last check found. No network.

@@ -22,6 +22,8 @@ pub enum TrayKind {
     Error,
     NoPeers,
     Setup,
+    /// Deletions from other devices wait for the user's answer (the mass-deletion guard).
+    Attention,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,15 @@ pub fn view(state: &AppState, status: Option<&Status>) -> TrayView {
     let (kind, line) = match (state.phase, status) {
         (Phase::Setup, _) => (TrayKind::Setup, "Not set up yet".to_owned()),
         (Phase::Error, _) => (TrayKind::Error, "Not syncing: see CAN Sync".to_owned()),
+        // Before everything else a running app says: nothing happens until the user answers.
+        (Phase::Running, Some(s)) if s.mass_delete_held.is_some() => {
+            let count = s.mass_delete_held.as_ref().map_or(0, |h| h.count);
+            let noun = if count == 1 { "deletion" } else { "deletions" };
+            (
+                TrayKind::Attention,
+                format!("{count} {noun} held: open CAN Sync"),
+            )
+        }
         (Phase::Running, _) if state.paused => (TrayKind::Paused, paused_line(state).to_owned()),
         (Phase::Running, None) => (TrayKind::Syncing, "Starting…".to_owned()),
         (Phase::Running, Some(s)) if !s.store_online => {
@@ -78,7 +89,7 @@ pub fn icon_rgba(kind: TrayKind) -> Vec<u8> {
         TrayKind::Syncing => (0x1f, 0x6f, 0xeb),
         TrayKind::Paused => (0x8b, 0x94, 0x9e),
         TrayKind::Error => (0xd1, 0x24, 0x2f),
-        TrayKind::NoPeers | TrayKind::Setup => (0xbf, 0x87, 0x00),
+        TrayKind::NoPeers | TrayKind::Setup | TrayKind::Attention => (0xbf, 0x87, 0x00),
     };
     const N: i32 = 32;
     let mut out = Vec::with_capacity((N * N * 4) as usize);
@@ -276,6 +287,19 @@ mod tests {
             assert_eq!(
                 (v.kind, v.line.as_str(), v.pause_label),
                 (TrayKind::Paused, line, "Resume sync")
+            );
+        }
+        // Deletions held by the guard: said first, paused or not, until answered.
+        let mut held = status(2, 0, true);
+        held.mass_delete_held = Some(can_sync::events::HeldDeletions {
+            count: 120,
+            sample: vec!["a.jpg".into()],
+        });
+        for s in [&run, &state(Phase::Running, true)] {
+            let v = view(s, Some(&held));
+            assert_eq!(
+                (v.kind, v.line.as_str()),
+                (TrayKind::Attention, "120 deletions held: open CAN Sync")
             );
         }
         assert_eq!(

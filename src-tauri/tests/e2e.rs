@@ -2,8 +2,8 @@
 //! Keyring, a notification server, a StatusNotifierWatcher stand-in for the tray), driven
 //! through tauri-driver + WebKitWebDriver, syncing with a peer made of a real `can-service`
 //! and `can-sync` agent, and offered an update by a local feed whose bundle is signed with
-//! the wrong key. Screenshots of each page are written to `$CAN_SYNC_SCREENSHOTS` (default:
-//! `<target>/tmp/screenshots`).
+//! the wrong key. An asset is deleted everywhere, found in the trash and restored. Screenshots
+//! of each page are written to `$CAN_SYNC_SCREENSHOTS` (default: `<target>/tmp/screenshots`).
 
 mod common;
 
@@ -15,7 +15,7 @@ use can_sync_app::backend::settings::Settings;
 use can_testkit::desktop::{Keyring, SessionBus, Xvfb};
 use can_testkit::window::{close_windows_of, webkit_processes};
 use can_testkit::{
-    Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, upload,
+    Agent, KEY, Service, b3, client, eventually, eventually_async, has_asset, meta_status, upload,
 };
 use common::feed::{FeedServer, Signer, fake_appimage, latest_json};
 use common::sni::SniWatcher;
@@ -289,6 +289,64 @@ async fn the_real_app_end_to_end() {
     );
     s.screenshot(&shots.join("5-history.png")).await;
 
+    // ---- delete everywhere → trash → restore, in the app and on the peer
+    let postcard = b3(b"greetings from beta");
+    let peer_url = peer_svc.url("");
+    let received = "[data-testid=history-row][data-direction=received]";
+    s.click(&format!("{received} [data-testid=history-delete]"))
+        .await;
+    // The confirmation names the devices that lose it: this one and the connected peer.
+    s.wait_text("[data-testid=delete-devices]", 10, |t| t == "2 devices")
+        .await;
+    assert_eq!(
+        s.text("[data-testid=delete-device-names]").await,
+        "this computer and Beta"
+    );
+    s.screenshot(&shots.join("9-delete-confirm.png")).await;
+    s.click("[data-testid=delete-confirm-yes]").await;
+    assert!(
+        eventually_async(20, || async {
+            meta_status(&c, &peer_url, &postcard).await == 410
+        })
+        .await,
+        "the deletion did not reach Beta"
+    );
+    assert_eq!(meta_status(&c, &store_url, &postcard).await, 410);
+    // History shows the deletion, made on this device.
+    let deleted = "[data-testid=history-row][data-direction=deleted]";
+    s.wait_text(
+        &format!("{deleted} [data-testid=history-device]"),
+        20,
+        |t| t == "Alpha",
+    )
+    .await;
+    // The trash lists it, with its size; Restore brings it back here and on Beta.
+    s.click("[data-testid=nav-trash]").await;
+    s.wait_text("[data-testid=trash-name]", 20, |t| t == "postcard.txt")
+        .await;
+    s.wait_text("[data-testid=trash-summary]", 10, |t| {
+        t == "1 asset · 19 B in the trash on this computer."
+    })
+    .await;
+    assert_eq!(s.text("[data-testid=trash-device]").await, "This computer");
+    s.screenshot(&shots.join("10-trash.png")).await;
+    s.click("[data-testid=trash-restore]").await;
+    s.find("[data-testid=trash-none]", 20).await;
+    assert!(
+        eventually_async(20, || async {
+            meta_status(&c, &peer_url, &postcard).await == 200
+        })
+        .await,
+        "the restore did not reach Beta"
+    );
+    assert_eq!(meta_status(&c, &store_url, &postcard).await, 200);
+    s.click("[data-testid=nav-history]").await;
+    let restored = "[data-testid=history-row][data-direction=restored]";
+    s.wait_text(&format!("{restored} [data-testid=history-name]"), 20, |t| {
+        t == "postcard.txt"
+    })
+    .await;
+
     // ---- the page is not trusted on its own: a script in it can neither add a file the
     // user did not drop or pick, nor reach a path through a made-up asset hash.
     let refused = s
@@ -299,12 +357,20 @@ async fn the_real_app_end_to_end() {
                invoke('add_files', { paths: ['/etc/passwd'] }),
                invoke('open_asset', { hash: '../../../etc/passwd' }),
                invoke('save_asset', { hash: 'ABC' }),
+               invoke('delete_asset', { hash: '../trash' }),
+               invoke('restore_asset', { hash: 'x'.repeat(64) }),
              ]).then((r) => done(r.map((x) => (x.status === 'rejected' ? x.reason.code : 'resolved'))));",
         )
         .await;
     assert_eq!(
         refused,
-        serde_json::json!(["invalid_input", "invalid_input", "invalid_input"])
+        serde_json::json!([
+            "invalid_input",
+            "invalid_input",
+            "invalid_input",
+            "invalid_input",
+            "invalid_input"
+        ])
     );
 
     // ---- the tray: status line, then Pause clicked over D-Bus stops transfers
@@ -353,7 +419,8 @@ async fn the_real_app_end_to_end() {
     s.click("[data-testid=nav-history]").await;
     s.type_into("[data-testid=history-filter]", "postcard")
         .await;
-    s.wait_text("[data-testid=history-range]", 20, |t| t.ends_with("of 1"))
+    // Received, deleted, restored.
+    s.wait_text("[data-testid=history-range]", 20, |t| t.ends_with("of 3"))
         .await;
     let app_pid = tray.pid_of(&item_bus).await;
     assert!(

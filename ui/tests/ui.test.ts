@@ -5,6 +5,8 @@ import './format.unit.ts';
 import './wizard.ui.ts';
 import './peers.ui.ts';
 import './history.ui.ts';
+import './trash.ui.ts';
+import './deletions.ui.ts';
 import './shell.ui.ts';
 import './settings.ui.ts';
 import './updates.ui.ts';

@@ -1,16 +1,19 @@
-//! Which desktop notifications to show for mirrored assets, without spamming: a pure state
-//! machine fed arrivals and the clock, returning notifications.
+//! Which desktop notifications to show for mirrored assets and deletions from other devices,
+//! without spamming: a pure state machine fed arrivals and deletions and the clock,
+//! returning notifications.
 //!
-//! Rules (per sending device):
-//! - a group starts with an arrival and closes after `QUIET` without another, or `WINDOW`
-//!   after it started;
+//! Rules (per sending device, arrivals and deletions apart):
+//! - a group starts with an arrival (or a deletion) and closes after `QUIET` without
+//!   another, or `WINDOW` after it started;
 //! - a closed group of up to `BURST` assets → one notification each ("New asset from
-//!   Laptop" / "photo.jpg"); more → one summary ("12 new assets from Laptop");
+//!   Laptop" / "photo.jpg", "Asset deleted on Laptop" / "photo.jpg"); more → one summary
+//!   ("12 new assets from Laptop", "12 assets deleted on Laptop");
 //! - backlog (what arrives after sync starts, resumes, or a peer comes back): one summary
 //!   for the whole catch-up, however long it takes — the group stays open while the engine
 //!   is busy and until `BACKLOG_QUIET` passes without an arrival.
 //!
-//! Locally added assets never reach this module (the backend feeds only `asset_received`).
+//! Locally added or deleted assets never reach this module (the backend feeds only
+//! `asset_received`, and `asset_deleted` with a peer).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -23,6 +26,13 @@ pub const BACKLOG_QUIET: Duration = Duration::from_secs(2);
 pub const BACKLOG_MAX: Duration = Duration::from_secs(300);
 /// A backlog mark with no arrival after this long was a catch-up with nothing to catch up.
 pub const BACKLOG_MARK_TTL: Duration = Duration::from_secs(30);
+
+/// What happened to the assets of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Arrived,
+    Deleted,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
@@ -41,7 +51,8 @@ struct Group {
 
 #[derive(Debug, Default)]
 pub struct Coalescer {
-    groups: BTreeMap<String, Group>,
+    /// Open groups by device, then kind.
+    groups: BTreeMap<(String, Kind), Group>,
     /// Devices (or every device: `None` key → `all_mark`) whose next group is a backlog.
     marks: BTreeMap<String, Instant>,
     all_mark: Option<Instant>,
@@ -65,9 +76,14 @@ impl Coalescer {
     pub fn begin_backlog(&mut self, now: Instant, device: Option<&str>) {
         match device {
             Some(d) => {
-                if let Some(g) = self.groups.get_mut(d) {
-                    g.backlog = true;
-                } else {
+                let mut open = false;
+                for ((device, _), g) in self.groups.iter_mut() {
+                    if device == d {
+                        g.backlog = true;
+                        open = true;
+                    }
+                }
+                if !open {
                     self.marks.insert(d.to_owned(), now);
                 }
             }
@@ -80,12 +96,20 @@ impl Coalescer {
         }
     }
 
+    /// An asset arrived from `device`.
     pub fn push(&mut self, now: Instant, device: &str, name: &str) {
+        self.push_kind(now, Kind::Arrived, device, name);
+    }
+
+    /// An asset arrived from `device`, or was deleted by a deletion from it.
+    pub fn push_kind(&mut self, now: Instant, kind: Kind, device: &str, name: &str) {
         self.expire_marks(now);
-        let backlog_mark = self.all_mark.is_some() || self.marks.remove(device).is_some();
+        // A device's mark stands for its whole catch-up, arrivals and deletions alike: it
+        // goes once a backlog group of that device is shown (or when it expires).
+        let backlog_mark = self.all_mark.is_some() || self.marks.contains_key(device);
         let group = self
             .groups
-            .entry(device.to_owned())
+            .entry((device.to_owned(), kind))
             .or_insert_with(|| Group {
                 first: now,
                 last: now,
@@ -115,25 +139,27 @@ impl Coalescer {
     pub fn poll(&mut self, now: Instant) -> Vec<Note> {
         self.expire_marks(now);
         let busy = self.busy;
-        let due: Vec<String> = self
+        let due: Vec<(String, Kind)> = self
             .groups
             .iter()
             .filter(|(_, g)| is_due(g, now, busy))
-            .map(|(d, _)| d.clone())
+            .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
-        for device in due {
-            let Some(g) = self.groups.remove(&device) else {
+        for key in due {
+            let Some(g) = self.groups.remove(&key) else {
                 continue;
             };
+            let (device, kind) = (&key.0, key.1);
             if g.backlog {
                 // One catch-up, one notification; a later catch-up marks again.
                 self.all_mark = None;
-                out.push(summary(&device, &g));
+                self.marks.remove(device);
+                out.push(summary(kind, device, &g));
             } else if g.count <= BURST {
-                out.extend(g.names.iter().map(|n| single(&device, n)));
+                out.extend(g.names.iter().map(|n| single(kind, device, n)));
             } else {
-                out.push(summary(&device, &g));
+                out.push(summary(kind, device, &g));
             }
         }
         out
@@ -164,16 +190,23 @@ fn is_due(g: &Group, now: Instant, busy: bool) -> bool {
     }
 }
 
-fn single(device: &str, name: &str) -> Note {
+fn single(kind: Kind, device: &str, name: &str) -> Note {
     Note {
-        summary: format!("New asset from {device}"),
+        summary: match kind {
+            Kind::Arrived => format!("New asset from {device}"),
+            Kind::Deleted => format!("Asset deleted on {device}"),
+        },
         body: name.to_owned(),
     }
 }
 
-fn summary(device: &str, g: &Group) -> Note {
+fn summary(kind: Kind, device: &str, g: &Group) -> Note {
     if g.count == 1 {
-        return single(device, g.names.first().map(String::as_str).unwrap_or(""));
+        return single(
+            kind,
+            device,
+            g.names.first().map(String::as_str).unwrap_or(""),
+        );
     }
     let shown: Vec<&str> = g
         .names
@@ -186,8 +219,35 @@ fn summary(device: &str, g: &Group) -> Note {
         body.push_str(&format!(" and {} more", g.count - shown.len()));
     }
     Note {
-        summary: format!("{} new assets from {device}", g.count),
+        summary: match kind {
+            Kind::Arrived => format!("{} new assets from {device}", g.count),
+            Kind::Deleted => format!("{} assets deleted on {device}", g.count),
+        },
         body,
+    }
+}
+
+/// Deletions from other devices wait for the user (the mass-deletion guard): said at once,
+/// not coalesced, since nothing else tells a user whose window is closed.
+pub fn held(count: usize, sample: &[String]) -> Note {
+    let noun = if count == 1 { "deletion" } else { "deletions" };
+    let mut body = sample
+        .iter()
+        .take(NAMES_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let shown = sample.len().min(NAMES_SHOWN);
+    if count > shown {
+        if body.is_empty() {
+            body = format!("{count} assets");
+        } else {
+            body.push_str(&format!(" and {} more", count - shown));
+        }
+    }
+    Note {
+        summary: format!("{count} {noun} from other devices held"),
+        body: format!("{body}. Open CAN Sync to apply or keep them."),
     }
 }
 
@@ -331,5 +391,90 @@ mod tests {
         // Nothing arrived for a minute: the next asset is live, not backlog.
         c.push(ms(t0, 60_000), "Laptop", "late.txt");
         assert_eq!(c.poll(ms(t0, 61_000)).len(), 1);
+    }
+
+    #[test]
+    fn deletions_are_grouped_apart_from_arrivals() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new();
+        c.push(t0, "Laptop", "new.jpg");
+        c.push_kind(t0, Kind::Deleted, "Laptop", "old.jpg");
+        let notes = c.poll(ms(t0, 1000));
+        assert_eq!(
+            notes,
+            vec![
+                Note {
+                    summary: "New asset from Laptop".into(),
+                    body: "new.jpg".into()
+                },
+                Note {
+                    summary: "Asset deleted on Laptop".into(),
+                    body: "old.jpg".into()
+                }
+            ]
+        );
+        for i in 0..40 {
+            c.push_kind(
+                ms(t0, 2000 + i * 10),
+                Kind::Deleted,
+                "Laptop",
+                &format!("d{i}"),
+            );
+        }
+        assert_eq!(
+            c.poll(ms(t0, 4000)),
+            vec![Note {
+                summary: "40 assets deleted on Laptop".into(),
+                body: "d0, d1, d2 and 37 more".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_catch_up_of_arrivals_and_deletions_is_one_summary_each() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new();
+        c.begin_backlog(t0, Some("Laptop"));
+        c.set_busy(true);
+        for i in 0..3 {
+            c.push(ms(t0, i * 100), "Laptop", &format!("n{i}"));
+            c.push_kind(ms(t0, i * 100), Kind::Deleted, "Laptop", &format!("d{i}"));
+        }
+        assert!(c.poll(ms(t0, 5000)).is_empty(), "still busy");
+        c.set_busy(false);
+        let notes = c.poll(ms(t0, 5000));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(notes[0].summary, "3 new assets from Laptop");
+        assert_eq!(notes[1].summary, "3 assets deleted on Laptop");
+        // The catch-up is over: the next deletion is live, shown by itself.
+        c.push_kind(ms(t0, 6000), Kind::Deleted, "Laptop", "live.txt");
+        assert_eq!(
+            c.poll(ms(t0, 7000)),
+            vec![Note {
+                summary: "Asset deleted on Laptop".into(),
+                body: "live.txt".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn held_deletions_say_how_many_and_what_to_do() {
+        let sample: Vec<String> = (0..5).map(|i| format!("p{i}.jpg")).collect();
+        assert_eq!(
+            held(120, &sample),
+            Note {
+                summary: "120 deletions from other devices held".into(),
+                body: "p0.jpg, p1.jpg, p2.jpg and 117 more. Open CAN Sync to apply or keep them."
+                    .into()
+            }
+        );
+        assert_eq!(
+            held(1, &sample[..1]).summary,
+            "1 deletion from other devices held"
+        );
+        assert_eq!(
+            held(1, &sample[..1]).body,
+            "p0.jpg. Open CAN Sync to apply or keep them."
+        );
     }
 }

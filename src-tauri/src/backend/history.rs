@@ -1,5 +1,5 @@
-//! Sync history: every mirrored asset, in either direction, persisted in SQLite under the
-//! app's data dir and bounded (oldest rows pruned first).
+//! Sync history: every mirrored asset, in either direction, and every deletion and restore,
+//! persisted in SQLite under the app's data dir and bounded (oldest rows pruned first).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -12,11 +12,19 @@ use super::error::AppError;
 pub const DEFAULT_MAX_ROWS: u64 = 10_000;
 pub const MAX_PAGE: u32 = 500;
 
+/// What happened to the asset (the IPC calls it `direction`, from when only transfers were
+/// recorded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// Arrived from a peer.
     Received,
+    /// Sent to a peer.
     Sent,
+    /// Deleted here: on this device (the row's device is this one) or by a peer's deletion.
+    Deleted,
+    /// Back after a deletion: restored from the trash or uploaded again, here or by a peer.
+    Restored,
 }
 
 impl Direction {
@@ -24,6 +32,17 @@ impl Direction {
         match self {
             Direction::Received => "received",
             Direction::Sent => "sent",
+            Direction::Deleted => "deleted",
+            Direction::Restored => "restored",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "sent" => Direction::Sent,
+            "deleted" => Direction::Deleted,
+            "restored" => Direction::Restored,
+            _ => Direction::Received,
         }
     }
 }
@@ -58,6 +77,8 @@ pub enum DirectionFilter {
     All,
     Received,
     Sent,
+    Deleted,
+    Restored,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,22 +108,13 @@ impl History {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| AppError::io("history dir", e))?;
         }
-        let db = Connection::open(path).map_err(fail)?;
+        let mut db = Connection::open(path).map_err(fail)?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS history (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 time TEXT NOT NULL,
-                 hash TEXT NOT NULL,
-                 name TEXT NOT NULL,
-                 size INTEGER NOT NULL,
-                 direction TEXT NOT NULL CHECK (direction IN ('received', 'sent')),
-                 peer_id TEXT NOT NULL,
-                 peer_name TEXT NOT NULL
-             );",
+             PRAGMA synchronous = NORMAL;",
         )
         .map_err(fail)?;
+        migrate(&mut db).map_err(fail)?;
         Ok(Self {
             db: Mutex::new(db),
             max_rows: max_rows.max(1),
@@ -159,8 +171,10 @@ impl History {
         let prefix = format!("{}%", escape_like(&q.text.trim().to_lowercase()));
         let direction = match q.direction {
             DirectionFilter::All => None,
-            DirectionFilter::Received => Some("received"),
-            DirectionFilter::Sent => Some("sent"),
+            DirectionFilter::Received => Some(Direction::Received.as_str()),
+            DirectionFilter::Sent => Some(Direction::Sent.as_str()),
+            DirectionFilter::Deleted => Some(Direction::Deleted.as_str()),
+            DirectionFilter::Restored => Some(Direction::Restored.as_str()),
         };
         let filter = "(?1 IS NULL OR direction = ?1)
              AND (name LIKE ?2 ESCAPE '\\' OR peer_name LIKE ?2 ESCAPE '\\' OR hash LIKE ?3 ESCAPE '\\')";
@@ -188,11 +202,7 @@ impl History {
                     hash: r.get(2)?,
                     name: r.get(3)?,
                     size: r.get::<_, i64>(4)?.max(0) as u64,
-                    direction: if dir == "sent" {
-                        Direction::Sent
-                    } else {
-                        Direction::Received
-                    },
+                    direction: Direction::parse(&dir),
                     peer_id: r.get(6)?,
                     peer_name: r.get(7)?,
                 })
@@ -204,6 +214,18 @@ impl History {
             items,
             total: total.max(0) as u64,
         })
+    }
+
+    /// The name a device had in its newest row (for the trash's "deleted on" column).
+    pub fn device_name(&self, peer_id: &str) -> Option<String> {
+        self.lock()
+            .ok()?
+            .query_row(
+                "SELECT peer_name FROM history WHERE peer_id = ?1 ORDER BY id DESC LIMIT 1",
+                params![peer_id],
+                |r| r.get(0),
+            )
+            .ok()
     }
 
     /// The newest row for `hash` (to name a file when opening or saving it).
@@ -223,6 +245,47 @@ impl History {
             .map_err(|e| AppError::io("history", e))?;
         Ok(())
     }
+}
+
+/// The table as of schema version 1 (deletions and restores).
+const SCHEMA_V1: &str = "CREATE TABLE history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('received', 'sent', 'deleted', 'restored')),
+    peer_id TEXT NOT NULL,
+    peer_name TEXT NOT NULL
+)";
+
+/// Brings the database to the current schema (`PRAGMA user_version`), in one transaction:
+/// version 0 (no table, or the table from before deletions, whose CHECK allowed only
+/// received and sent) becomes version 1 with every row kept, ids included.
+fn migrate(db: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= 1 {
+        return Ok(());
+    }
+    let tx = db.transaction()?;
+    let old: bool = tx.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'history'",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        tx.execute_batch("ALTER TABLE history RENAME TO history_v0")?;
+    }
+    tx.execute_batch(SCHEMA_V1)?;
+    if old {
+        tx.execute_batch(
+            "INSERT INTO history (id, time, hash, name, size, direction, peer_id, peer_name)
+                 SELECT id, time, hash, name, size, direction, peer_id, peer_name FROM history_v0;
+             DROP TABLE history_v0;",
+        )?;
+    }
+    tx.execute_batch("PRAGMA user_version = 1")?;
+    tx.commit()
 }
 
 fn escape_like(s: &str) -> String {
@@ -323,5 +386,59 @@ mod tests {
             0
         );
         assert!(h.find(&format!("{:064x}", 7)).unwrap().is_some());
+    }
+
+    #[test]
+    fn deletions_and_restores_are_rows_too_and_old_databases_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.sqlite");
+        // A database from before deletions: its CHECK allowed received and sent only.
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE history (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     time TEXT NOT NULL, hash TEXT NOT NULL, name TEXT NOT NULL,
+                     size INTEGER NOT NULL,
+                     direction TEXT NOT NULL CHECK (direction IN ('received', 'sent')),
+                     peer_id TEXT NOT NULL, peer_name TEXT NOT NULL
+                 );
+                 INSERT INTO history (time, hash, name, size, direction, peer_id, peer_name)
+                 VALUES ('2026-01-01T00:00:00Z', 'aa', 'old.txt', 3, 'received', 'p', 'Laptop'),
+                        ('2026-01-01T00:00:01Z', 'bb', 'mine.txt', 4, 'sent', 'p', 'Laptop');",
+            )
+            .unwrap();
+        }
+        let h = History::open(&path, 100).unwrap();
+        let deleted = h.add(item(7, Direction::Deleted)).unwrap();
+        assert_eq!(deleted.id, 3, "ids go on after the old rows");
+        h.add(item(8, Direction::Restored)).unwrap();
+        drop(h);
+        // Opened again: migrated once, nothing lost.
+        let h = History::open(&path, 100).unwrap();
+        let all = h.query(&q("", DirectionFilter::All, 0, 50)).unwrap();
+        assert_eq!(all.total, 4);
+        assert_eq!(
+            all.items.iter().map(|i| i.direction).collect::<Vec<_>>(),
+            [
+                Direction::Restored,
+                Direction::Deleted,
+                Direction::Sent,
+                Direction::Received
+            ]
+        );
+        let only = h.query(&q("", DirectionFilter::Deleted, 0, 50)).unwrap();
+        assert_eq!(only.total, 1);
+        assert_eq!(only.items[0].name, "file-7.txt");
+        assert_eq!(
+            h.query(&q("", DirectionFilter::Restored, 0, 50))
+                .unwrap()
+                .total,
+            1
+        );
+        // The newest row's name: item 8's device (even: "Laptop"), the old rows' device.
+        assert_eq!(h.device_name("peer").as_deref(), Some("Laptop"));
+        assert_eq!(h.device_name("p").as_deref(), Some("Laptop"));
+        assert_eq!(h.device_name("nobody"), None);
     }
 }

@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod settings;
 pub mod store;
 pub mod throughput;
+pub mod trash;
 pub mod ui_view;
 pub mod untrusted;
 pub mod wizard;

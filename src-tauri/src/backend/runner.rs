@@ -1,5 +1,6 @@
 //! A running sync: the engine, the built-in store if used, and the task that turns engine
-//! events into history rows, status pushes and notifications.
+//! events into history rows (transfers, deletions, restores), status pushes and
+//! notifications.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::coalesce::Coalescer;
+use super::coalesce::{self, Coalescer, Kind, Note};
 use super::error::AppError;
 use super::history::{Direction, NewItem};
 use super::settings::{Settings, StoreSetting};
@@ -157,6 +158,11 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
     // What arrives right after start is a catch-up: one summary at most.
     coalescer.begin_backlog(Instant::now(), None);
     let mut names: HashMap<String, String> = HashMap::new();
+    // This device, for the rows of its own deletions and restores (`peer` null).
+    let me = Me {
+        id: engine.endpoint_id(),
+        name: backend.settings().device_name,
+    };
     let mut dirty = true;
     let mut last_push = Instant::now() - IDLE_PUSH;
     let mut last_status: Option<can_sync::Status> = None;
@@ -179,7 +185,8 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
             _ = cancel.cancelled() => return,
             ev = events.recv() => match ev {
                 Ok(ev) => {
-                    handle(&backend, &mut coalescer, &mut names, &ev);
+                    let urgent = handle(&backend, &mut coalescer, &mut names, &me, &ev);
+                    show(&backend, urgent);
                     backend.emit(AppEvent::Engine(ev));
                     dirty = true;
                 }
@@ -211,18 +218,28 @@ async fn forward(backend: Arc<Backend>, engine: Arc<Engine>, cancel: Cancellatio
             last_push = now;
             dirty = false;
         }
-        let notes = coalescer.poll(Instant::now());
-        if !notes.is_empty() && backend.settings().notifications {
-            for note in notes {
-                let shown = note.clone();
-                let b = backend.clone();
-                tokio::task::spawn_blocking(move || match notifier::show(&shown) {
-                    Ok(()) => b.emit(AppEvent::Notified(shown)),
-                    Err(e) => tracing::warn!(error = %e, "notification not shown"),
-                });
-            }
-        }
+        show(&backend, coalescer.poll(Instant::now()));
     }
+}
+
+/// Shows notifications (off the runtime: D-Bus or OS calls), if the user wants them.
+fn show(backend: &Arc<Backend>, notes: Vec<Note>) {
+    if notes.is_empty() || !backend.settings().notifications {
+        return;
+    }
+    for note in notes {
+        let b = backend.clone();
+        tokio::task::spawn_blocking(move || match notifier::show(&note) {
+            Ok(()) => b.emit(AppEvent::Notified(note)),
+            Err(e) => tracing::warn!(error = %e, "notification not shown"),
+        });
+    }
+}
+
+/// This device, as its own history rows name it.
+struct Me {
+    id: String,
+    name: String,
 }
 
 /// Sleeps until `at`, or forever (until another branch of the caller's `select!`) if none.
@@ -233,26 +250,35 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// One engine event: history rows, notifications to group; returns those to show at once.
 fn handle(
     backend: &Backend,
     coalescer: &mut Coalescer,
     names: &mut HashMap<String, String>,
+    me: &Me,
     ev: &EngineEvent,
-) {
+) -> Vec<Note> {
     let now = Instant::now();
+    let device = |peer: &str, names: &HashMap<String, String>| {
+        names.get(peer).cloned().unwrap_or_else(|| short(peer))
+    };
     let record = |direction,
-                  peer: &str,
+                  peer: Option<&str>,
                   hash: &str,
                   name: &str,
                   size: u64,
                   names: &HashMap<String, String>| {
+        let (peer_id, peer_name) = match peer {
+            Some(p) => (p.to_owned(), device(p, names)),
+            None => (me.id.clone(), me.name.clone()),
+        };
         let item = NewItem {
             hash: hash.to_owned(),
             name: name.to_owned(),
             size,
             direction,
-            peer_id: peer.to_owned(),
-            peer_name: names.get(peer).cloned().unwrap_or_else(|| short(peer)),
+            peer_id,
+            peer_name,
         };
         match backend.history.add(item) {
             Ok(row) => backend.emit(AppEvent::HistoryAdded(row)),
@@ -272,10 +298,9 @@ fn handle(
             name,
             size,
         } => {
-            record(Direction::Received, peer, hash, name, *size, names);
+            record(Direction::Received, Some(peer), hash, name, *size, names);
             if lock(&backend.settings).notifications {
-                let device = names.get(peer).cloned().unwrap_or_else(|| short(peer));
-                coalescer.push(now, &device, name);
+                coalescer.push(now, &device(peer, names), name);
             }
         }
         EngineEvent::AssetSent {
@@ -283,10 +308,48 @@ fn handle(
             hash,
             name,
             size,
-        } => record(Direction::Sent, peer, hash, name, *size, names),
+        } => record(Direction::Sent, Some(peer), hash, name, *size, names),
+        EngineEvent::AssetDeleted {
+            peer,
+            hash,
+            name,
+            size,
+        } => {
+            record(
+                Direction::Deleted,
+                peer.as_deref(),
+                hash,
+                name,
+                *size,
+                names,
+            );
+            // Only deletions from other devices: the user knows their own.
+            if let Some(peer) = peer
+                && lock(&backend.settings).notifications
+            {
+                coalescer.push_kind(now, Kind::Deleted, &device(peer, names), name);
+            }
+        }
+        EngineEvent::AssetRestored {
+            peer,
+            hash,
+            name,
+            size,
+        } => record(
+            Direction::Restored,
+            peer.as_deref(),
+            hash,
+            name,
+            *size,
+            names,
+        ),
+        EngineEvent::MassDeleteHeld { count, sample } => {
+            return vec![coalesce::held(*count, sample)];
+        }
         EngineEvent::Resumed => coalescer.begin_backlog(now, None),
         _ => {}
     }
+    Vec::new()
 }
 
 fn short(id: &str) -> String {

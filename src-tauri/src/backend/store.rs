@@ -77,7 +77,7 @@ pub async fn test(url: &str, key: &Secret) -> Result<u64, AppError> {
     Ok(hashes.len() as u64)
 }
 
-fn http() -> Result<reqwest::Client, AppError> {
+pub(super) fn http() -> Result<reqwest::Client, AppError> {
     can_sync::can_client::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -211,6 +211,12 @@ async fn get_content(
         return Err(AppError::new(
             ErrorCode::NotFound,
             "This asset is not in the store.",
+        ));
+    }
+    if status == reqwest::StatusCode::GONE {
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            "This asset was deleted. Restore it from the Trash to open or save it.",
         ));
     }
     // An empty asset has no first byte: 416 to a range request is its (empty) head.

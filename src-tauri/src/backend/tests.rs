@@ -94,6 +94,35 @@ async fn asset_commands_check_the_hash_before_anything_else() {
 }
 
 #[tokio::test]
+async fn deletion_commands_check_the_hash_and_need_a_running_store() {
+    let (_dir, b) = backend_for_tests();
+    for bad in ["", "../../api/trash", &"AB".repeat(32), "0123"] {
+        // Not running: a hash that passed would fail with not_ready instead.
+        let e = b.delete_asset(bad).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput, "{bad}: {e}");
+        let e = b.restore_asset(bad).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput, "{bad}: {e}");
+    }
+    let good = "ab".repeat(32);
+    assert_eq!(
+        b.delete_asset(&good).await.unwrap_err().code,
+        ErrorCode::NotReady
+    );
+    assert_eq!(
+        b.restore_asset(&good).await.unwrap_err().code,
+        ErrorCode::NotReady
+    );
+    assert_eq!(b.trash().await.unwrap_err().code, ErrorCode::NotReady);
+    assert_eq!(b.empty_trash().await.unwrap_err().code, ErrorCode::NotReady);
+    for apply in [true, false] {
+        assert_eq!(
+            b.release_deletions(apply).await.unwrap_err().code,
+            ErrorCode::NotReady
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_passphrase_needs_the_backends_confirmation() {
     let (_dir, b) = backend_for_tests();
     // Declined: no keychain access at all (there is none here: it would be an error).

@@ -22,6 +22,7 @@ pub enum UiPage {
     Pairing,
     Peers,
     History,
+    Trash,
     Settings,
 }
 

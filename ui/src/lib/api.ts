@@ -152,19 +152,39 @@ export interface Status {
   download_rate: number;
   /** Bytes per second, all uploads, over the last few seconds. */
   upload_rate: number;
+  /** Deleted assets whose content this device's store keeps in its trash, and their bytes. */
+  trash_assets: number;
+  trash_bytes: number;
+  /** Deletions the store remembers (tombstones). */
+  tombstones: number;
+  /** Deletions from other devices the mass-deletion guard holds until the user answers. */
+  mass_delete_held: HeldDeletions | null;
+}
+
+/** Deletions held by the mass-deletion guard (the banner's Apply / Keep mine). */
+export interface HeldDeletions {
+  count: number;
+  /** Names (or short hashes) of the first few: peer-chosen text. */
+  sample: string[];
 }
 
 type ProgressField = 'transfers' | 'bytes_left' | 'download_rate' | 'upload_rate';
-/** A `Status` as received: an engine from before the progress fields leaves them out. */
-type StatusWire = Omit<Status, ProgressField> & Partial<Pick<Status, ProgressField>>;
+type DeletionField = 'trash_assets' | 'trash_bytes' | 'tombstones' | 'mass_delete_held';
+/** A `Status` as received: an engine from before the progress or deletion fields leaves them out. */
+type StatusWire = Omit<Status, ProgressField | DeletionField> &
+  Partial<Pick<Status, ProgressField | DeletionField>>;
 
-function withProgress(s: StatusWire): Status {
+function fromWire(s: StatusWire): Status {
   return {
     ...s,
     transfers: s.transfers ?? [],
     bytes_left: s.bytes_left ?? 0,
     download_rate: s.download_rate ?? 0,
     upload_rate: s.upload_rate ?? 0,
+    trash_assets: s.trash_assets ?? 0,
+    trash_bytes: s.trash_bytes ?? 0,
+    tombstones: s.tombstones ?? 0,
+    mass_delete_held: s.mass_delete_held ?? null,
   };
 }
 
@@ -174,7 +194,11 @@ export interface Pairing {
   ticket: string;
 }
 
-export type Direction = 'received' | 'sent';
+/**
+ * What a History row records: an asset received from or sent to a peer, or deleted or
+ * restored (on this device, or by a peer's change). Called "direction" for history's sake.
+ */
+export type Direction = 'received' | 'sent' | 'deleted' | 'restored';
 
 export interface HistoryItem {
   id: number;
@@ -244,7 +268,7 @@ export interface RateSample {
   up: number;
 }
 
-export type UiPage = 'pairing' | 'peers' | 'history' | 'settings';
+export type UiPage = 'pairing' | 'peers' | 'history' | 'trash' | 'settings';
 
 /**
  * What the main window shows, kept by the backend: closing the window destroys the webview,
@@ -253,6 +277,27 @@ export type UiPage = 'pairing' | 'peers' | 'history' | 'settings';
 export interface UiView {
   page: UiPage;
   history: { text: string; direction: 'all' | Direction; offset: number };
+}
+
+/** A deleted asset whose content this device's store keeps. */
+export interface TrashItem {
+  hash: string;
+  /** Peer-chosen text: render as text only (see format.peerText). */
+  name: string;
+  size: number;
+  content_type: string;
+  /** When it was deleted, ms since the epoch. */
+  deleted_at_ms: number;
+  /** The device the deletion came from (this one's name when deleted here). */
+  device_name: string;
+  this_device: boolean;
+}
+
+/** This device's trash: the newest deletions (at most 500) and the whole trash's totals. */
+export interface TrashView {
+  items: TrashItem[];
+  total_assets: number;
+  total_bytes: number;
 }
 
 /** What `open_asset` did: opened with the default app, or (not an allow-listed type) revealed. */
@@ -321,7 +366,7 @@ export const api = {
   generatePassphrase: () => call<GeneratedPassphrase>('generate_passphrase'),
   checkPassphrase: (passphrase: string) =>
     call<PassphraseCheck>('check_passphrase', { passphrase }),
-  status: () => call<StatusWire>('status').then(withProgress),
+  status: () => call<StatusWire>('status').then(fromWire),
   pause: () => call<null>('pause'),
   resume: () => call<null>('resume'),
   pairing: () => call<Pairing>('pairing'),
@@ -339,6 +384,15 @@ export const api = {
   pickFiles: () => call<number>('pick_files'),
   openAsset: (hash: string) => call<OpenResult>('open_asset', { hash }),
   saveAsset: (hash: string) => call<boolean>('save_asset', { hash }),
+  /** Deletes the asset everywhere: into every device's trash (offline ones when they connect). */
+  deleteAsset: (hash: string) => call<null>('delete_asset', { hash }),
+  trash: () => call<TrashView>('trash'),
+  /** Brings a trashed asset back, here and on every device. */
+  restoreAsset: (hash: string) => call<null>('restore_asset', { hash }),
+  /** Empties this device's trash for good (other devices keep theirs); how many went. */
+  emptyTrash: () => call<number>('empty_trash'),
+  /** Held deletions: apply them here (true), or keep ours and undo them everywhere (false). */
+  releaseDeletions: (apply: boolean) => call<number>('release_deletions', { apply }),
   /** No network: whether updates are on and what the last check found. */
   updateState: () => call<UpdateState>('update_state'),
   checkUpdate: () => call<UpdateState>('check_update'),
@@ -352,7 +406,7 @@ export const api = {
 
   // ------------------------------------------------------------ events
   onAppState: (cb: (s: AppState) => void) => on<AppState>('app-state', cb),
-  onStatus: (cb: (s: Status) => void) => on<StatusWire>('status', (s) => cb(withProgress(s))),
+  onStatus: (cb: (s: Status) => void) => on<StatusWire>('status', (s) => cb(fromWire(s))),
   onHistoryAdded: (cb: (item: HistoryItem) => void) => on<HistoryItem>('history-added', cb),
   onEngineEvent: (cb: (e: EngineEvent) => void) => on<EngineEvent>('engine-event', cb),
   onUpdateAvailable: (cb: (u: UpdateInfo) => void) => on<UpdateInfo>('update-available', cb),

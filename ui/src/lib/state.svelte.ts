@@ -1,5 +1,5 @@
 // Small shared reactive state for the running app (filled by App.svelte from events).
-import type { RateSample, Status } from './api';
+import type { EngineEvent, HeldDeletions, RateSample, Status } from './api';
 
 export type { RateSample };
 
@@ -7,6 +7,25 @@ export const live = $state<{ status: Status | null; now: number }>({
   status: null,
   now: Date.now(),
 });
+
+// ---------------------------------------------------------------- held deletions
+
+/**
+ * Deletions from other devices the mass-deletion guard holds (the banner): from each status,
+ * and at once from the engine's `mass_delete_held` / `mass_delete_released` events.
+ */
+export const deletions = $state<{ held: HeldDeletions | null }>({ held: null });
+
+/** An engine event that says what the guard holds now (others are ignored). */
+export function followDeletionEvent(e: EngineEvent): void {
+  if (e.event === 'mass_delete_held') {
+    const count = typeof e.count === 'number' ? e.count : 0;
+    const sample = Array.isArray(e.sample) ? e.sample.filter((x): x is string => typeof x === 'string') : [];
+    deletions.held = { count, sample };
+  } else if (e.event === 'mass_delete_released') {
+    deletions.held = null;
+  }
+}
 
 // ---------------------------------------------------------------- throughput
 
@@ -51,6 +70,7 @@ function applyHeld(): void {
   if (held) {
     live.status = held.status;
     live.now = held.now;
+    deletions.held = held.status.mass_delete_held;
   }
   hiddenSamples = null;
   held = null;
@@ -67,6 +87,7 @@ export function recordStatus(s: Status, now: number = Date.now()): void {
   else {
     live.status = s;
     live.now = now;
+    deletions.held = s.mass_delete_held;
   }
   const down = rate(s.download_rate);
   const up = rate(s.upload_rate);
@@ -103,6 +124,7 @@ export function clearStatus(): void {
   held = null;
   hiddenSamples = null;
   live.status = null;
+  deletions.held = null;
   throughput.samples = [];
 }
 

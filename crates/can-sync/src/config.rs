@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub congestion: Congestion,
     /// When deletions from peers are held for the user (docs/protocol.md, "Deletion").
     pub delete_guard: crate::guard::GuardConfig,
+    /// Connections this agent dials at most (LAN peers: twice as many; incoming: up to twice
+    /// as many); 0 = no limit. See [`crate::fanout`].
+    pub max_peers: usize,
     /// Reach the store through its library in this process instead of `can_service_url`
     /// (the desktop app's built-in store).
     #[cfg(feature = "builtin-store")]
@@ -115,6 +118,12 @@ struct FileConfig {
     mass_delete_min_assets: usize,
     #[serde(default = "default_mass_delete_window")]
     mass_delete_window_secs: u64,
+    #[serde(default = "default_max_peers")]
+    max_peers: usize,
+}
+
+fn default_max_peers() -> usize {
+    crate::fanout::DEFAULT_MAX_PEERS
 }
 
 fn default_max_delete_share() -> f64 {
@@ -249,6 +258,7 @@ impl EngineConfig {
             bandwidth: crate::bandwidth::BandwidthLimits::default(),
             congestion: Congestion::default(),
             delete_guard: crate::guard::GuardConfig::default(),
+            max_peers: crate::fanout::DEFAULT_MAX_PEERS,
             #[cfg(feature = "builtin-store")]
             builtin_store: None,
         }
@@ -392,6 +402,7 @@ impl AgentConfig {
             transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
             bandwidth,
             congestion: file.congestion_controller,
+            max_peers: file.max_peers,
             delete_guard: crate::guard::GuardConfig {
                 max_share: file.max_delete_share,
                 min_assets: file.mass_delete_min_assets,

@@ -118,6 +118,31 @@ pub(crate) enum Cmd {
     Status(oneshot::Sender<Status>),
 }
 
+/// One session counted by the bounded fan-out, until dropped.
+pub(crate) struct FanSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl FanSlot {
+    /// Takes a slot if `allowed(sessions now)`; checked and counted in one step, so dial
+    /// loops racing each other cannot overshoot the limit.
+    fn take(
+        count: &Arc<std::sync::atomic::AtomicUsize>,
+        allowed: impl Fn(usize) -> bool,
+    ) -> Option<FanSlot> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                allowed(n).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| FanSlot(count.clone()))
+    }
+}
+
+impl Drop for FanSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What our store reported about one hash.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LocalChange {
@@ -173,6 +198,12 @@ pub(crate) struct Context {
     /// Addresses learnt from discovery, for dialling by id.
     pub(crate) lookup: MemoryLookup,
     pub(crate) connected: Mutex<HashSet<EndpointId>>,
+    /// Sessions we dialled (connecting or connected) and sessions peers dialled, for the
+    /// bounded fan-out ([`crate::fanout`]); each is held by a [`FanSlot`].
+    outbound: Arc<std::sync::atomic::AtomicUsize>,
+    inbound: Arc<std::sync::atomic::AtomicUsize>,
+    /// `max_peers` (0 = no limit).
+    pub max_peers: usize,
     pub(crate) candidates: Mutex<Candidates<EndpointId>>,
     pub(crate) dial_permits: Semaphore,
     discovered: mpsc::Sender<Discovered>,
@@ -203,6 +234,7 @@ pub(crate) struct ContextParts {
     pub paused: bool,
     pub lookup: MemoryLookup,
     pub discovered: mpsc::Sender<Discovered>,
+    pub max_peers: usize,
 }
 
 impl Context {
@@ -224,6 +256,9 @@ impl Context {
             paused: AtomicBool::new(p.paused),
             lookup: p.lookup,
             connected: Mutex::new(HashSet::new()),
+            outbound: Arc::default(),
+            inbound: Arc::default(),
+            max_peers: p.max_peers,
             candidates: Mutex::new(Candidates::default()),
             dial_permits: Semaphore::new(crate::candidates::MAX_CONCURRENT_DIALS),
             discovered: p.discovered,
@@ -272,6 +307,39 @@ impl Context {
             .lock()
             .map(|c| !c.is_empty())
             .unwrap_or(false)
+    }
+
+    /// A slot for a session we dial to `id`, if the fan-out allows one now.
+    pub fn outbound_slot(&self, id: &EndpointId) -> Option<FanSlot> {
+        let (pinned, lan) = (self.is_pinned(id), self.is_lan_candidate(id));
+        FanSlot::take(&self.outbound, |n| {
+            crate::fanout::may_dial(n, self.max_peers, pinned, lan)
+        })
+    }
+
+    /// A slot for a session `id` dialled, if the fan-out allows one now.
+    pub fn inbound_slot(&self, id: &EndpointId) -> Option<FanSlot> {
+        let pinned = self.is_pinned(id) || self.is_connected(id);
+        FanSlot::take(&self.inbound, |n| {
+            crate::fanout::may_accept(n, self.max_peers, pinned)
+        })
+    }
+
+    /// Whether the user named this peer (a ticket): always dialled and accepted.
+    pub fn is_pinned(&self, id: &EndpointId) -> bool {
+        self.candidates
+            .lock()
+            .map(|c| c.source(id) == Some(Source::Ticket))
+            .unwrap_or(false)
+    }
+
+    /// Whether the known addresses of `id` are on the LAN (bounded fan-out favours them).
+    pub fn is_lan_candidate(&self, id: &EndpointId) -> bool {
+        self.lookup.get_endpoint_info(*id).is_some_and(|info| {
+            EndpointAddr::from(info)
+                .ip_addrs()
+                .any(|a| crate::bandwidth::is_lan(a.ip()))
+        })
     }
 
     pub fn is_connected(&self, id: &EndpointId) -> bool {

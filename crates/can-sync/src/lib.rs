@@ -32,6 +32,7 @@ pub(crate) mod context;
 pub mod discovery;
 pub mod engine;
 pub mod events;
+pub mod fanout;
 pub mod guard;
 pub mod human;
 pub mod identity;

@@ -99,6 +99,12 @@ async fn dial_loop(ctx: Arc<Context>, id: EndpointId, defer: bool) {
             sleep_or_cancel(&ctx, Duration::from_millis(500)).await;
             continue;
         }
+        // Held for the whole session: a dialled connection counts until it ends.
+        let Some(_slot) = ctx.outbound_slot(&id) else {
+            // Enough peers: wait for one to leave (the jitter spreads who takes its place).
+            sleep_or_cancel(&ctx, jitter(Duration::from_secs(2))).await;
+            continue;
+        };
         let started = Instant::now();
         match attempt(&ctx, id).await {
             Attempt::Session(RunOutcome::Admitted) => {

@@ -108,6 +108,7 @@ impl Engine {
             idle_timeout: config.transfer_idle_timeout,
             bandwidth: config.bandwidth,
             paused: config.start_paused,
+            max_peers: config.max_peers,
             lookup,
             discovered,
         }));

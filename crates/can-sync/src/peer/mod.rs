@@ -32,6 +32,8 @@ pub mod close {
     pub const OVER_BUDGET: u32 = 7;
     /// Did not read what we sent it for too long.
     pub const NOT_READING: u32 = 8;
+    /// We have as many peers as we take (bounded fan-out): try others.
+    pub const FULL: u32 = 9;
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +63,17 @@ pub(crate) enum RunOutcome {
 /// Runs a connection from admission to its end; reports to the actor throughout.
 pub(crate) async fn run(ctx: Arc<Context>, conn: Connection, role: Role) -> RunOutcome {
     let remote = conn.remote_id();
+    // An incoming session counts until it ends; beyond the fan-out it is refused at once.
+    let _slot = match role {
+        Role::Listener => match ctx.inbound_slot(&remote) {
+            Some(slot) => Some(slot),
+            None => {
+                close_conn(&conn, close::FULL, "full: try other peers");
+                return RunOutcome::Limited;
+            }
+        },
+        Role::Dialer => None,
+    };
     let Ok(slot) = ctx.admission_begin(remote) else {
         close_conn(
             &conn,
@@ -102,6 +115,12 @@ pub(crate) async fn run(ctx: Arc<Context>, conn: Connection, role: Role) -> RunO
             }
             RunOutcome::AdmissionFailed
         }
+        Err(_) if !admitted && closed_before_admission(&conn).is_some() => {
+            // It closed before admission because it is full, busy or limiting us: not a
+            // failure of this candidate.
+            tracing::debug!(peer = %remote.fmt_short(), "the peer closed before admission (full, busy or limited)");
+            RunOutcome::Limited
+        }
         Err(e) => {
             tracing::info!(peer = %remote.fmt_short(), error = %e, "peer connection failed");
             let code = match &e {
@@ -125,15 +144,20 @@ pub(crate) async fn run(ctx: Arc<Context>, conn: Connection, role: Role) -> RunO
     }
 }
 
-/// The close code, if the peer closed the connection with 4, 5 or 6.
+/// The close code, if the peer closed the connection with 4, 5, 6 or 9.
 fn closed_before_admission(conn: &Connection) -> Option<u64> {
     match conn.close_reason() {
         Some(iroh::endpoint::ConnectionError::ApplicationClosed(app)) => {
             let code = app.error_code.into_inner();
-            [close::DUPLICATE, close::SHUTDOWN, close::RATE_LIMITED]
-                .iter()
-                .any(|c| u64::from(*c) == code)
-                .then_some(code)
+            [
+                close::DUPLICATE,
+                close::SHUTDOWN,
+                close::RATE_LIMITED,
+                close::FULL,
+            ]
+            .iter()
+            .any(|c| u64::from(*c) == code)
+            .then_some(code)
         }
         _ => None,
     }

@@ -124,6 +124,11 @@ pub(super) async fn start(
         // The user's pause or a condition's (metered, battery).
         start_paused,
         bandwidth: settings.bandwidth(),
+        // The built-in store is reached through its library, not its HTTP API (which stays
+        // for the UI and the user's own tools).
+        builtin_store: builtin
+            .as_ref()
+            .map(|b| can_sync::builtin_store::BuiltinStore::new(b.store().clone())),
         ..EngineConfig::new(
             url.clone(),
             key,

@@ -24,6 +24,11 @@ pub struct Builtin {
 pub const BUILTIN_LISTEN: &str = "127.0.0.1:3210";
 
 impl Builtin {
+    /// The store itself, for the engine to reach through its library.
+    pub fn store(&self) -> &can_service::Store {
+        self.service.store()
+    }
+
     /// Starts the store on `data_dir`. It listens on `listen` (default 127.0.0.1:3210 so
     /// other local tools find it where they expect a CAN Service); if that port is taken,
     /// on any free loopback port.

@@ -33,23 +33,12 @@ impl BuiltinStore {
     }
 
     pub async fn all_hashes(&self, after: u64) -> Result<(Vec<pb::HashEntry>, u64), CanError> {
-        let mut out = Vec::new();
-        let mut cursor = after;
-        let mut last_seq = after;
-        loop {
-            let page = sync_ops::hash_page(&self.store, cursor, PAGE, true)
+        crate::store_link::collect_pages(after, |cursor| async move {
+            sync_ops::hash_page(&self.store, cursor, PAGE, true)
                 .await
-                .map_err(store_error)?;
-            last_seq = last_seq.max(page.last_seq);
-            if let Some(last) = page.entries.last() {
-                last_seq = last_seq.max(last.seq);
-            }
-            out.extend(page.entries);
-            match page.next {
-                Some(n) => cursor = n,
-                None => return Ok((out, last_seq)),
-            }
-        }
+                .map_err(store_error)
+        })
+        .await
     }
 
     /// Changes after `after`, read from the index as the SSE route does: nothing is missed,

@@ -162,21 +162,7 @@ impl CanClient {
 
     /// Every hash after `after`, and the last seq seen.
     pub async fn all_hashes(&self, after: u64) -> Result<(Vec<pb::HashEntry>, u64), CanError> {
-        let mut out = Vec::new();
-        let mut cursor = after;
-        let mut last_seq = after;
-        loop {
-            let page = self.hashes(cursor, 10_000).await?;
-            last_seq = last_seq.max(page.last_seq);
-            if let Some(last) = page.entries.last() {
-                last_seq = last_seq.max(last.seq);
-            }
-            out.extend(page.entries);
-            match page.next {
-                Some(n) => cursor = n,
-                None => return Ok((out, last_seq)),
-            }
-        }
+        crate::store_link::collect_pages(after, |cursor| self.hashes(cursor, 10_000)).await
     }
 
     /// How many bytes of `hash` an interrupted upload left in the service (`None`: none, or

@@ -19,6 +19,33 @@ pub enum StoreLink {
     Builtin(crate::builtin_store::BuiltinStore),
 }
 
+/// Every entry after `after`, following a paged listing (`page(cursor)`) to its end; and
+/// the last seq seen. Shared by both links.
+pub(crate) async fn collect_pages<F, Fut>(
+    after: u64,
+    mut page: F,
+) -> Result<(Vec<pb::HashEntry>, u64), CanError>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<pb::HashPage, CanError>>,
+{
+    let mut out = Vec::new();
+    let mut cursor = after;
+    let mut last_seq = after;
+    loop {
+        let p = page(cursor).await?;
+        last_seq = last_seq.max(p.last_seq);
+        if let Some(last) = p.entries.last() {
+            last_seq = last_seq.max(last.seq);
+        }
+        out.extend(p.entries);
+        match p.next {
+            Some(n) => cursor = n,
+            None => return Ok((out, last_seq)),
+        }
+    }
+}
+
 impl StoreLink {
     /// For logs: the service's URL, or "built-in".
     pub fn base_url(&self) -> &str {

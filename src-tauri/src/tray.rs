@@ -294,6 +294,7 @@ mod tests {
         held.mass_delete_held = Some(can_sync::events::HeldDeletions {
             count: 120,
             sample: vec!["a.jpg".into()],
+            applied: 0,
         });
         for s in [&run, &state(Phase::Running, true)] {
             let v = view(s, Some(&held));

@@ -77,6 +77,9 @@ pub struct HeldDeletions {
     pub count: usize,
     /// Names (or short hashes) of the first few.
     pub sample: Vec<String>,
+    /// Deletions of the same burst applied before the guard tripped (in the trash now):
+    /// "keep" undoes them too.
+    pub applied: usize,
 }
 
 /// Something that happened.

@@ -88,6 +88,11 @@ impl<P: Clone> DeleteGuard<P> {
         self.held.len()
     }
 
+    /// Deletions applied within the window (before the guard tripped, when it holds).
+    pub fn applied_count(&self) -> usize {
+        self.recent.len()
+    }
+
     /// Names (or short hashes) of the first held deletions.
     pub fn sample(&self) -> Vec<String> {
         self.order

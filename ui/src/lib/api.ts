@@ -166,6 +166,8 @@ export interface HeldDeletions {
   count: number;
   /** Names (or short hashes) of the first few: peer-chosen text. */
   sample: string[];
+  /** Deletions of the same burst applied before the guard tripped (Keep mine undoes them too). */
+  applied?: number;
 }
 
 type ProgressField = 'transfers' | 'bytes_left' | 'download_rate' | 'upload_rate';

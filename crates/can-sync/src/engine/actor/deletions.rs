@@ -135,6 +135,7 @@ impl Actor {
         HeldDeletions {
             count: self.guard.held_count(),
             sample: self.guard.sample(),
+            applied: self.guard.applied_count(),
         }
     }
 

@@ -8,10 +8,16 @@
 //! TUN device when it is due. Each site also gets a veth pair to the test's namespace
 //! (`10.78.<i>.2` inside, `10.78.<i>.1` outside, no route beyond it) where its CAN Service
 //! listens, so the test can read the stores without crossing the emulated links.
-//! Root only ([`Testbed::available`]); everything is removed on drop. Tests in one process
-//! get the testbed one at a time (they share the address plan).
+//! A site may sit behind a NAT ([`Nat`], [`nat`]): its agents then run in a LAN namespace
+//! behind the site's, which routes and masquerades with nftables. A local iroh relay and
+//! pkarr relay can run in a site ([`Testbed::start_servers`]), reachable from every other.
+//! Root only ([`Testbed::available`]; NAT also needs nft(8), [`Testbed::nat_available`]);
+//! everything is removed on drop. Tests in one process get the testbed one at a time (they
+//! share the address plan).
 
 pub mod link;
+pub mod nat;
+mod runtime;
 mod tun;
 
 use std::collections::BinaryHeap;
@@ -29,22 +35,82 @@ use std::time::{Duration, Instant};
 
 pub use link::Profile;
 use link::{Link, Verdict};
+pub use nat::Nat;
+pub use runtime::NetnsRuntime;
+
+use crate::LocalServers;
 
 /// One site of the testbed.
 #[derive(Debug, Clone)]
 pub struct Site {
-    /// Its network namespace (for `Agent::start_in`).
+    /// Where its agents run (for `Agent::start_in`): the site's namespace, or behind a NAT
+    /// its LAN's.
     pub netns: String,
-    /// Its address on the emulated network (bind agents here).
+    /// Where its agents bind: its address on the emulated network, or behind a NAT its LAN
+    /// address (`192.168.<i+1>.2`, reachable from no other site).
     pub addr: Ipv4Addr,
     /// The test side of its veth pair: where the site's CAN Service should listen.
     pub host_addr: Ipv4Addr,
+    /// Its address on the emulated network (`10.77.0.<i+1>`): what other sites see.
+    pub public_addr: Ipv4Addr,
+    /// The site's own namespace (its `wan0`; the router when behind a NAT).
+    pub router_netns: String,
+    pub nat: Option<Nat>,
 }
 
 impl Site {
     /// The agent config line that keeps the agent on the emulated network.
     pub fn bind_yaml(&self) -> String {
         format!("bind_addr: {}:0\n", self.addr)
+    }
+}
+
+/// How to build one site: its access link, and whether it sits behind a NAT.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteConfig {
+    pub profile: Profile,
+    pub nat: Option<Nat>,
+}
+
+impl SiteConfig {
+    pub fn new(profile: Profile) -> Self {
+        Self { profile, nat: None }
+    }
+
+    /// The same site behind a NAT.
+    pub fn nat(self, nat: Nat) -> Self {
+        Self {
+            nat: Some(nat),
+            ..self
+        }
+    }
+}
+
+impl From<Profile> for SiteConfig {
+    fn from(profile: Profile) -> Self {
+        Self::new(profile)
+    }
+}
+
+/// Where the local relays in a site can be reached from every site.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// `http://10.77.0.<i+1>:<port>`: the iroh relay (`relay_urls`).
+    pub relay_url: String,
+    /// `http://10.77.0.<i+1>:<port>/pkarr`: the pkarr relay (`pkarr_relays`).
+    pub pkarr_url: String,
+    /// The self-signed certificate of the relay's QUIC address discovery (port 7842): an
+    /// endpoint that trusts it learns its public address (`iroh::tls::CaTlsConfig`).
+    pub relay_cert: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl Servers {
+    /// The agent config lines that use these relays (and rendezvous every 2 s).
+    pub fn agent_yaml(&self) -> String {
+        format!(
+            "relay_urls: [\"{}\"]\npkarr_relays: [\"{}\"]\nrendezvous_interval_secs: 2\n",
+            self.relay_url, self.pkarr_url
+        )
     }
 }
 
@@ -78,6 +144,8 @@ pub struct Testbed {
     sites: Vec<Site>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// Local relays running in sites, stopped before the namespaces go.
+    servers: Mutex<Vec<NetnsRuntime>>,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -135,9 +203,20 @@ impl Testbed {
         crate::netns::can_create() && Path::new("/dev/net/tun").exists()
     }
 
+    /// Whether sites can sit behind a NAT here: [`Testbed::available`] and nft(8).
+    pub fn nat_available() -> bool {
+        Self::available() && nat::available()
+    }
+
     /// Starts one site per profile (site `i` uses `profiles[i]` on its access link).
     pub fn start(profiles: &[Profile]) -> Testbed {
-        assert!(profiles.len() <= 200, "at most 200 sites");
+        let sites: Vec<SiteConfig> = profiles.iter().map(|p| SiteConfig::new(*p)).collect();
+        Self::start_sites(&sites)
+    }
+
+    /// Starts one site per config: its access link, and a NAT in front of it if asked.
+    pub fn start_sites(configs: &[SiteConfig]) -> Testbed {
+        assert!(configs.len() <= 200, "at most 200 sites");
         // A test that failed while holding it poisoned it; the next one may still run.
         let turn = ONE_AT_A_TIME
             .lock()
@@ -151,7 +230,7 @@ impl Testbed {
         let mut tuns = Vec::new();
         // Should a step fail half-way (a panic here), what was made is removed.
         let mut made = Made(Vec::new());
-        for (i, _) in profiles.iter().enumerate() {
+        for (i, config) in configs.iter().enumerate() {
             let netns = format!("cswan-{pid}-{n}-{i}");
             delete_netns(&netns);
             ip(&["netns", "add", &netns]);
@@ -167,13 +246,13 @@ impl Testbed {
                 &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
             );
             let tun = tun::open_in(&netns, "wan0").expect("create the TUN device");
-            let addr = Ipv4Addr::new(10, 77, 0, i as u8 + 1);
+            let public_addr = Ipv4Addr::new(10, 77, 0, i as u8 + 1);
             ip(&[
                 "-n",
                 &netns,
                 "addr",
                 "add",
-                &format!("{addr}/24"),
+                &format!("{public_addr}/24"),
                 "dev",
                 "wan0",
             ]);
@@ -195,20 +274,41 @@ impl Testbed {
                 &inner,
             ]);
             ip(&["-n", &netns, "link", "set", &inner, "up"]);
-            sites.push(Site {
-                netns,
-                addr,
-                host_addr,
-            });
+            let site = match config.nat {
+                None => Site {
+                    netns: netns.clone(),
+                    addr: public_addr,
+                    host_addr,
+                    public_addr,
+                    router_netns: netns,
+                    nat: None,
+                },
+                Some(kind) => {
+                    let lan = format!("{netns}-lan");
+                    delete_netns(&lan);
+                    // Deleted before the site's (Made and Drop go in order).
+                    made.0.insert(made.0.len() - 1, lan.clone());
+                    let addr = nat::set_up(&netns, &lan, i, kind);
+                    Site {
+                        netns: lan,
+                        addr,
+                        host_addr,
+                        public_addr,
+                        router_netns: netns,
+                        nat: Some(kind),
+                    }
+                }
+            };
+            sites.push(site);
             tuns.push(Arc::new(tun));
         }
         // From here the testbed owns the namespaces (its Drop removes them).
         made.0.clear();
         let shared = Arc::new(Shared {
             links: Mutex::new(Links {
-                links: profiles
+                links: configs
                     .iter()
-                    .map(|p| (Link::new(*p, now), Link::new(*p, now)))
+                    .map(|c| (Link::new(c.profile, now), Link::new(c.profile, now)))
                     .collect(),
                 rng: rand::SeedableRng::seed_from_u64(id),
             }),
@@ -235,8 +335,49 @@ impl Testbed {
             sites,
             shared,
             threads,
+            servers: Mutex::new(Vec::new()),
             _turn: turn,
         }
+    }
+
+    /// Starts a local iroh relay (with QUIC address discovery on port 7842) and pkarr relay
+    /// in site `i` (not behind a NAT), on its address on the emulated network: every site
+    /// reaches them through the links, NATed sites through their NAT. They stop when the
+    /// testbed goes.
+    pub async fn start_servers(&self, i: usize) -> Servers {
+        let site = &self.sites[i];
+        assert!(
+            site.nat.is_none(),
+            "site {i} is behind a NAT: no one reaches it"
+        );
+        let rt = NetnsRuntime::new(&site.router_netns).expect("a runtime in the site");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let addr = site.public_addr.into();
+        rt.spawn(async move {
+            let servers = LocalServers::start_on(addr, true).await;
+            let _ = tx.send(Servers {
+                relay_url: servers.relay_url(),
+                pkarr_url: servers.pkarr_url(),
+                relay_cert: servers.relay_cert().expect("QAD certificate"),
+            });
+            // Runs until the runtime stops.
+            std::future::pending::<()>().await;
+            drop(servers);
+        });
+        let servers = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("the local relays did not start within 30 s")
+            .expect("the local relays failed to start");
+        if let Ok(mut all) = self.servers.lock() {
+            all.push(rt);
+        }
+        servers
+    }
+
+    /// A tokio runtime in site `i`'s agent namespace (its LAN behind a NAT), for in-process
+    /// endpoints. Drop it before the testbed.
+    pub fn runtime_in(&self, i: usize) -> NetnsRuntime {
+        NetnsRuntime::new(&self.sites[i].netns).expect("a runtime in the site")
     }
 
     /// Packets the links delivered and dropped so far (for test diagnostics).
@@ -434,12 +575,18 @@ fn deliver(rx: mpsc::Receiver<Due>, tuns: &[Arc<File>], shared: &Shared) {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
+        if let Ok(mut servers) = self.servers.lock() {
+            servers.clear();
+        }
         self.shared.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         for s in &self.sites {
-            delete_netns(&s.netns);
+            if s.netns != s.router_netns {
+                delete_netns(&s.netns);
+            }
+            delete_netns(&s.router_netns);
         }
     }
 }

@@ -30,6 +30,10 @@ pub struct EngineConfig {
     pub local_discovery: bool,
     /// Never use direct paths: no UDP sockets, every connection through `relay_urls`.
     pub relay_only: bool,
+    /// Extra root certificates (PEM) trusted for relays, beside the public web roots: a
+    /// self-hosted relay with a private CA (its QUIC address discovery, which NAT traversal
+    /// needs, is verified against them).
+    pub relay_ca_file: Option<PathBuf>,
     /// Start paused (the app persists the user's pause across restarts); nothing moves
     /// until `Engine::resume`.
     pub start_paused: bool,
@@ -97,6 +101,7 @@ struct FileConfig {
     local_discovery: bool,
     #[serde(default)]
     relay_only: bool,
+    relay_ca_file: Option<PathBuf>,
     #[serde(default)]
     reconcile: ReconcileMode,
     device_name: Option<String>,
@@ -252,6 +257,7 @@ impl EngineConfig {
             pkarr_relays: None,
             local_discovery: true,
             relay_only: false,
+            relay_ca_file: None,
             start_paused: false,
             reconcile: ReconcileMode::default(),
             transfer_idle_timeout: crate::transfer::DEFAULT_IDLE_TIMEOUT,
@@ -398,6 +404,7 @@ impl AgentConfig {
             pkarr_relays: file.pkarr_relays,
             local_discovery: file.local_discovery,
             relay_only: file.relay_only,
+            relay_ca_file: file.relay_ca_file.map(resolve),
             reconcile: file.reconcile,
             transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
             bandwidth,

@@ -58,7 +58,12 @@ pub(super) async fn bind(
         .max_idle_timeout(Duration::from_secs(15).try_into().ok())
         .congestion_controller_factory(congestion)
         .build();
-    let mut builder = Endpoint::builder(presets::Minimal)
+    let mut builder = Endpoint::builder(presets::Minimal);
+    if let Some(path) = &config.relay_ca_file {
+        builder = builder
+            .ca_tls_config(iroh::tls::CaTlsConfig::default().with_extra_roots(relay_roots(path)?));
+    }
+    let mut builder = builder
         .secret_key(secret)
         .transport_config(transport)
         .alpns(vec![ALPN.to_vec()])
@@ -145,5 +150,43 @@ pub(super) async fn current_addr(endpoint: &Endpoint) -> EndpointAddr {
             }
             return addr;
         }
+    }
+}
+
+/// The certificates of a PEM file (`relay_ca_file`); an error names the key and the file.
+fn relay_roots(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, EngineError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: &dyn std::fmt::Display| {
+        EngineError::Config(format!("relay_ca_file {}: {e}", path.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    if certs.is_empty() {
+        return Err(bad(&"no certificate in it"));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod relay_roots_tests {
+    use super::*;
+
+    #[test]
+    fn a_file_without_certificates_is_an_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let err = relay_roots(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("relay_ca_file") && err.contains("no certificate"),
+            "{err}"
+        );
+        let missing = relay_roots(&dir.path().join("absent.pem")).unwrap_err();
+        assert!(missing.to_string().contains("relay_ca_file"));
     }
 }

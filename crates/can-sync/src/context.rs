@@ -198,10 +198,11 @@ pub(crate) struct Context {
     /// Addresses learnt from discovery, for dialling by id.
     pub(crate) lookup: MemoryLookup,
     pub(crate) connected: Mutex<HashSet<EndpointId>>,
-    /// Sessions we dialled (connecting or connected) and sessions peers dialled, for the
-    /// bounded fan-out ([`crate::fanout`]); each is held by a [`FanSlot`].
+    /// Sessions held (dialled: connecting or connected; or accepted), for the bounded
+    /// fan-out ([`crate::fanout`]); each is held by a [`FanSlot`].
+    sessions: Arc<std::sync::atomic::AtomicUsize>,
+    /// Of those, the sessions we dialled.
     outbound: Arc<std::sync::atomic::AtomicUsize>,
-    inbound: Arc<std::sync::atomic::AtomicUsize>,
     /// `max_peers` (0 = no limit).
     pub max_peers: usize,
     pub(crate) candidates: Mutex<Candidates<EndpointId>>,
@@ -256,8 +257,8 @@ impl Context {
             paused: AtomicBool::new(p.paused),
             lookup: p.lookup,
             connected: Mutex::new(HashSet::new()),
+            sessions: Arc::default(),
             outbound: Arc::default(),
-            inbound: Arc::default(),
             max_peers: p.max_peers,
             candidates: Mutex::new(Candidates::default()),
             dial_permits: Semaphore::new(crate::candidates::MAX_CONCURRENT_DIALS),
@@ -310,17 +311,23 @@ impl Context {
     }
 
     /// A slot for a session we dial to `id`, if the fan-out allows one now.
-    pub fn outbound_slot(&self, id: &EndpointId) -> Option<FanSlot> {
-        let (pinned, lan) = (self.is_pinned(id), self.is_lan_candidate(id));
-        FanSlot::take(&self.outbound, |n| {
-            crate::fanout::may_dial(n, self.max_peers, pinned, lan)
-        })
+    pub fn outbound_slot(&self, id: &EndpointId) -> Option<(FanSlot, FanSlot)> {
+        let pinned = self.is_pinned(id);
+        let sessions = self.sessions.load(Ordering::Acquire);
+        let out = FanSlot::take(&self.outbound, |n| {
+            crate::fanout::may_dial(n, sessions, self.max_peers, pinned)
+        })?;
+        // The total is checked again as it is counted (an incoming session may have come).
+        let all = FanSlot::take(&self.sessions, |n| {
+            pinned || self.max_peers == 0 || n < self.max_peers
+        })?;
+        Some((out, all))
     }
 
     /// A slot for a session `id` dialled, if the fan-out allows one now.
     pub fn inbound_slot(&self, id: &EndpointId) -> Option<FanSlot> {
         let pinned = self.is_pinned(id) || self.is_connected(id);
-        FanSlot::take(&self.inbound, |n| {
+        FanSlot::take(&self.sessions, |n| {
             crate::fanout::may_accept(n, self.max_peers, pinned)
         })
     }
@@ -331,15 +338,6 @@ impl Context {
             .lock()
             .map(|c| c.source(id) == Some(Source::Ticket))
             .unwrap_or(false)
-    }
-
-    /// Whether the known addresses of `id` are on the LAN (bounded fan-out favours them).
-    pub fn is_lan_candidate(&self, id: &EndpointId) -> bool {
-        self.lookup.get_endpoint_info(*id).is_some_and(|info| {
-            EndpointAddr::from(info)
-                .ip_addrs()
-                .any(|a| crate::bandwidth::is_lan(a.ip()))
-        })
     }
 
     pub fn is_connected(&self, id: &EndpointId) -> bool {

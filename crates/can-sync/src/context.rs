@@ -310,6 +310,17 @@ impl Context {
             .unwrap_or(false)
     }
 
+    /// Whether the fan-out would allow a session dialled to `id` now (nothing is taken: the
+    /// slot is taken once the connection is up, see [`Context::outbound_slot`]).
+    pub fn dial_allowed(&self, id: &EndpointId) -> bool {
+        crate::fanout::may_dial(
+            self.outbound.load(Ordering::Acquire),
+            self.sessions.load(Ordering::Acquire),
+            self.max_peers,
+            self.is_pinned(id),
+        )
+    }
+
     /// A slot for a session we dial to `id`, if the fan-out allows one now.
     pub fn outbound_slot(&self, id: &EndpointId) -> Option<(FanSlot, FanSlot)> {
         let pinned = self.is_pinned(id);

@@ -99,12 +99,11 @@ async fn dial_loop(ctx: Arc<Context>, id: EndpointId, defer: bool) {
             sleep_or_cancel(&ctx, Duration::from_millis(500)).await;
             continue;
         }
-        // Held for the whole session: a dialled connection counts until it ends.
-        let Some(_slot) = ctx.outbound_slot(&id) else {
+        if !ctx.dial_allowed(&id) {
             // Enough peers: wait for one to leave (the jitter spreads who takes its place).
             sleep_or_cancel(&ctx, jitter(Duration::from_secs(2))).await;
             continue;
-        };
+        }
         let started = Instant::now();
         match attempt(&ctx, id).await {
             Attempt::Session(RunOutcome::Admitted) => {
@@ -190,7 +189,16 @@ async fn attempt(ctx: &Arc<Context>, id: EndpointId) -> Attempt {
         tokio::time::timeout(limit, ctx.endpoint.connect(EndpointAddr::new(id), ALPN)).await
     };
     match connected {
-        Ok(Ok(conn)) => Attempt::Session(peer::run(ctx.clone(), conn, Role::Dialer).await),
+        Ok(Ok(conn)) => {
+            // The fan-out slot is taken once the connection is up (attempts to unreachable
+            // candidates are bounded by the dial permits, not by it) and held for the whole
+            // session; dials that raced past the check above stop here.
+            let Some(_slot) = ctx.outbound_slot(&id) else {
+                peer::close_conn(&conn, peer::close::FULL, "enough peers");
+                return Attempt::Session(RunOutcome::Limited);
+            };
+            Attempt::Session(peer::run(ctx.clone(), conn, Role::Dialer).await)
+        }
         Ok(Err(e)) => {
             let reason = format!("{e:#}");
             if is_incompatible(&reason) {

@@ -19,6 +19,11 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 pub enum SyncOpError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The asset was deleted here.
+    #[error("{0}")]
+    Gone(String),
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -32,22 +37,69 @@ impl From<HashError> for SyncOpError {
 }
 
 impl SyncOpError {
-    /// The status the sync API answers: 400, 409, 410, 413, 422, 507 or 500.
+    /// The status the sync API answers: 400, 404, 409, 410, 413, 422, 507 or 500.
     pub fn status(&self) -> u16 {
         match self {
             SyncOpError::BadRequest(_) => 400,
-            SyncOpError::Ingest(e) => match e {
-                IngestError::Invalid { .. } | IngestError::Interrupted(_) => 400,
-                IngestError::TooLarge { .. } => 413,
-                IngestError::HashMismatch { .. } | IngestError::SizeMismatch { .. } => 422,
-                IngestError::NoSpace { .. } => 507,
-                IngestError::Busy | IngestError::BeyondPartial { .. } => 409,
-                IngestError::Superseded { .. } => 410,
-                IngestError::Store(_) => 500,
-            },
+            SyncOpError::NotFound(_) => 404,
+            SyncOpError::Gone(_) => 410,
+            SyncOpError::Ingest(e) => ingest_status(e),
             SyncOpError::Store(_) => 500,
         }
     }
+}
+
+/// The HTTP status of a refused upload, on either API: the one table.
+pub fn ingest_status(e: &IngestError) -> u16 {
+    match e {
+        IngestError::Invalid { .. } | IngestError::Interrupted(_) => 400,
+        IngestError::TooLarge { .. } => 413,
+        IngestError::HashMismatch { .. } | IngestError::SizeMismatch { .. } => 422,
+        IngestError::NoSpace { .. } => 507,
+        IngestError::Busy | IngestError::BeyondPartial { .. } => 409,
+        IngestError::Superseded { .. } => 410,
+        IngestError::Store(_) => 500,
+    }
+}
+
+/// A stored asset's metadata and its content file, positioned at byte `offset`
+/// (`GET /sync/v1/assets/{hash}?offset=`): 404 unknown, 410 deleted, 400 past its end.
+pub async fn open_content(
+    store: &Store,
+    hash: AssetHash,
+    offset: u64,
+) -> Result<(AssetMeta, tokio::fs::File), SyncOpError> {
+    let meta = match store.record(hash).await? {
+        Some(m) if !m.is_deleted() => m,
+        Some(_) => return Err(SyncOpError::Gone(format!("asset {hash} was deleted"))),
+        None => return Err(SyncOpError::NotFound(format!("no asset {hash}"))),
+    };
+    if offset > meta.size {
+        return Err(SyncOpError::BadRequest(format!(
+            "offset {offset} is past the asset's {} bytes",
+            meta.size
+        )));
+    }
+    let path = store.content_path(&hash);
+    let io_error = |source| StoreError::Io {
+        path: path.clone(),
+        source,
+    };
+    // Deleted between the lookup and the open: the content went to the trash.
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SyncOpError::Gone(format!("asset {hash} was deleted")));
+        }
+        Err(e) => return Err(io_error(e).into()),
+    };
+    if offset > 0 {
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(io_error)?;
+    }
+    Ok((meta, file))
 }
 
 pub fn asset_pb(meta: &AssetMeta) -> pb::Asset {

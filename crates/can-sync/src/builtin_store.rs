@@ -11,9 +11,8 @@ use futures_util::{Stream, StreamExt};
 
 use crate::can_client::{CanError, Ingested};
 
-/// Entries per listing page, and changes read per batch by the event stream.
+/// Entries per listing page.
 const PAGE: usize = 10_000;
-const EVENT_BATCH: usize = 500;
 
 /// An embedded store, for `EngineConfig::builtin_store`.
 #[derive(Clone)]
@@ -41,33 +40,12 @@ impl BuiltinStore {
         .await
     }
 
-    /// Changes after `after`, read from the index as the SSE route does: nothing is missed,
-    /// and a caught-up stream sleeps until the store's latest seq moves.
+    /// Changes after `after`, live: the store's change stream (as the SSE route sends it).
     pub fn events(&self, after: u64) -> BoxStream<'static, Result<pb::IngestEvent, CanError>> {
-        let store = self.store.clone();
-        let rx = store.subscribe();
-        let state = (store, after, rx, std::collections::VecDeque::new());
-        futures_util::stream::unfold(state, |(store, mut cursor, mut rx, mut buf)| async move {
-            loop {
-                if let Some(meta) = buf.pop_front() {
-                    let event = sync_ops::event_pb(&meta);
-                    return Some((Ok(event), (store, cursor, rx, buf)));
-                }
-                rx.borrow_and_update();
-                match store.changes(cursor, EVENT_BATCH).await {
-                    Ok((page, _)) if !page.is_empty() => {
-                        cursor = page.last().map_or(cursor, |a| a.seq);
-                        buf.extend(page);
-                    }
-                    Ok(_) => rx.changed().await.ok()?,
-                    Err(e) => {
-                        let e = store_error(e);
-                        return Some((Err(e), (store, cursor, rx, buf)));
-                    }
-                }
-            }
-        })
-        .boxed()
+        self.store
+            .change_stream(after)
+            .map(|change| change.map(|m| sync_ops::event_pb(&m)).map_err(store_error))
+            .boxed()
     }
 
     pub fn partial(&self, hash: &[u8; 32]) -> Option<u64> {
@@ -81,29 +59,13 @@ impl BuiltinStore {
         offset: u64,
     ) -> Result<(pb::Asset, BoxStream<'static, Result<Bytes, CanError>>), CanError> {
         let hash = AssetHash::from(blake3::Hash::from_bytes(*hash));
-        let meta = match self.store.record(hash).await.map_err(store_error)? {
-            Some(m) if !m.is_deleted() => m,
-            Some(_) => return Err(CanError::Deleted(format!("asset {hash} was deleted"))),
-            None => return Err(CanError::NotFound),
-        };
-        if offset > meta.size {
-            return Err(CanError::Status {
-                status: 400,
-                message: format!("offset {offset} is past the asset's {} bytes", meta.size),
-            });
-        }
-        let path = self.store.content_path(&hash);
+        let (meta, file) = sync_ops::open_content(&self.store, hash, offset)
+            .await
+            .map_err(op_error)?;
         let io = |e: std::io::Error| CanError::Status {
             status: 500,
             message: e.to_string(),
         };
-        let mut file = tokio::fs::File::open(&path).await.map_err(io)?;
-        if offset > 0 {
-            use tokio::io::AsyncSeekExt;
-            file.seek(std::io::SeekFrom::Start(offset))
-                .await
-                .map_err(io)?;
-        }
         let content = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
             .map(move |r| r.map_err(io));
         Ok((sync_ops::asset_pb(&meta), content.boxed()))
@@ -160,11 +122,5 @@ fn store_error(e: can_service::store::StoreError) -> CanError {
 
 /// The error the HTTP client would report for the status the sync API answers.
 fn op_error(e: SyncOpError) -> CanError {
-    let status = e.status();
-    let message = e.to_string();
-    match status {
-        410 => CanError::Deleted(message),
-        422 => CanError::Rejected(message),
-        _ => CanError::Status { status, message },
-    }
+    CanError::from_status(e.status(), e.to_string())
 }

@@ -36,6 +36,18 @@ pub enum CanError {
 }
 
 impl CanError {
+    /// The error for a status the sync API answered with `message` (both store links).
+    pub fn from_status(status: u16, message: String) -> Self {
+        match status {
+            401 => CanError::Unauthorized,
+            404 if message.contains("sync API") => CanError::NoSyncApi,
+            404 => CanError::NotFound,
+            410 => CanError::Deleted(message),
+            422 => CanError::Rejected(message),
+            _ => CanError::Status { status, message },
+        }
+    }
+
     /// Whether the service itself is unavailable (as opposed to refusing one request).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, CanError::Unreachable { .. })
@@ -122,14 +134,7 @@ impl CanClient {
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        Err(match status {
-            401 => CanError::Unauthorized,
-            404 if message.contains("sync API") => CanError::NoSyncApi,
-            404 => CanError::NotFound,
-            410 => CanError::Deleted(message),
-            422 => CanError::Rejected(message),
-            _ => CanError::Status { status, message },
-        })
+        Err(CanError::from_status(status, message))
     }
 
     /// One page of hashes (and deletions, where the service has them) after `after`.

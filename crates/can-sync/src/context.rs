@@ -101,7 +101,7 @@ pub(crate) enum Cmd {
         reply: oneshot::Sender<usize>,
     },
     /// What the store holds (for the status), read after deletions.
-    StoreTotals(can_proto::sync_api::Totals),
+    StoreTotals(Option<can_proto::sync_api::Totals>),
     StoreState(Result<(), String>),
     Fetched {
         id: EndpointId,

@@ -131,10 +131,6 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         self.deleted.remove(h);
     }
 
-    pub fn is_deleted(&self, h: &Hash) -> bool {
-        self.deleted.contains(h)
-    }
-
     /// Seeds the hashes deleted here (start-up).
     pub fn load_deleted(&mut self, hashes: impl IntoIterator<Item = Hash>) {
         self.deleted.extend(hashes);
@@ -299,6 +295,20 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_deleted_here_is_not_fetched_until_undeleted() {
+        let mut p: Planner<u8> = Planner::new(8, 16);
+        p.peer_connected(1);
+        p.load_local([[1; 32]]);
+        p.remove_local([1; 32]);
+        assert_eq!(p.local_count(), 0);
+        p.peer_has(1, [[1; 32]]);
+        assert!(p.next_requests().is_empty(), "fetched a hash deleted here");
+        p.undelete(&[1; 32]);
+        p.peer_has(1, [[1; 32]]);
+        assert_eq!(p.next_requests(), vec![(1, [1; 32])]);
+    }
 
     fn h(n: u32) -> Hash {
         let mut x = [0u8; 32];

@@ -18,6 +18,8 @@ pub const FEATURE: &str = "tombstones-v1";
 pub const SET: u32 = 1;
 /// Most records in one `Records` message, sent or accepted.
 pub const RECORDS_PER_FRAME: usize = 1024;
+/// The largest stamp a record may carry (stores keep stamps in signed 64-bit integers).
+pub const MAX_STAMP: u64 = i64::MAX as u64;
 /// Longest name a record may carry, in bytes (as the store's).
 pub const MAX_NAME_BYTES: usize = 4096;
 
@@ -67,18 +69,6 @@ pub struct Tombs {
 }
 
 impl Tombs {
-    pub fn len(&self) -> usize {
-        self.by_hash.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
-    }
-
-    pub fn get(&self, hash: &Hash) -> Option<&Tomb> {
-        self.by_hash.get(hash)
-    }
-
     /// Records a deletion (replacing an earlier one of the same hash); whether it changed.
     pub fn insert(&mut self, tomb: Tomb) -> bool {
         if self

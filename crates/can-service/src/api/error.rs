@@ -67,20 +67,12 @@ impl From<StoreError> for ApiError {
 
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
-        let status = match &e {
-            IngestError::Invalid { .. } => StatusCode::BAD_REQUEST,
-            IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::HashMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            IngestError::SizeMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            IngestError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            IngestError::Interrupted(_) => StatusCode::BAD_REQUEST,
-            IngestError::Busy | IngestError::BeyondPartial { .. } => StatusCode::CONFLICT,
-            IngestError::Superseded { .. } => StatusCode::GONE,
-            IngestError::Store(_) => {
-                tracing::error!(error = %e, "store failure during ingest");
-                return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-            }
-        };
+        if let IngestError::Store(_) = &e {
+            tracing::error!(error = %e, "store failure during ingest");
+            return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+        let status = StatusCode::from_u16(crate::sync_ops::ingest_status(&e))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self::new(status, e.to_string())
     }
 }
@@ -105,6 +97,8 @@ impl From<crate::sync_ops::SyncOpError> for ApiError {
         use crate::sync_ops::SyncOpError;
         match e {
             SyncOpError::BadRequest(m) => Self::bad_request(m),
+            SyncOpError::NotFound(m) => Self::not_found(m),
+            SyncOpError::Gone(m) => Self::new(StatusCode::GONE, m),
             SyncOpError::Ingest(e) => e.into(),
             SyncOpError::Store(e) => e.into(),
         }

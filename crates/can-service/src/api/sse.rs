@@ -2,22 +2,19 @@
 //! `/sync/v1/events`: `event: ingest` for a stored (or restored) asset, `event: delete` for a
 //! deletion.
 //!
-//! Each stream is driven by the index, not by an in-memory queue: it reads rows after its
-//! cursor, and when it has caught up it waits for the store's "latest seq" to change. A
-//! slow client therefore never loses events, and a resumed one gets exactly what it missed.
+//! Each stream is the store's change stream ([`Store::change_stream`]): driven by the index,
+//! not by an in-memory queue, so a slow client never loses events and a resumed one gets
+//! exactly what it missed.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 use super::error::ApiError;
 use crate::store::{AssetMeta, Store};
-
-const BATCH: usize = 500;
 
 /// Where a stream starts: `Last-Event-ID` wins over `?after=`; neither = only new events.
 pub fn start_seq(store: &Store, headers: &HeaderMap, after: Option<u64>) -> Result<u64, ApiError> {
@@ -37,40 +34,24 @@ pub fn ingest_events(
     after: u64,
     render: fn(&AssetMeta) -> String,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = store.subscribe();
-    let state = (store, after, rx, VecDeque::<AssetMeta>::new());
-    let stream = futures_util::stream::unfold(
-        state,
-        move |(store, mut cursor, mut rx, mut buf)| async move {
-            loop {
-                if let Some(asset) = buf.pop_front() {
-                    let event = Event::default()
-                        .event(if asset.is_deleted() {
-                            "delete"
-                        } else {
-                            "ingest"
-                        })
-                        .id(asset.seq.to_string())
-                        .data(render(&asset));
-                    return Some((Ok(event), (store, cursor, rx, buf)));
-                }
-                rx.borrow_and_update();
-                match store.changes(cursor, BATCH).await {
-                    Ok((page, _)) if !page.is_empty() => {
-                        cursor = page.last().map_or(cursor, |a| a.seq);
-                        buf.extend(page);
-                    }
-                    Ok(_) => {
-                        // Caught up: sleep until something is stored (or the store goes away).
-                        rx.changed().await.ok()?;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "event stream stopped");
-                        return None;
-                    }
+    // The change stream ends after an error, so the SSE response ends with it.
+    let stream = store
+        .change_stream(after)
+        .filter_map(move |change| async move {
+            match change {
+                Ok(asset) => Some(Ok(Event::default()
+                    .event(if asset.is_deleted() {
+                        "delete"
+                    } else {
+                        "ingest"
+                    })
+                    .id(asset.seq.to_string())
+                    .data(render(&asset)))),
+                Err(e) => {
+                    tracing::error!(error = %e, "event stream stopped");
+                    None
                 }
             }
-        },
-    );
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

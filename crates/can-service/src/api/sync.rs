@@ -17,7 +17,7 @@ use tokio_util::io::ReaderStream;
 
 use super::auth::BearerKey;
 use super::error::{ApiError, closing};
-use super::public::{check_content_length, find};
+use super::public::check_content_length;
 use super::query::{After, ApiQuery};
 use super::sse;
 use crate::hash::AssetHash;
@@ -84,24 +84,8 @@ pub async fn fetch(
     Path(hash): Path<String>,
     ApiQuery(q): ApiQuery<FetchQuery>,
 ) -> Result<Response, ApiError> {
-    let meta = find(&store, &hash).await?;
-    if q.offset > meta.size {
-        return Err(ApiError::bad_request(format!(
-            "offset {} is past the asset's {} bytes",
-            q.offset, meta.size
-        )));
-    }
-    let path = store.content_path(&meta.hash);
-    let io_error = |path, source| crate::store::StoreError::Io { path, source };
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| io_error(path.clone(), e))?;
-    if q.offset > 0 {
-        use tokio::io::AsyncSeekExt;
-        file.seek(std::io::SeekFrom::Start(q.offset))
-            .await
-            .map_err(|e| io_error(path.clone(), e))?;
-    }
+    let hash = AssetHash::from_hex(&hash)?;
+    let (meta, file) = sync_ops::open_content(&store, hash, q.offset).await?;
     let head = Bytes::from(asset_pb(&meta).encode_length_delimited_to_vec());
     let length = head.len() as u64 + meta.size - q.offset;
     let body = futures_util::stream::once(async move { Ok(head) })
@@ -190,13 +174,24 @@ pub async fn events(
 }
 
 /// A peer's change of one hash: `Record` → `RecordResponse`.
-pub async fn record(State(store): State<Store>, body: Bytes) -> Result<Response, ApiError> {
-    if body.len() > MAX_META_FRAME {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Record is too large",
-        ));
+pub async fn record(State(store): State<Store>, body: Body) -> Response {
+    match apply_record(store, body).await {
+        Ok(r) => r,
+        // The body may not have been read to its end.
+        Err(e) => closing(e.into_response()),
     }
+}
+
+async fn apply_record(store: Store, body: Body) -> Result<Response, ApiError> {
+    // Read at most one frame's worth: bodies are not limited by the router (uploads stream).
+    let body = axum::body::to_bytes(body, MAX_META_FRAME)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Record is larger than 64 KiB, or its body broke off",
+            )
+        })?;
     let record = pb::Record::decode(body)
         .map_err(|e| ApiError::bad_request(format!("malformed Record: {e}")))?;
     let reply = sync_ops::apply_record(&store, record).await?;

@@ -8,6 +8,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The largest stamp a store takes: stamps live in SQLite's signed 64-bit integers, and one
+/// beyond would be stored as another value (and re-applied, and re-sent, forever).
+pub const MAX_STAMP: u64 = i64::MAX as u64;
+
 /// Bits of the logical counter below the milliseconds.
 const COUNTER_BITS: u32 = 16;
 

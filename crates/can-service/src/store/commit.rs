@@ -18,6 +18,7 @@ impl Store {
         hash: AssetHash,
         stamp: Option<u64>,
     ) -> Result<Option<AssetMeta>, IngestError> {
+        super::ingest::check_stamp(stamp)?;
         match self.record(hash).await? {
             Some(live) if !live.is_deleted() => {
                 self.adopt_stamp(&live, stamp).await?;
@@ -36,11 +37,6 @@ impl Store {
         written: Written<F>,
         new: NewAsset,
     ) -> Result<IngestOutcome, IngestError> {
-        if let Some(existing) = self.get(written.hash).await? {
-            written.file.discard();
-            self.adopt_stamp(&existing, new.stamp).await?;
-            return Ok(IngestOutcome::Existing(existing));
-        }
         if let Some(stamp) = new.stamp {
             self.inner.clock.observe(stamp);
         }
@@ -50,8 +46,7 @@ impl Store {
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// A peer's later stamp for content we hold: remembered, so that a deletion with a
-    /// stamp between the two cannot win here while it loses elsewhere.
+    /// A peer's later stamp for content we hold: remembered (see `commit_blocking`).
     async fn adopt_stamp(
         &self,
         existing: &AssetMeta,
@@ -78,17 +73,22 @@ impl Store {
         // the content is placed, under the lock that every state change takes.
         let mut conn = inner.db.lock().unwrap_or_else(|p| p.into_inner());
         let row = db::get(&conn, &hash).map_err(StoreError::from)?;
+        if let Some(live) = row.as_ref().filter(|r| !r.is_deleted()) {
+            // Stored already (before this upload, or by a concurrent one): keep a peer's
+            // later stamp for it, so that a deletion between the two cannot win here while
+            // it loses elsewhere.
+            file.discard();
+            if let Some(stamp) = new.stamp.filter(|s| *s > live.stamp) {
+                db::set_stamp(&conn, &hash, stamp).map_err(StoreError::from)?;
+            }
+            return Ok(IngestOutcome::Existing(live.clone()));
+        }
         // An upload here outranks the deletion it undoes, however far ahead its stamp.
         let stamp = new.stamp.unwrap_or_else(|| match &row {
             Some(tomb) => inner.clock.after(tomb.stamp),
             None => inner.clock.now(),
         });
         match &row {
-            Some(live) if !live.is_deleted() => {
-                // A concurrent upload of the same content committed first.
-                file.discard();
-                return Ok(IngestOutcome::Existing(live.clone()));
-            }
             Some(tomb) if !wins(stamp, tomb) => {
                 file.discard();
                 return Err(IngestError::Superseded { stamp: tomb.stamp });

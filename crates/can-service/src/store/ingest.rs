@@ -133,7 +133,19 @@ impl NewAsset {
         if self.origin.chars().any(char::is_control) {
             return Err(invalid("origin", "contains control characters"));
         }
+        check_stamp(self.stamp)?;
         Ok(())
+    }
+}
+
+/// A stamp a peer gave, refused when out of the range stores keep.
+pub(super) fn check_stamp(stamp: Option<u64>) -> Result<(), IngestError> {
+    match stamp {
+        Some(s) if s > super::clock::MAX_STAMP => Err(IngestError::Invalid {
+            field: "stamp",
+            message: "is out of range (at most 2^63 - 1)".to_owned(),
+        }),
+        _ => Ok(()),
     }
 }
 

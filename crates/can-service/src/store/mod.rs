@@ -12,6 +12,7 @@
 //! for a while ([`trash`]); every change of a hash's state carries a stamp of the store's
 //! hybrid logical clock ([`clock`]) and gets a new seq.
 
+mod changes;
 pub mod clock;
 mod commit;
 mod db;
@@ -258,7 +259,8 @@ impl Store {
     }
 
     /// A new stamp of the store's clock.
-    pub fn stamp(&self) -> u64 {
+    #[cfg(test)]
+    fn stamp(&self) -> u64 {
         self.inner.clock.now()
     }
 

@@ -130,7 +130,8 @@ impl Store {
         .await
     }
 
-    /// Applies a peer's change of one hash if it outranks ours (see [`RecordOutcome`]).
+    /// Applies a peer's change of one hash if it outranks ours (see [`RecordOutcome`]). The
+    /// stamp must be at most [`super::clock::MAX_STAMP`] (`sync_ops` checks it).
     pub async fn apply_record(&self, record: Record) -> Result<RecordOutcome, StoreError> {
         let retention = self
             .inner

@@ -86,3 +86,70 @@ pub(super) fn path_of(conn: &Connection) -> (&'static str, Option<f64>) {
         _ => ("unknown", None),
     }
 }
+
+/// The store's totals (trash bytes and counts) for the status: read after each deletion or
+/// restore here and when a status asks for them older than [`TOTALS_MAX_AGE`] (the store's
+/// trash expiry sends no event). At most one read runs at a time: a thousand deletions in a
+/// row cost two reads of the store's totals, not a thousand.
+#[derive(Default)]
+pub(super) struct TotalsCache {
+    value: Option<(Instant, can_proto::sync_api::Totals)>,
+    reading: bool,
+    /// Something changed while a read ran: read again when it ends.
+    stale: bool,
+}
+
+/// A status request reads the totals again when they are older than this.
+pub(super) const TOTALS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl TotalsCache {
+    pub fn get(&self) -> can_proto::sync_api::Totals {
+        self.value.as_ref().map(|(_, t)| *t).unwrap_or_default()
+    }
+
+    /// Whether to start a read now: `changed` (a deletion or restore happened) or the value
+    /// is missing or old.
+    pub fn wants_read(&mut self, changed: bool) -> bool {
+        let old = self
+            .value
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > TOTALS_MAX_AGE);
+        if !(changed || old) {
+            return false;
+        }
+        if self.reading {
+            self.stale = true;
+            return false;
+        }
+        self.reading = true;
+        true
+    }
+
+    /// A read ended; whether to read again (a change came meanwhile).
+    pub fn read(&mut self, totals: Option<can_proto::sync_api::Totals>) -> bool {
+        self.reading = false;
+        if let Some(t) = totals {
+            self.value = Some((Instant::now(), t));
+        }
+        std::mem::take(&mut self.stale) && self.wants_read(true)
+    }
+}
+
+#[cfg(test)]
+mod totals_tests {
+    use super::*;
+
+    #[test]
+    fn one_read_at_a_time_and_one_more_after_changes_meanwhile() {
+        let mut c = TotalsCache::default();
+        assert!(c.wants_read(false), "nothing read yet");
+        assert!(!c.wants_read(true) && !c.wants_read(true), "a read runs");
+        assert!(c.read(Some(Default::default())), "changes came: read again");
+        assert!(!c.read(Some(Default::default())));
+        assert!(!c.wants_read(false), "fresh");
+        assert!(c.wants_read(true));
+        // A failed read clears the flag too.
+        assert!(!c.read(None));
+        assert!(c.wants_read(true));
+    }
+}

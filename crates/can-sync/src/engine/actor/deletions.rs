@@ -39,7 +39,7 @@ impl Actor {
             };
             if self.tombs.insert(tomb.clone()) {
                 self.push_records(vec![tomb.record()], from);
-                self.refresh_totals();
+                self.refresh_totals(true);
             }
             if had {
                 tracing::info!(hash = %hex::encode(hash), peer = ?peer, "asset deleted");
@@ -65,7 +65,7 @@ impl Actor {
                 name: String::new(),
             };
             self.push_records(vec![record], from);
-            self.refresh_totals();
+            self.refresh_totals(true);
             self.emit(EngineEvent::AssetRestored {
                 peer,
                 hash: hex::encode(hash),
@@ -127,7 +127,7 @@ impl Actor {
             });
         }
         pass.extend(verdict.apply.into_iter().map(deletion_record));
-        self.apply_records(pass);
+        self.apply_records(pass, false);
     }
 
     /// What the guard holds, for the status.
@@ -139,22 +139,50 @@ impl Actor {
         }
     }
 
-    /// Applies peers' changes to our store, in order, on a task of their own; answers each
-    /// sender whose change our store outranks with ours.
-    fn apply_records(&mut self, records: Vec<(EndpointId, pb::Record)>) {
+    /// Applies changes to our store, in order, on one worker task (the store serialises
+    /// them anyway); answers each sender whose change our store outranks with ours. A
+    /// peer's batch that finds the worker's queue full is dropped and that peer gets a new
+    /// round instead (its reconciliation brings the changes again): what peers make us do
+    /// stays bounded. The user's own batches (`from_user`) always wait their turn.
+    fn apply_records(&mut self, records: Vec<(EndpointId, pb::Record)>, from_user: bool) {
         if records.is_empty() {
             return;
         }
-        let ctx = self.ctx.clone();
-        let senders: std::collections::HashMap<
-            EndpointId,
-            (usize, tokio::sync::mpsc::Sender<PeerCmd>),
-        > = self
-            .peers
-            .iter()
-            .map(|(id, p)| (*id, (p.conn_id, p.peer.clone())))
-            .collect();
-        tokio::spawn(apply_all(ctx, records, senders));
+        let batch = RecordBatch {
+            senders: self
+                .peers
+                .iter()
+                .map(|(id, p)| (*id, (p.conn_id, p.peer.clone())))
+                .collect(),
+            records,
+        };
+        let tx = self
+            .records_tx
+            .get_or_insert_with(|| {
+                let (tx, rx) = tokio::sync::mpsc::channel(RECORD_BATCHES);
+                tokio::spawn(apply_worker(self.ctx.clone(), rx));
+                tx
+            })
+            .clone();
+        if from_user {
+            tokio::spawn(async move {
+                let _ = tx.send(batch).await;
+            });
+            return;
+        }
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(batch)) = tx.try_send(batch) {
+            let from: std::collections::HashSet<EndpointId> =
+                batch.records.iter().map(|(id, _)| *id).collect();
+            tracing::warn!(
+                records = batch.records.len(),
+                "peers send changes faster than our store applies them; dropped, a new round brings them again"
+            );
+            for id in from {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.round_due = true;
+                }
+            }
+        }
     }
 
     /// A peer's record made an asset live that our store lacks.
@@ -212,17 +240,23 @@ impl Actor {
                 .collect();
             self.push_records(live, None);
         }
-        self.apply_records(records);
+        self.apply_records(records, true);
         count
     }
 
-    /// Reads the store's totals (trash bytes) for the status, off the actor.
-    pub(super) fn refresh_totals(&self) {
+    /// Reads the store's totals (trash bytes) for the status, off the actor, if `changed`
+    /// or they are old (see [`TotalsCache`](crate::engine::status::TotalsCache)).
+    pub(super) fn refresh_totals(&mut self, changed: bool) {
+        if self.store_totals.wants_read(changed) {
+            self.read_totals();
+        }
+    }
+
+    pub(super) fn read_totals(&self) {
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            if let Ok(t) = ctx.can.totals().await {
-                let _ = ctx.cmd.send(Cmd::StoreTotals(t)).await;
-            }
+            let t = ctx.can.totals().await.ok();
+            let _ = ctx.cmd.send(Cmd::StoreTotals(t)).await;
         });
     }
 }
@@ -241,12 +275,28 @@ fn deletion_record(d: Deletion<EndpointId>) -> (EndpointId, pb::Record) {
     )
 }
 
-/// Applies records one by one (the store serialises them anyway).
-async fn apply_all(
-    ctx: Arc<Context>,
+/// Batches of changes queued for the worker at most (each up to 1,024 records).
+const RECORD_BATCHES: usize = 16;
+
+/// Changes to apply, and the connections to answer on (as of when they were queued).
+pub(super) struct RecordBatch {
     records: Vec<(EndpointId, pb::Record)>,
     senders: std::collections::HashMap<EndpointId, (usize, tokio::sync::mpsc::Sender<PeerCmd>)>,
-) {
+}
+
+async fn apply_worker(ctx: Arc<Context>, mut rx: tokio::sync::mpsc::Receiver<RecordBatch>) {
+    loop {
+        let batch = tokio::select! {
+            b = rx.recv() => b,
+            _ = ctx.cancelled() => None,
+        };
+        let Some(batch) = batch else { return };
+        apply_all(&ctx, batch).await;
+    }
+}
+
+/// Applies records one by one.
+async fn apply_all(ctx: &Context, RecordBatch { records, senders }: RecordBatch) {
     let ours = ctx.endpoint.id();
     let mut answers: std::collections::HashMap<EndpointId, Vec<pb::Record>> = Default::default();
     for (id, mut record) in records {

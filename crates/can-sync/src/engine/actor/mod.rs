@@ -36,8 +36,6 @@ const MIN_ROUND_GAP: Duration = Duration::from_secs(10);
 const EARLY_CMDS: usize = 1024;
 /// How long transfers wait after the store said it is out of space.
 const STORE_FULL_HOLD: Duration = Duration::from_secs(30);
-/// A status request reads the store's totals again when they are older than this.
-const TOTALS_MAX_AGE: Duration = Duration::from_secs(60);
 /// Transfers listed in a status or progress event (all count in `bytes_left`).
 const MAX_LISTED_TRANSFERS: usize = 64;
 
@@ -61,10 +59,10 @@ pub(super) struct Actor {
     /// Our store's deletions, as reconciled with peers.
     tombs: crate::tombs::Tombs,
     guard: crate::guard::DeleteGuard<EndpointId>,
-    /// What the store holds (trash bytes for the status), and when it was read: after each
-    /// deletion or restore here, and on a status request when older than
-    /// [`TOTALS_MAX_AGE`] (the store's trash expiry sends no event).
-    store_totals: Option<(Instant, can_proto::sync_api::Totals)>,
+    /// What the store holds (trash bytes for the status).
+    store_totals: super::status::TotalsCache,
+    /// The queue of the task that applies changes to our store (started on first use).
+    records_tx: Option<mpsc::Sender<deletions::RecordBatch>>,
 }
 
 impl Actor {
@@ -89,7 +87,8 @@ impl Actor {
             was_moving: false,
             tombs: crate::tombs::Tombs::default(),
             guard: crate::guard::DeleteGuard::new(guard),
-            store_totals: None,
+            store_totals: Default::default(),
+            records_tx: None,
         }
     }
 
@@ -132,7 +131,7 @@ impl Actor {
             }
         };
         self.loaded = true;
-        self.refresh_totals();
+        self.refresh_totals(false);
         tokio::spawn(local::watch(self.ctx.clone(), cursor, poll_interval));
         for cmd in early {
             self.handle(cmd);
@@ -332,7 +331,11 @@ impl Actor {
             Cmd::ReleaseDeletions { apply, reply } => {
                 let _ = reply.send(self.release_deletions(apply));
             }
-            Cmd::StoreTotals(t) => self.store_totals = Some((Instant::now(), t)),
+            Cmd::StoreTotals(t) => {
+                if self.store_totals.read(t) {
+                    self.read_totals();
+                }
+            }
             Cmd::StoreState(state) => {
                 if state.is_ok() {
                     self.hold_until = None;
@@ -373,13 +376,7 @@ impl Actor {
             }
             Cmd::Status(tx) => {
                 let _ = tx.send(self.status());
-                if self
-                    .store_totals
-                    .as_ref()
-                    .is_none_or(|(at, _)| at.elapsed() > TOTALS_MAX_AGE)
-                {
-                    self.refresh_totals();
-                }
+                self.refresh_totals(false);
             }
         }
     }
@@ -462,12 +459,9 @@ impl Actor {
             bytes_left: progress.bytes_left,
             download_rate: progress.download_rate,
             upload_rate: progress.upload_rate,
-            trash_assets: self
-                .store_totals
-                .as_ref()
-                .map_or(0, |(_, t)| t.trash_assets),
-            trash_bytes: self.store_totals.as_ref().map_or(0, |(_, t)| t.trash_bytes),
-            tombstones: self.store_totals.as_ref().map_or(0, |(_, t)| t.tombstones),
+            trash_assets: self.store_totals.get().trash_assets,
+            trash_bytes: self.store_totals.get().trash_bytes,
+            tombstones: self.store_totals.get().tombstones,
             mass_delete_held: self.guard.is_holding().then(|| self.held()),
         }
     }

@@ -31,6 +31,9 @@ impl Handler {
             if r.hash.len() != 32 {
                 return Err(SessionError::Protocol("record hash is not 32 bytes".into()));
             }
+            if r.stamp > tombs::MAX_STAMP {
+                return Err(SessionError::Protocol("record stamp out of range".into()));
+            }
             if r.name.len() > tombs::MAX_NAME_BYTES {
                 return Err(SessionError::Protocol("record name too long".into()));
             }

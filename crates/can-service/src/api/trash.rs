@@ -23,6 +23,14 @@ pub async fn delete(
     Ok(Json(meta))
 }
 
+/// `?limit=N` of the trash listing. It has no paging (`after` is refused, not ignored): the
+/// newest deletions come first, and the totals cover the whole trash.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrashQuery {
+    limit: Option<usize>,
+}
+
 #[derive(serde::Serialize)]
 pub struct TrashList {
     /// Newest deletion first.
@@ -36,9 +44,13 @@ pub struct TrashList {
 /// (`?limit=`, default 100, at most 1000).
 pub async fn list(
     State(store): State<Store>,
-    ApiQuery(page): ApiQuery<Page>,
+    ApiQuery(page): ApiQuery<TrashQuery>,
 ) -> Result<Json<TrashList>, ApiError> {
-    let limit = page.limit(100, 1000)?;
+    let limit = Page {
+        after: 0,
+        limit: page.limit,
+    }
+    .limit(100, 1000)?;
     let assets = store.trash(limit).await?;
     let totals = store.totals().await?;
     Ok(Json(TrashList {

@@ -89,6 +89,8 @@ async fn a_deleted_asset_is_gone_from_the_api_and_kept_in_the_trash() {
     assert_eq!(hashes_of(&one["assets"]), vec![hb.clone()]);
     assert_eq!(one["total_assets"], 2);
     assert_eq!(get_status(&c, &svc, "/api/trash?limit=0").await, 400);
+    // No paging: `after` is refused rather than silently ignored.
+    assert_eq!(get_status(&c, &svc, "/api/trash?after=5").await, 400);
 
     let t = totals(&c, &svc).await;
     assert_eq!(

@@ -263,6 +263,11 @@ async fn a_transfer_that_stalls_is_aborted_and_completes_from_another_peer() {
         eventually_async(60, || has_asset(&c, &a.url, &hash)).await,
         "the asset did not arrive from the second peer"
     );
+    // The store holds the asset a moment before the agent reports it: await the event.
+    assert!(
+        eventually(10, || agent_a.count("asset_received") >= 1).await,
+        "no asset_received event"
+    );
     let from: Vec<String> = agent_a
         .events()
         .iter()

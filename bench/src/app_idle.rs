@@ -24,7 +24,7 @@ use can_testkit::window::{close_windows_of, comm, process_tree, webkit_processes
 use can_testkit::{Agent, KEY, LocalServers, Service, eventually, workspace_bin};
 
 use crate::compare::syncthing;
-use crate::proc::{cpu_seconds, mib};
+use crate::proc::{ThreadRun, cpu_ns, mib, threads};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,14 +62,23 @@ fn rss(pid: u32) -> (u64, u64) {
 /// CPU and memory of a process tree over one measured interval.
 struct Use {
     cpu_pct: f64,
+    /// Times a thread of the tree was put on a CPU (its wake-ups), per minute.
+    wakeups_per_min: f64,
     rss: u64,
     /// Per process at the end: name, RSS, anonymous RSS.
     parts: Vec<(String, u64, u64)>,
+    /// Per thread name over the interval: CPU ms and wake-ups, most wake-ups first.
+    threads: Vec<(String, f64, u64)>,
 }
 
 impl Use {
     fn cell(&self) -> String {
-        format!("{:.3} % · {:.1} MiB", self.cpu_pct, mib(self.rss))
+        format!(
+            "{:.3} % · {:.0} wake-ups/min · {:.1} MiB",
+            self.cpu_pct,
+            self.wakeups_per_min,
+            mib(self.rss)
+        )
     }
 
     fn detail(&self) -> String {
@@ -79,20 +88,42 @@ impl Use {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    fn busiest_threads(&self, n: usize) -> String {
+        self.threads
+            .iter()
+            .take(n)
+            .map(|(name, ms, runs)| format!("{name} {ms:.1} ms / {runs} wake-ups"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
-/// CPU seconds of the whole tree under each root now (processes gone since are not counted:
-/// measure only once the tree is stable).
-fn cpu_now(root: u32) -> f64 {
-    process_tree(root)
-        .iter()
-        .filter_map(|&p| cpu_seconds(p).ok())
-        .sum()
+/// A snapshot of a process tree: CPU ns per process (the process clock, so threads that
+/// ended count too) and every thread's scheduler figures.
+struct Snapshot {
+    cpu: Vec<(u32, u64)>,
+    threads: Vec<(u32, ThreadRun)>,
 }
 
-/// Measures the trees under `roots` over the same `secs`.
+fn snapshot(root: u32) -> Snapshot {
+    let tree = process_tree(root);
+    Snapshot {
+        cpu: tree
+            .iter()
+            .filter_map(|&p| cpu_ns(p).map(|c| (p, c)))
+            .collect(),
+        threads: tree
+            .iter()
+            .flat_map(|&p| threads(p).into_iter().map(move |t| (p, t)))
+            .collect(),
+    }
+}
+
+/// Measures the trees under `roots` over the same `secs`. CPU counts processes alive at
+/// both ends (one that started in between counts from zero); an idle tree keeps its set.
 async fn measure(roots: &[u32], secs: u64) -> Vec<Use> {
-    let before: Vec<f64> = roots.iter().map(|&r| cpu_now(r)).collect();
+    let before: Vec<Snapshot> = roots.iter().map(|&r| snapshot(r)).collect();
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let elapsed = t0.elapsed().as_secs_f64();
@@ -100,6 +131,34 @@ async fn measure(roots: &[u32], secs: u64) -> Vec<Use> {
         .iter()
         .zip(before)
         .map(|(&root, b)| {
+            let after = snapshot(root);
+            let cpu_ns: u64 = after
+                .cpu
+                .iter()
+                .map(|(p, c)| {
+                    let was = b.cpu.iter().find(|(q, _)| q == p).map_or(0, |(_, c)| *c);
+                    c.saturating_sub(was)
+                })
+                .sum();
+            let mut by_name: Vec<(String, f64, u64)> = Vec::new();
+            for (p, t) in &after.threads {
+                let was = b
+                    .threads
+                    .iter()
+                    .find(|(q, u)| q == p && u.tid == t.tid)
+                    .map(|(_, u)| (u.run_ns, u.runs))
+                    .unwrap_or((0, 0));
+                let ms = t.run_ns.saturating_sub(was.0) as f64 / 1e6;
+                let runs = t.runs.saturating_sub(was.1);
+                match by_name.iter_mut().find(|(n, _, _)| *n == t.name) {
+                    Some(e) => {
+                        e.1 += ms;
+                        e.2 += runs;
+                    }
+                    None => by_name.push((t.name.clone(), ms, runs)),
+                }
+            }
+            by_name.sort_by_key(|t| std::cmp::Reverse(t.2));
             let parts: Vec<(String, u64, u64)> = process_tree(root)
                 .into_iter()
                 .map(|p| {
@@ -108,9 +167,12 @@ async fn measure(roots: &[u32], secs: u64) -> Vec<Use> {
                 })
                 .collect();
             Use {
-                cpu_pct: (cpu_now(root) - b).max(0.0) / elapsed * 100.0,
+                cpu_pct: cpu_ns as f64 / 1e9 / elapsed * 100.0,
+                wakeups_per_min: by_name.iter().map(|(_, _, r)| *r).sum::<u64>() as f64 * 60.0
+                    / elapsed,
                 rss: parts.iter().map(|(_, r, _)| r).sum(),
                 parts,
+                threads: by_name,
             }
         })
         .collect()
@@ -286,13 +348,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             u[2].detail()
         );
     }
+    println!("\nThreads with the most wake-ups, window closed (CPU over the interval):\n");
+    for (name, u) in [
+        ("CAN Sync app", &closed[0]),
+        ("headless agent", &closed[1]),
+        ("Syncthing", &closed[2]),
+    ] {
+        println!("- {name}: {}", u.busiest_threads(8));
+    }
     println!(
         "\nWebKit's processes were gone {:.1} s after the window closed (the network process is ended after a grace period, src-tauri/src/window.rs).",
         webkit_gone.as_secs_f64()
     );
     println!(
-        "CPU is utime + stime from /proc over the {idle} s; one clock tick (10 ms) is {:.3} % of a core.",
-        1.0 / idle as f64
+        "CPU is each process's CPU clock (clock_getcpuclockid, nanoseconds) over the {idle} s; wake-ups are the times a thread was put on a CPU (schedstat)."
     );
     drop(app);
     st.stop();

@@ -24,6 +24,7 @@ use tauri_plugin_autostart::MacosLauncher;
 pub use backend::APP_ID;
 
 pub fn run() {
+    window::prepare_webkit_env();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -13,6 +13,22 @@ use crate::backend::Backend;
 
 pub const MAIN: &str = "main";
 
+/// WebKitGTK's UI-process memory-pressure monitor: a thread that, once the first window has
+/// been made, reads /proc/meminfo every 5 s for as long as the app runs, window or not —
+/// a third of the app's idle CPU in the tray (bench/README, app-idle). Its only use is to
+/// tell web processes to drop caches under system memory pressure; our single small page
+/// is destroyed with its window anyway. A value the user set is left alone.
+const WEBKIT_PRESSURE_MONITOR: &str = "WEBKIT_DISABLE_MEMORY_PRESSURE_MONITOR";
+
+/// Environment WebKit reads when it starts. Must run before any other thread exists (the
+/// first thing `run` does): the environment is process-wide and not thread-safe to change.
+pub fn prepare_webkit_env() {
+    if cfg!(target_os = "linux") && std::env::var_os(WEBKIT_PRESSURE_MONITOR).is_none() {
+        // SAFETY: called at the start of `run`, before the app starts any thread.
+        unsafe { std::env::set_var(WEBKIT_PRESSURE_MONITOR, "1") };
+    }
+}
+
 /// Bumped whenever the main window is created or destroyed, so that clean-up scheduled
 /// after one close does not run once the window came back (or closed again later), nor
 /// while a new one is being built (the build runs on the main thread after the bump).

@@ -130,6 +130,57 @@ async fn converge_three(extra: &str) -> Vec<Agent> {
     agents
 }
 
+/// Gossip alone: A and C know only B's ticket (no relay, no rendezvous, no LAN). Once B has
+/// two peers it makes both its gossip neighbours, and its announcements carry each to the
+/// other — although neither A nor C, with one peer each, joins gossip on its own (an agent
+/// with a single peer keeps no gossip connection, to idle like a daemon).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_that_share_one_peer_find_each_other_through_its_gossip() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let svc: Vec<Service> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Service::with_key(&dir.path().join(format!("svc-{n}"))))
+        .collect();
+    let b = Agent::start(&dir.path().join("agent-b"), &svc[1].url, KEY, PASS, "");
+    assert!(b.wait_for("ready", 60).await);
+    let a = Agent::start(
+        &dir.path().join("agent-a"),
+        &svc[0].url,
+        KEY,
+        PASS,
+        &b.connect_line(),
+    );
+    assert!(a.wait_for("peer_up", 60).await);
+    let agent_c = Agent::start(
+        &dir.path().join("agent-c"),
+        &svc[2].url,
+        KEY,
+        PASS,
+        &b.connect_line(),
+    );
+    let peers_of = |agent: &Agent| -> HashSet<String> {
+        agent
+            .events()
+            .iter()
+            .filter(|e| e["event"] == "peer_up")
+            .filter_map(|e| e["peer"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(
+        eventually(60, || peers_of(&a).len() == 2
+            && peers_of(&agent_c).len() == 2)
+        .await,
+        "A and C did not meet: {:?} {:?}",
+        peers_of(&a),
+        peers_of(&agent_c)
+    );
+    // And the three stay a mirror: an asset of A's reaches C.
+    let (_, m) = upload(&c, &svc[0], "from a", b"a's asset".to_vec()).await;
+    let h = m["hash"].as_str().unwrap().to_owned();
+    assert!(eventually_async(30, || has_asset(&c, &svc[2].url, &h)).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_reconnects_from_its_remembered_peers() {
     let dir = tempfile::tempdir().unwrap();

@@ -27,6 +27,29 @@ use crate::context::Context;
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 pub const ANNOUNCE_AT_MOST_EVERY: Duration = Duration::from_secs(160);
 
+/// How often gossip's message caches are swept. iroh-gossip's default (1 s) wakes an idle
+/// agent sixty times a minute for nothing; messages now stay cached up to 30 s past their
+/// retention (30 s, ids 90 s), which only widens duplicate suppression.
+const CACHE_SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How often the membership protocol shuffles its passive view with a neighbour (default
+/// 60 s). Our swarms are small and peers also meet through rendezvous and announcements,
+/// so a fresher passive view is not worth an idle wake-up every minute.
+const SHUFFLE_EVERY: Duration = Duration::from_secs(300);
+
+/// Gossip with the timers an idle tray app can afford (issue #14: idle like a daemon).
+pub(crate) fn spawn(endpoint: &iroh::Endpoint) -> Gossip {
+    Gossip::builder()
+        .broadcast_config(iroh_gossip::proto::PlumtreeConfig {
+            cache_evict_interval: CACHE_SWEEP_EVERY,
+            ..Default::default()
+        })
+        .membership_config(iroh_gossip::proto::HyparviewConfig {
+            shuffle_interval: SHUFFLE_EVERY,
+            ..Default::default()
+        })
+        .spawn(endpoint.clone())
+}
+
 /// The key that MACs announcements.
 pub fn mac_key(admission_key: &[u8; 32]) -> [u8; 32] {
     blake3::derive_key("can-sync v1 gossip announcement mac", admission_key)

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use iroh::EndpointAddr;
 use iroh::address_lookup::MemoryLookup;
 use iroh::protocol::Router;
-use iroh_gossip::Gossip;
 use iroh_tickets::endpoint::EndpointTicket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -112,7 +111,7 @@ impl Engine {
             lookup,
             discovered,
         }));
-        let gossip = Gossip::builder().spawn(endpoint.clone());
+        let gossip = crate::discovery::gossip::spawn(&endpoint);
         let router = Router::builder(endpoint.clone())
             .accept(ALPN, endpoint::SyncProtocol { ctx: ctx.clone() })
             .accept(iroh_gossip::ALPN, gossip.clone())

@@ -63,6 +63,8 @@ pub(super) struct Actor {
     store_totals: super::status::TotalsCache,
     /// The queue of the task that applies changes to our store (started on first use).
     records_tx: Option<mpsc::Sender<deletions::RecordBatch>>,
+    /// Connected peers we have asked to be gossip neighbours.
+    gossip_joined: std::collections::HashSet<EndpointId>,
 }
 
 impl Actor {
@@ -89,6 +91,7 @@ impl Actor {
             guard: crate::guard::DeleteGuard::new(guard),
             store_totals: Default::default(),
             records_tx: None,
+            gossip_joined: Default::default(),
         }
     }
 

@@ -43,8 +43,6 @@ impl Actor {
         if let Ok(mut c) = self.ctx.candidates.lock() {
             c.admitted(id);
         }
-        // Only now, after admission, does the peer become a gossip neighbour.
-        self.ctx.gossip_join(id);
         let path = crate::engine::status::path_of(&conn).0;
         self.peers.insert(
             id,
@@ -65,6 +63,7 @@ impl Actor {
             },
         );
         self.remember(id, &device_name);
+        self.join_gossip_when_useful();
         self.emit(EngineEvent::PeerUp {
             peer: id.to_string(),
             device_name,
@@ -168,11 +167,28 @@ impl Actor {
         }
     }
 
+    /// Makes the connected peers gossip neighbours once there are two or more. Gossip
+    /// tells peers of each other; with one peer there is no one to tell about, and its own
+    /// QUIC connection would wake both ends every few seconds for nothing (issue #14). A peer
+    /// with other peers still joins us from its side, so we hear of them. Only peers that
+    /// passed admission are ever joined, so no stranger learns the topic from us.
+    fn join_gossip_when_useful(&mut self) {
+        if self.peers.len() < 2 {
+            return;
+        }
+        for id in self.peers.keys() {
+            if self.gossip_joined.insert(*id) {
+                self.ctx.gossip_join(*id);
+            }
+        }
+    }
+
     pub(super) fn drop_peer(&mut self, id: EndpointId, reason: &str) {
         if self.peers.remove(&id).is_none() {
             return;
         }
         self.planner.peer_disconnected(id);
+        self.gossip_joined.remove(&id);
         if let Ok(mut c) = self.ctx.connected.lock() {
             c.remove(&id);
         }

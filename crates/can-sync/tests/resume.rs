@@ -1,7 +1,8 @@
 //! Interrupted transfers resume from what already arrived (issue #13, "Resumable
 //! transfers"): a 512 MiB asset cut at ≈ 60 % by a SIGKILL of the receiving agent, then of
-//! the receiving store, finishes with at most 10 % of it sent again, verified; a partial
-//! tampered with on disk is discarded and fetched again, never stored.
+//! the receiving store, and a 128 MiB one by the receiving machine sleeping for 20 s (its
+//! agent and store stopped), each finishes with at most 10 % of it sent again, verified; a
+//! partial tampered with on disk is discarded and fetched again, never stored.
 
 use std::time::Duration;
 
@@ -90,6 +91,20 @@ async fn interrupted_transfers_resume_and_a_tampered_partial_is_refetched() {
     assert_whole(&b, &hash, &second).await;
     assert_little_resent("store killed", sent_by(&agent_a) - before, size, kept);
     drop(second);
+
+    // (d) The receiving machine sleeps at ≈ 60 %: its agent and store stopped together for
+    // 20 s, past the 15 s after which QUIC gives a silent connection up, so it wakes to a
+    // dead connection, as a laptop does after its lid was closed.
+    let size = 128 * MIB;
+    let fourth = pseudo_random(size, 14);
+    let hash = b3(&fourth);
+    let before = sent_by(&agent_a);
+    assert_eq!(upload(&c, &a, "fourth.bin", fourth.clone()).await.0, 201);
+    let kept = reached(&b, &hash, size, 0.6).await;
+    sleep_machine(&[agent_b.pid(), b.pid()], 20).await;
+    assert_whole(&b, &hash, &fourth).await;
+    assert_little_resent("machine asleep", sent_by(&agent_a) - before, size, kept);
+    drop(fourth);
 
     // A partial whose bytes changed on disk while the agent was down: discarded, the asset
     // fetched again from byte 0, and only the true content stored.

@@ -53,3 +53,21 @@ pub fn command(name: &str, netns: Option<&str>) -> std::process::Command {
         }
     }
 }
+
+/// A machine asleep, as its processes see it: each of `pids` is stopped (SIGSTOP) and
+/// continued (SIGCONT) together after `secs`. Timers and sockets behave as after a real
+/// suspend: peers hear nothing meanwhile, and the stopped side wakes to dead connections.
+#[cfg(unix)]
+pub async fn sleep_machine(pids: &[u32], secs: u64) {
+    let signal_all = |sig: i32| {
+        for &pid in pids {
+            if let Ok(pid) = i32::try_from(pid) {
+                // SAFETY: kill(2) on a child process this test started; nothing is shared.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+    };
+    signal_all(libc::SIGSTOP);
+    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    signal_all(libc::SIGCONT);
+}

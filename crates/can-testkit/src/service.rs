@@ -85,6 +85,10 @@ impl Service {
         let _old = std::mem::replace(self, fresh);
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to clean up, like a crash or power cut of the process.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

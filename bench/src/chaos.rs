@@ -32,9 +32,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.sites, args.steps, args.minutes
     );
     println!(
-        "| seed | uploads | deletions | agent kills | store crashes | stored | deleted | converged in |"
+        "| seed | uploads | deletions | agent kills | store crashes | stored | deleted | converged in | crossings |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut runs = 0;
     while Instant::now() < until {
         let dir = tempfile::tempdir()?;
@@ -42,14 +42,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)?;
         println!(
-            "| {seed} | {} | {} | {} | {} | {} | {} | {:.1} s |",
+            "| {seed} | {} | {} | {} | {} | {} | {} | {:.1} s | {:.2} × |",
             s.uploads,
             s.deletions,
             s.agent_kills,
             s.store_crashes,
             s.stored,
             s.deleted,
-            s.converged_in.as_secs_f64()
+            s.converged_in.as_secs_f64(),
+            s.crossings()
         );
         runs += 1;
         seed += 1;

@@ -150,6 +150,19 @@ impl Agent {
     }
 
     /// `can-sync status --json` of this agent, through its control socket (the real CLI).
+    /// The status, or `None` when the agent does not answer (not up yet, or gone).
+    pub fn try_status(&self) -> Option<Value> {
+        let out = crate::command("can-sync", None)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     pub fn status(&self) -> Value {
         let out = crate::command("can-sync", None)
             .args(["status", "--json", "--config"])

@@ -3,7 +3,11 @@
 //! SIGKILLs of agents and of stores, and restarts. An agent that is down is a partitioned
 //! site: its store keeps changing. At the end everything is restarted and the stores must
 //! agree: every acknowledged upload is stored or deleted everywhere alike, every stored asset
-//! re-hashes to its name, and no upload is left half-written once the agents are idle.
+//! re-hashes to its name, no upload is left half-written once the agents are idle, and no
+//! asset crossed links more often than a bound: all agents together received at most
+//! [`CROSSING_BOUND`] × what one copy of every acknowledged upload to every other site
+//! would be (kills cut transfers, which resume; a bound well above 1 leaves room for that
+//! and for concurrent fetches, not for resending whole assets again and again).
 //!
 //! A failure names the seed and the command that replays it (`CHAOS_SEED`).
 
@@ -17,6 +21,10 @@ use rand::{Rng, SeedableRng};
 use crate::{Agent, KEY, Service, b3, client, delete_asset, list_all, meta_status};
 
 const PASS: &str = "chaos mantle quarry velvet orbit thistle plume";
+
+/// Content bytes all agents may receive, as a multiple of one copy of every acknowledged
+/// upload to every other site.
+pub const CROSSING_BOUND: f64 = 2.0;
 
 /// One step of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,12 +91,32 @@ pub struct Summary {
     pub deleted: usize,
     /// From the last restart to all stores agreeing.
     pub converged_in: Duration,
+    /// Content bytes the agents received in all (`transfer_bytes_received`, summed over
+    /// every agent's lives), and one copy of every acknowledged upload to every other site.
+    pub bytes_received: u64,
+    pub bytes_one_copy_each: u64,
+}
+
+impl Summary {
+    /// How many times, on average, each needed copy crossed a link.
+    pub fn crossings(&self) -> f64 {
+        self.bytes_received as f64 / self.bytes_one_copy_each.max(1) as f64
+    }
 }
 
 struct Site {
     service: Service,
     agent: Option<Agent>,
     dir: PathBuf,
+    /// Bytes received by this site's earlier (killed) agents.
+    received_before: u64,
+}
+
+fn received(agent: &Agent) -> u64 {
+    agent
+        .try_status()
+        .and_then(|s| s["transfer_bytes_received"].as_u64())
+        .unwrap_or(0)
 }
 
 /// Runs `seed`'s schedule over `sites` sites; `Err` says what differs, with the seed.
@@ -100,6 +128,7 @@ pub async fn run(dir: &Path, seed: u64, sites: usize, steps: usize) -> Result<Su
             service: Service::with_key(&dir.join(format!("svc-{i}"))),
             agent: None,
             dir: dir.join(format!("agent-{i}")),
+            received_before: 0,
         })
         .collect();
     for i in 0..sites {
@@ -121,6 +150,7 @@ pub async fn run(dir: &Path, seed: u64, sites: usize, steps: usize) -> Result<Su
                 if sent.is_ok_and(|r| r.status().is_success()) {
                     acked.push(hash);
                     summary.uploads += 1;
+                    summary.bytes_one_copy_each += (size * (sites - 1)) as u64;
                 }
             }
             Op::Delete { site, pick } => {
@@ -133,6 +163,9 @@ pub async fn run(dir: &Path, seed: u64, sites: usize, steps: usize) -> Result<Su
             }
             Op::KillAgent(site) => {
                 if let Some(mut a) = all[site].agent.take() {
+                    // What it received so far (what arrives between this read and the kill
+                    // is not counted: a small undercount).
+                    all[site].received_before += received(&a);
                     a.kill();
                     summary.agent_kills += 1;
                 }
@@ -201,6 +234,17 @@ pub async fn run(dir: &Path, seed: u64, sites: usize, steps: usize) -> Result<Su
                 ));
             }
         }
+    }
+    for s in &all {
+        summary.bytes_received += s.received_before + s.agent.as_ref().map_or(0, received);
+    }
+    if summary.crossings() > CROSSING_BOUND {
+        return Err(format!(
+            "assets crossed links {:.2} × (bound {CROSSING_BOUND}): {} bytes received for {} needed; {replay}",
+            summary.crossings(),
+            summary.bytes_received,
+            summary.bytes_one_copy_each
+        ));
     }
     // Once every agent is idle, nothing is left half-written (temp files of the public API;
     // partials of interrupted transfers that have since completed are removed on commit).

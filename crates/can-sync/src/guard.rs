@@ -11,7 +11,7 @@
 //! never from absence, so an empty store (an unmounted disk) cannot trip anything: it
 //! deletes nothing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::plan::Hash;
@@ -124,12 +124,23 @@ impl<P: Clone> DeleteGuard<P> {
                 tripped: false,
             };
         }
+        // One deletion counts once, however many peers bring it: in a swarm every neighbour
+        // floods it, often before our store has applied the first copy (so it still looks
+        // like an asset we hold). A copy of one admitted in the window passes again
+        // (applying it twice changes nothing); copies within the batch are dropped.
+        let admitted: HashSet<Hash> = self.recent.iter().map(|(_, d)| d.hash).collect();
+        let mut seen = HashSet::new();
+        let (again, batch): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .filter(|d| seen.insert(d.hash))
+            .partition(|d| admitted.contains(&d.hash));
         let was_holding = self.is_holding();
         let count = self.recent.len() + batch.len();
         // The store as it was before the deletions in the window.
         let before = local + self.recent.len();
-        let over =
-            count >= self.config.min_assets && count as f64 > self.config.max_share * before as f64;
+        let over = !batch.is_empty()
+            && count >= self.config.min_assets
+            && count as f64 > self.config.max_share * before as f64;
         if was_holding || over {
             for d in batch {
                 if self.held.len() >= MAX_HELD && !self.held.contains_key(&d.hash) {
@@ -140,13 +151,15 @@ impl<P: Clone> DeleteGuard<P> {
                 }
             }
             return Verdict {
-                apply: Vec::new(),
+                apply: again,
                 tripped: !was_holding,
             };
         }
         self.recent.extend(batch.iter().cloned().map(|d| (now, d)));
+        let mut apply = batch;
+        apply.extend(again);
         Verdict {
-            apply: batch,
+            apply,
             tripped: false,
         }
     }
@@ -206,6 +219,25 @@ mod tests {
         let v = g.admit(now, 500, (0..100).map(del).collect());
         assert!(v.apply.is_empty() && v.tripped);
         assert_eq!(g.held_count(), 100);
+    }
+
+    #[test]
+    fn a_deletion_flooded_by_many_peers_counts_once() {
+        let now = Instant::now();
+        let mut g = DeleteGuard::new(GuardConfig::default());
+        // 20 deletions of a 100-asset store, each brought by 15 peers before our store has
+        // applied it (the store still holds all 100): 20 deletions, not 300.
+        for peer in 0..15u8 {
+            let batch = (0..20)
+                .map(|i| Deletion { peer, ..del(i) })
+                .chain(std::iter::once(Deletion { peer, ..del(0) }))
+                .collect();
+            let v = g.admit(now, 100, batch);
+            assert_eq!(v.apply.len(), 20, "peer {peer}");
+            assert!(!v.tripped);
+        }
+        assert!(!g.is_holding());
+        assert_eq!(g.applied_count(), 20);
     }
 
     #[test]

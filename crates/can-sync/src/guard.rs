@@ -57,6 +57,9 @@ pub struct DeleteGuard<P> {
     config: GuardConfig,
     /// Deletions of our assets applied within the window: when, and which.
     recent: VecDeque<(Instant, Deletion<P>)>,
+    /// The hashes in `recent` (each at most once), so a flooded copy is found without a
+    /// scan: every peer brings every deletion.
+    recent_hashes: HashSet<Hash>,
     held: HashMap<Hash, Deletion<P>>,
     /// The order held deletions arrived in (for the sample and for applying them).
     order: Vec<Hash>,
@@ -75,6 +78,7 @@ impl<P: Clone> DeleteGuard<P> {
         Self {
             config,
             recent: VecDeque::new(),
+            recent_hashes: HashSet::new(),
             held: HashMap::new(),
             order: Vec::new(),
         }
@@ -116,7 +120,9 @@ impl<P: Clone> DeleteGuard<P> {
             .front()
             .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.config.window)
         {
-            self.recent.pop_front();
+            if let Some((_, d)) = self.recent.pop_front() {
+                self.recent_hashes.remove(&d.hash);
+            }
         }
         if batch.is_empty() {
             return Verdict {
@@ -128,12 +134,11 @@ impl<P: Clone> DeleteGuard<P> {
         // floods it, often before our store has applied the first copy (so it still looks
         // like an asset we hold). A copy of one admitted in the window passes again
         // (applying it twice changes nothing); copies within the batch are dropped.
-        let admitted: HashSet<Hash> = self.recent.iter().map(|(_, d)| d.hash).collect();
         let mut seen = HashSet::new();
         let (again, batch): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .filter(|d| seen.insert(d.hash))
-            .partition(|d| admitted.contains(&d.hash));
+            .partition(|d| self.recent_hashes.contains(&d.hash));
         let was_holding = self.is_holding();
         let count = self.recent.len() + batch.len();
         // The store as it was before the deletions in the window.
@@ -155,6 +160,7 @@ impl<P: Clone> DeleteGuard<P> {
                 tripped: !was_holding,
             };
         }
+        self.recent_hashes.extend(batch.iter().map(|d| d.hash));
         self.recent.extend(batch.iter().cloned().map(|d| (now, d)));
         let mut apply = batch;
         apply.extend(again);
@@ -173,6 +179,7 @@ impl<P: Clone> DeleteGuard<P> {
             .into_iter()
             .filter_map(|h| held.remove(&h))
             .collect();
+        self.recent_hashes.clear();
         let recent = self.recent.drain(..).map(|(_, d)| d).collect();
         (ordered, recent)
     }

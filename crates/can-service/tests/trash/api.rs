@@ -34,13 +34,7 @@ async fn a_deleted_asset_is_gone_from_the_api_and_kept_in_the_trash() {
         get_status(&c, &svc, &format!("/api/assets/{ha}")).await,
         410
     );
-    let (status, e) = status_and_json(
-        c.get(svc.url(&format!("/api/assets/{ha}/meta")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, e) = get_json(&c, &svc, &format!("/api/assets/{ha}/meta")).await;
     assert_eq!(status, 410);
     assert!(e["error"].as_str().unwrap().contains("deleted"), "{e}");
     assert_eq!(
@@ -78,14 +72,8 @@ async fn a_deleted_asset_is_gone_from_the_api_and_kept_in_the_trash() {
     assert_eq!(hashes_of(&t["assets"]), vec![hb.clone(), ha.clone()]);
     assert_eq!(t["total_assets"], 2);
     assert_eq!(t["total_bytes"], (a.len() + b.len()) as u64);
-    let one: Value = c
-        .get(svc.url("/api/trash?limit=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, one) = get_json(&c, &svc, "/api/trash?limit=1").await;
+    assert_eq!(status, 200, "{one}");
     assert_eq!(hashes_of(&one["assets"]), vec![hb.clone()]);
     assert_eq!(one["total_assets"], 2);
     assert_eq!(get_status(&c, &svc, "/api/trash?limit=0").await, 400);
@@ -142,14 +130,8 @@ async fn restore_and_upload_again_bring_an_asset_back_under_a_new_seq() {
     assert!(back["seq"].as_u64() > tomb["seq"].as_u64());
     assert!(back["stamp"].as_u64() > tomb["stamp"].as_u64());
     assert!(serves_whole(&c, &svc, &ha, a.len() as u64).await);
-    let meta: Value = c
-        .get(svc.url(&format!("/api/assets/{ha}/meta")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, meta) = get_json(&c, &svc, &format!("/api/assets/{ha}/meta")).await;
+    assert_eq!(status, 200, "{meta}");
     assert_eq!(meta, back);
     assert_eq!(live(&c, &svc).await[&ha].1, back["seq"].as_u64().unwrap());
     assert_eq!(trash(&c, &svc).await["total_assets"], 0);

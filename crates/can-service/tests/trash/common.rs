@@ -54,15 +54,14 @@ pub async fn get_status(c: &reqwest::Client, svc: &Service, path: &str) -> u16 {
         .as_u16()
 }
 
+/// `GET path` on the public API: status and JSON body.
+pub async fn get_json(c: &reqwest::Client, svc: &Service, path: &str) -> (u16, Value) {
+    status_and_json(c.get(svc.url(path)).send().await.expect("GET")).await
+}
+
 /// `GET /api/trash?limit=1000`.
 pub async fn trash(c: &reqwest::Client, svc: &Service) -> Value {
-    let (status, v) = status_and_json(
-        c.get(svc.url("/api/trash?limit=1000"))
-            .send()
-            .await
-            .expect("trash"),
-    )
-    .await;
+    let (status, v) = get_json(c, svc, "/api/trash?limit=1000").await;
     assert_eq!(status, 200, "{v}");
     v
 }

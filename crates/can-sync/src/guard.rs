@@ -113,8 +113,16 @@ impl<P: Clone> DeleteGuard<P> {
             .collect()
     }
 
-    /// Judges `batch` (deletions of assets we hold), with `local` assets in our store now.
-    pub fn admit(&mut self, now: Instant, local: usize, batch: Vec<Deletion<P>>) -> Verdict<P> {
+    /// Judges `batch` (deletions of assets we hold), with `local` assets in our store now;
+    /// `is_local` says whether the store still holds an asset (a deletion admitted earlier
+    /// may not have been applied yet: it is then in `local` and must not count twice).
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        local: usize,
+        batch: Vec<Deletion<P>>,
+        is_local: impl Fn(&Hash) -> bool,
+    ) -> Verdict<P> {
         while self
             .recent
             .front()
@@ -141,11 +149,21 @@ impl<P: Clone> DeleteGuard<P> {
             .partition(|d| self.recent_hashes.contains(&d.hash));
         let was_holding = self.is_holding();
         let count = self.recent.len() + batch.len();
-        // The store as it was before the deletions in the window.
-        let before = local + self.recent.len();
+        // The store as it was before the deletions in the window: what it holds now plus
+        // the window's deletions already applied. Counting those costs a pass over the
+        // window, so it is done only where it can matter: `before` is at least `local`, so
+        // a count within the share of `local` is never over it.
         let over = !batch.is_empty()
             && count >= self.config.min_assets
-            && count as f64 > self.config.max_share * before as f64;
+            && count as f64 > self.config.max_share * local as f64
+            && {
+                let applied = self
+                    .recent
+                    .iter()
+                    .filter(|(_, d)| !is_local(&d.hash))
+                    .count();
+                count as f64 > self.config.max_share * (local + applied) as f64
+            };
         if was_holding || over {
             for d in batch {
                 if self.held.len() >= MAX_HELD && !self.held.contains_key(&d.hash) {
@@ -207,13 +225,13 @@ mod tests {
         let mut g = DeleteGuard::new(GuardConfig::default());
         let mut local = 500;
         for i in 0..50 {
-            let v = g.admit(now, local, vec![del(i)]);
+            let v = g.admit(now, local, vec![del(i)], |_| false);
             assert_eq!(v.apply.len(), 1, "deletion {i} held too early");
             local -= 1;
         }
-        let v = g.admit(now, local, vec![del(50)]);
+        let v = g.admit(now, local, vec![del(50)], |_| false);
         assert!(v.apply.is_empty() && v.tripped);
-        let v = g.admit(now, local, vec![del(51)]);
+        let v = g.admit(now, local, vec![del(51)], |_| false);
         assert!(v.apply.is_empty() && !v.tripped);
         assert_eq!(g.held_count(), 2);
         assert_eq!(g.sample(), vec!["a50", "a51"]);
@@ -223,9 +241,21 @@ mod tests {
 
         // A whole reconciliation's worth at once: held whole.
         let mut g = DeleteGuard::new(GuardConfig::default());
-        let v = g.admit(now, 500, (0..100).map(del).collect());
+        let v = g.admit(now, 500, (0..100).map(del).collect(), |_| true);
         assert!(v.apply.is_empty() && v.tripped);
         assert_eq!(g.held_count(), 100);
+    }
+
+    #[test]
+    fn deletions_the_store_has_not_applied_yet_count_once() {
+        let now = Instant::now();
+        // The store applies deletions later than the guard admits them: all 500 assets are
+        // still there, the admitted ones among them. The 51st still trips, not the 56th.
+        let mut g = DeleteGuard::new(GuardConfig::default());
+        for i in 0..50 {
+            assert_eq!(g.admit(now, 500, vec![del(i)], |_| true).apply.len(), 1);
+        }
+        assert!(g.admit(now, 500, vec![del(50)], |_| true).tripped);
     }
 
     #[test]
@@ -239,7 +269,7 @@ mod tests {
                 .map(|i| Deletion { peer, ..del(i) })
                 .chain(std::iter::once(Deletion { peer, ..del(0) }))
                 .collect();
-            let v = g.admit(now, 100, batch);
+            let v = g.admit(now, 100, batch, |_| true);
             assert_eq!(v.apply.len(), 20, "peer {peer}");
             assert!(!v.tripped);
         }
@@ -252,11 +282,16 @@ mod tests {
         let now = Instant::now();
         let mut g = DeleteGuard::new(GuardConfig::default());
         // 40 of 40: all of it, but under the 50-asset minimum.
-        assert_eq!(g.admit(now, 40, (0..40).map(del).collect()).apply.len(), 40);
+        assert_eq!(
+            g.admit(now, 40, (0..40).map(del).collect(), |_| false)
+                .apply
+                .len(),
+            40
+        );
         // The window slides: 60 more a minute later pass against a large store.
         let later = now + Duration::from_secs(61);
         assert_eq!(
-            g.admit(later, 1000, (40..100).map(del).collect())
+            g.admit(later, 1000, (40..100).map(del).collect(), |_| false)
                 .apply
                 .len(),
             60

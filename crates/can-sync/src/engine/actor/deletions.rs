@@ -113,7 +113,10 @@ impl Actor {
             }
         }
         let local = self.planner.local_count();
-        let verdict = self.guard.admit(Instant::now(), local, deletions);
+        let planner = &self.planner;
+        let verdict = self
+            .guard
+            .admit(Instant::now(), local, deletions, |h| planner.has_local(h));
         if verdict.tripped {
             let held = self.held();
             tracing::warn!(

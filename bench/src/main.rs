@@ -10,6 +10,7 @@ mod netns;
 mod proc;
 mod scale;
 mod sync;
+mod wan;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,8 @@ enum Bench {
     Scale(scale::Args),
     /// Seed after seed of the chaos run (kills, crashes, uploads, deletions) for N minutes.
     Chaos(chaos::Args),
+    /// Per WAN profile (emulated links): CAN Sync vs Syncthing vs raw iroh, resume, restart.
+    Wan(wan::Args),
 }
 
 #[tokio::main]
@@ -48,5 +51,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Compare(args) => compare::run(args).await,
         Bench::Scale(args) => scale::run(args).await,
         Bench::Chaos(args) => chaos::run(args).await,
+        Bench::Wan(args) => wan::run(args).await,
     }
 }

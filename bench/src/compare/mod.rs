@@ -5,7 +5,7 @@
 
 mod can;
 mod chart;
-mod report;
+pub(crate) mod report;
 pub(crate) mod syncthing;
 mod wire;
 
@@ -687,7 +687,12 @@ async fn quiet(wire: &Wire, tool: wire::Tool) -> anyhow::Result<u64> {
 }
 
 /// Polls `check` every `every_ms` until it holds; an error after `secs`.
-async fn poll<F, Fut>(secs: u64, every_ms: u64, what: &str, mut check: F) -> anyhow::Result<()>
+pub(crate) async fn poll<F, Fut>(
+    secs: u64,
+    every_ms: u64,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -703,7 +708,12 @@ where
 }
 
 /// `POST /api/assets`; 201 or 200 expected.
-async fn post(c: &reqwest::Client, base: &str, name: &str, body: Bytes) -> anyhow::Result<()> {
+pub(crate) async fn post(
+    c: &reqwest::Client,
+    base: &str,
+    name: &str,
+    body: Bytes,
+) -> anyhow::Result<()> {
     let r = c
         .post(format!("{base}/api/assets"))
         .header("X-Filename", name)
@@ -721,7 +731,7 @@ async fn post(c: &reqwest::Client, base: &str, name: &str, body: Bytes) -> anyho
 }
 
 /// Progress on stderr, with the time since the run started.
-fn step(what: &str) {
+pub(crate) fn step(what: &str) {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
     eprintln!("[compare {t:6.1} s] {what}");

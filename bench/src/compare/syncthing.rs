@@ -27,6 +27,10 @@ pub struct Node {
     pub folder: PathBuf,
     pub id: String,
     listen_port: u16,
+    /// Where it listens for its peer (loopback unless [`Node::place`]d in a site).
+    listen_ip: String,
+    /// The network namespace it runs in, if not ours.
+    netns: Option<String>,
     api: String,
     http: reqwest::Client,
     monitor: Option<Child>,
@@ -66,11 +70,28 @@ impl Node {
             folder,
             id,
             listen_port,
+            listen_ip: "127.0.0.1".to_owned(),
+            netns: None,
             api: format!("http://127.0.0.1:{gui_port}"),
             http: can_testkit::client(),
             monitor: None,
             serve: None,
         })
+    }
+
+    /// Runs it in network namespace `netns` (a WAN testbed site), listening for its peer on
+    /// `listen_ip` and serving its REST API on `gui_ip` (reachable from the bench). Call
+    /// before [`Node::write_config`].
+    pub fn place(
+        &mut self,
+        netns: &str,
+        listen_ip: std::net::Ipv4Addr,
+        gui_ip: std::net::Ipv4Addr,
+    ) {
+        self.netns = Some(netns.to_owned());
+        self.listen_ip = listen_ip.to_string();
+        let port = self.api.rsplit(':').next().unwrap_or("8384").to_owned();
+        self.api = format!("http://{gui_ip}:{port}");
     }
 
     /// Writes config.xml: the folder shared with `peer`, dialling it only if `dial`.
@@ -82,7 +103,7 @@ impl Node {
         watcher_delay_s: u32,
     ) -> anyhow::Result<()> {
         let peer_addr = if dial {
-            format!("tcp://127.0.0.1:{}", peer.listen_port)
+            format!("tcp://{}:{}", peer.listen_ip, peer.listen_port)
         } else {
             "dynamic".to_owned()
         };
@@ -108,7 +129,7 @@ impl Node {
         <apikey>{API_KEY}</apikey>
     </gui>
     <options>
-        <listenAddress>tcp://127.0.0.1:{port}</listenAddress>
+        <listenAddress>tcp://{listen_ip}:{port}</listenAddress>
         <globalAnnounceEnabled>false</globalAnnounceEnabled>
         <localAnnounceEnabled>false</localAnnounceEnabled>
         <relaysEnabled>false</relaysEnabled>
@@ -130,6 +151,7 @@ impl Node {
             peer = peer.id,
             peer_name = peer.name,
             port = self.listen_port,
+            listen_ip = self.listen_ip,
         );
         std::fs::write(self.home.join("config.xml"), xml)?;
         Ok(())
@@ -142,7 +164,16 @@ impl Node {
             .create(true)
             .append(true)
             .open(self.home.join("syncthing.log"))?;
-        let child = Command::new("syncthing")
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                // `ip netns exec` execs syncthing in place: the pid stays the monitor's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "syncthing"]);
+                c
+            }
+            None => Command::new("syncthing"),
+        };
+        let child = cmd
             .arg("serve")
             .arg(format!("--home={}", self.home.display()))
             .args([
@@ -301,9 +332,13 @@ impl Node {
     }
 
     pub async fn resume(&self, peer: &Node) -> anyhow::Result<()> {
+        self.set_paused(peer, false).await
+    }
+
+    pub async fn set_paused(&self, peer: &Node, paused: bool) -> anyhow::Result<()> {
         self.patch(
             &format!("/rest/config/devices/{}", peer.id),
-            serde_json::json!({ "paused": false }),
+            serde_json::json!({ "paused": paused }),
         )
         .await
     }

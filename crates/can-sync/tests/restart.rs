@@ -1,4 +1,6 @@
-//! A restarted agent catches up within seconds, whichever side restarted.
+//! A restarted agent catches up within seconds, whichever side restarted — on two `lan`
+//! sites of the WAN testbed (can_testkit::wan; on loopback where the testbed cannot run,
+//! i.e. without root).
 //!
 //! The agent is SIGKILLed, so its peer still holds the dead connection; when the restarted
 //! agent redials, its Hello brings a new `instance` and the new connection replaces the old
@@ -7,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use can_testkit::wan::{Profile, Testbed};
 use can_testkit::*;
 
 const PASS: &str = "ember quartz falcon meadow tidal beacon zephyr";
@@ -18,8 +21,33 @@ const FAIL_AFTER: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_catches_up_within_seconds_whichever_side_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let svc_a = Service::with_key(&dir.path().join("svc-a"));
-    let svc_b = Service::with_key(&dir.path().join("svc-b"));
+    let tb = Testbed::available().then(|| Testbed::start(&[Profile::LAN, Profile::LAN]));
+    if tb.is_none() {
+        eprintln!("no WAN testbed (needs root): measuring on loopback");
+    }
+    // A site's store listens on its veth (the test reads it without crossing the link);
+    // its agent runs in the site and binds to the site's address.
+    let service = |name: &str, i: usize| match &tb {
+        Some(tb) => Service::start_on(
+            &dir.path().join(name),
+            &format!("sync_api_key: {KEY}\n"),
+            &format!("{}:0", tb.site(i).host_addr),
+        ),
+        None => Service::with_key(&dir.path().join(name)),
+    };
+    let agent = |name: &str, i: usize, url: &str, extra: &str| match &tb {
+        Some(tb) => Agent::start_in(
+            &dir.path().join(name),
+            url,
+            KEY,
+            PASS,
+            &format!("{}{extra}", tb.site(i).bind_yaml()),
+            &tb.site(i).netns,
+        ),
+        None => Agent::start(&dir.path().join(name), url, KEY, PASS, extra),
+    };
+    let svc_a = service("svc-a", 0);
+    let svc_b = service("svc-b", 1);
     let c = client();
     let ticket = |name: &str| {
         format!(
@@ -28,20 +56,8 @@ async fn a_restarted_agent_catches_up_within_seconds_whichever_side_restarts() {
         )
     };
     // Each follows the other's ticket file, as two machines that paired both ways.
-    let mut a = Agent::start(
-        &dir.path().join("agent-a"),
-        &svc_a.url,
-        KEY,
-        PASS,
-        &ticket("agent-b"),
-    );
-    let mut b = Agent::start(
-        &dir.path().join("agent-b"),
-        &svc_b.url,
-        KEY,
-        PASS,
-        &ticket("agent-a"),
-    );
+    let mut a = agent("agent-a", 0, &svc_a.url, &ticket("agent-b"));
+    let mut b = agent("agent-b", 1, &svc_b.url, &ticket("agent-a"));
     assert!(a.wait_for("ready", 60).await && b.wait_for("ready", 60).await);
     assert!(a.wait_for("peer_up", 60).await, "A and B never connected");
     let larger_is_a = a.ready("endpoint_id") > b.ready("endpoint_id");

@@ -14,6 +14,8 @@ pub struct Agent {
     pub dir: PathBuf,
     pub config: PathBuf,
     events: Arc<Mutex<Vec<Value>>>,
+    /// The network namespace it runs in (kept across restarts).
+    netns: Option<String>,
 }
 
 impl Agent {
@@ -117,6 +119,7 @@ impl Agent {
             dir: dir.to_owned(),
             config,
             events,
+            netns: netns.map(str::to_owned),
         }
     }
 
@@ -198,10 +201,15 @@ impl Agent {
         std::fs::write(&self.config, edit(text)).expect("write agent config");
     }
 
-    /// Starts the agent again with the same config (after [`Agent::kill`]); events restart empty.
+    /// Starts the agent again with the same config, in the same network namespace (after
+    /// [`Agent::kill`]); events restart empty.
     pub fn restart(&mut self) {
         self.kill();
-        let fresh = Self::spawn(&self.dir.clone(), self.config.clone(), None);
+        let fresh = Self::spawn(
+            &self.dir.clone(),
+            self.config.clone(),
+            self.netns.clone().as_deref(),
+        );
         let _old = std::mem::replace(self, fresh);
     }
 

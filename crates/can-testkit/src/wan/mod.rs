@@ -51,6 +51,9 @@ pub struct Site {
     pub addr: Ipv4Addr,
     /// The test side of its veth pair: where the site's CAN Service should listen.
     pub host_addr: Ipv4Addr,
+    /// The site side of that veth pair (`10.78.<i>.2`, in the site's own namespace, the
+    /// router's behind a NAT): where a server in the site listens for the test.
+    pub veth_addr: Ipv4Addr,
     /// Its address on the emulated network (`10.77.0.<i+1>`): what other sites see.
     pub public_addr: Ipv4Addr,
     /// The site's own namespace (its `wan0`; the router when behind a NAT).
@@ -128,6 +131,8 @@ struct Shared {
     seq: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    /// IP bytes the sites sent onto the emulated network (delivered or not).
+    sent_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -279,6 +284,7 @@ impl Testbed {
                     netns: netns.clone(),
                     addr: public_addr,
                     host_addr,
+                    veth_addr: Ipv4Addr::new(10, 78, i as u8, 2),
                     public_addr,
                     router_netns: netns,
                     nat: None,
@@ -293,6 +299,7 @@ impl Testbed {
                         netns: lan,
                         addr,
                         host_addr,
+                        veth_addr: Ipv4Addr::new(10, 78, i as u8, 2),
                         public_addr,
                         router_netns: netns,
                         nat: Some(kind),
@@ -316,6 +323,7 @@ impl Testbed {
             seq: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel::<Due>();
         let mut threads = Vec::new();
@@ -387,6 +395,12 @@ impl Testbed {
 
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// IP bytes (headers included) all sites have sent onto the emulated network so far,
+    /// lost packets included: the bytes on the wire, for benchmarks.
+    pub fn sent_bytes(&self) -> u64 {
+        self.shared.sent_bytes.load(Ordering::Relaxed)
     }
 
     pub fn site(&self, i: usize) -> &Site {
@@ -508,6 +522,7 @@ fn read_site(from: usize, sites: usize, tun: &File, shared: &Shared, tx: &mpsc::
             continue;
         }
         let to = to - 1;
+        shared.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
         let now = Instant::now();
         let verdict = {
             let Ok(mut l) = shared.links.lock() else {

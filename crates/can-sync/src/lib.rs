@@ -33,6 +33,7 @@ pub mod discovery;
 pub mod engine;
 pub mod events;
 pub mod fanout;
+pub mod flow;
 pub mod guard;
 pub mod human;
 pub mod identity;

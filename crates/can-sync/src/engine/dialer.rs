@@ -51,8 +51,13 @@ pub(super) async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<Discovered>) {
             tracing::info!(peer = %id.fmt_short(), ?source, "new candidate");
             // Both ends often learn of each other at once: the smaller id dials first, the
             // other a little later if still not connected, so most pairs make one
-            // connection. A ticket is the user's explicit wish: dialled at once.
-            let defer = source != Source::Ticket && ctx.endpoint.id() > id;
+            // connection. A ticket is the user's explicit wish: dialled at once. So is a
+            // proven peer we are not connected to (remembered from before a restart): it may
+            // still hold our dead connection and would not redial before its idle timeout,
+            // so a deferred dial was the whole of a restarted larger id's catch-up (2.5 s on
+            // `lan`, bench/run wan). A proven peer that just connected to us is not dialled.
+            let remembered = source == Source::Proven && !ctx.is_connected(&id);
+            let defer = source != Source::Ticket && !remembered && ctx.endpoint.id() > id;
             tokio::spawn(dial_loop(ctx.clone(), id, defer));
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iroh::address_lookup::MemoryLookup;
-use iroh::endpoint::{Connection, QuicTransportConfig, presets};
+use iroh::endpoint::{Connection, QuicTransportConfig, VarInt, presets};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointAddr, RelayMode, RelayUrl, Watcher as _};
 
@@ -13,7 +13,33 @@ use super::EngineError;
 use crate::admission::{ALPN, Role};
 use crate::config::{Congestion, EngineConfig};
 use crate::context::Context;
+use crate::flow;
 use crate::peer;
+
+/// The QUIC settings every agent connection uses (public so that benchmarks can give a raw
+/// iroh stream the same ones).
+pub fn transport_config(congestion: Congestion) -> QuicTransportConfig {
+    // iroh sends keep-alives every 5 s; a connection that hears nothing for 15 s (three of
+    // them) is dead: dropped and redialled, instead of QUIC's default 30 s.
+    let congestion: Arc<dyn iroh::endpoint::ControllerFactory + Send + Sync> = match congestion {
+        Congestion::Bbr => Arc::new(noq_proto::congestion::Bbr3Config::default()),
+        Congestion::Cubic => Arc::new(noq_proto::congestion::CubicConfig::default()),
+    };
+    // Flow-control windows sized for long paths (`crate::flow`); each connection's receive
+    // window starts at the floor and follows its RTT.
+    QuicTransportConfig::builder()
+        .max_idle_timeout(Duration::from_secs(15).try_into().ok())
+        .congestion_controller_factory(congestion)
+        .stream_receive_window(VarInt::from_u64(flow::STREAM_WINDOW).unwrap_or(VarInt::MAX))
+        .receive_window(VarInt::from_u64(flow::MIN_WINDOW).unwrap_or(VarInt::MAX))
+        .send_window(flow::MAX_WINDOW)
+        // Loss detection that tolerates reordering (jittery mobile links reorder packets by
+        // tens of milliseconds): a packet is lost once a quarter RTT passed after a later
+        // one was acknowledged (RACK's window), not three packets later.
+        .packet_threshold(flow::PACKET_THRESHOLD)
+        .time_threshold(flow::TIME_THRESHOLD)
+        .build()
+}
 
 /// The mDNS service name of a passphrase's group: only agents of the same passphrase use
 /// it, so the LAN lookup reports just them (and anyone who spoofs it: those are candidates
@@ -47,17 +73,7 @@ pub(super) async fn bind(
     };
     let offline = matches!(relay_mode, RelayMode::Disabled);
     let public = secret.public();
-    // iroh sends keep-alives every 5 s; a connection that hears nothing for 15 s (three of
-    // them) is dead: dropped and redialled, instead of QUIC's default 30 s.
-    let congestion: Arc<dyn iroh::endpoint::ControllerFactory + Send + Sync> =
-        match config.congestion {
-            Congestion::Bbr => Arc::new(noq_proto::congestion::Bbr3Config::default()),
-            Congestion::Cubic => Arc::new(noq_proto::congestion::CubicConfig::default()),
-        };
-    let transport = QuicTransportConfig::builder()
-        .max_idle_timeout(Duration::from_secs(15).try_into().ok())
-        .congestion_controller_factory(congestion)
-        .build();
+    let transport = transport_config(config.congestion);
     let mut builder = Endpoint::builder(presets::Minimal);
     if let Some(path) = &config.relay_ca_file {
         builder = builder

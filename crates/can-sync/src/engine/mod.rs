@@ -14,7 +14,7 @@ mod endpoint;
 mod local;
 mod status;
 
-pub use endpoint::mdns_service_name;
+pub use endpoint::{mdns_service_name, transport_config};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -40,6 +40,8 @@ pub(crate) async fn fetch(
             0
         }
     };
+    // The window the peer may fill, for the path as it is now.
+    crate::flow::fit(&conn);
     let transport = |e: &dyn std::fmt::Display| FetchError::Transport(e.to_string());
     // The peer grants stream credit and reads our request when it likes: bounded like the
     // body, so a peer that never does cannot hold a transfer slot.

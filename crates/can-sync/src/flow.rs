@@ -1,0 +1,73 @@
+//! QUIC flow-control windows sized to the path: a window below the bandwidth-delay product
+//! caps a transfer at window ÷ RTT whatever the link (iroh's default 1.25 MB per stream is
+//! 2 MB/s at a satellite's 600 ms), and a window far above it only lets a stalled reader's
+//! buffers grow.
+//!
+//! QUIC fixes the per-stream window when the endpoint starts ([`STREAM_WINDOW`], a cap for
+//! one asset) but lets a connection's receive window (what a peer may have in flight to us,
+//! over all streams; iroh's default is unbounded) change at any time, so it follows the
+//! path's measured RTT: twice the bandwidth-delay product at [`TARGET_RATE`], within
+//! [`MIN_WINDOW`]..[`MAX_WINDOW`]. It is refitted when a transfer starts (no timer: an idle
+//! agent stays idle). The send window (what we keep unacknowledged per connection) is
+//! [`MAX_WINDOW`] from the start: iroh cannot change it per connection, and the peer's
+//! receive window bounds what it lets us send anyway.
+
+use std::time::Duration;
+
+use iroh::endpoint::{Connection, VarInt};
+
+/// The most one stream (one asset) may have in flight: 16 MiB, 26 MB/s at 600 ms.
+pub const STREAM_WINDOW: u64 = 16 << 20;
+/// The floor of a connection's windows: enough for a LAN at full rate.
+pub const MIN_WINDOW: u64 = 8 << 20;
+/// The ceiling: 64 MiB per connection in flight at most, with `max_peers` (8) connections
+/// 512 MiB in the worst case of every peer sending to a stalled store over a long path.
+pub const MAX_WINDOW: u64 = 64 << 20;
+/// The rate the windows are sized for: 1 Gbit/s.
+pub const TARGET_RATE: u64 = 125_000_000;
+
+/// Packets acknowledged after one before it is declared lost by count alone: high, so that
+/// reordering is judged by time ([`TIME_THRESHOLD`]). QUIC's default is 3.
+pub const PACKET_THRESHOLD: u32 = 1000;
+/// Declared lost after this many RTTs without an acknowledgement while later packets were
+/// acknowledged: 1.25, a quarter RTT of reordering window as TCP's RACK. QUIC's is 9/8.
+pub const TIME_THRESHOLD: f32 = 1.25;
+
+/// The connection window for a path of round-trip time `rtt`: twice its bandwidth-delay
+/// product at [`TARGET_RATE`] (the receiver grants credit as it reads, about once per RTT,
+/// so one BDP of window would stall half the time), clamped.
+pub fn window_for(rtt: Duration) -> u64 {
+    let bdp = rtt.as_secs_f64() * TARGET_RATE as f64;
+    ((2.0 * bdp) as u64).clamp(MIN_WINDOW, MAX_WINDOW)
+}
+
+/// Sets `conn`'s receive window for its selected path's RTT (unknown: the floor).
+pub fn fit(conn: &Connection) {
+    let rtt = {
+        let paths = conn.paths();
+        paths
+            .iter()
+            .find(|p| p.is_selected())
+            .map_or(Duration::ZERO, |p| p.rtt())
+    };
+    let window = window_for(rtt);
+    conn.set_receive_window(VarInt::from_u64(window).unwrap_or(VarInt::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_follow_the_bandwidth_delay_product_within_bounds() {
+        // LAN and broadband: the floor.
+        assert_eq!(window_for(Duration::from_micros(200)), MIN_WINDOW);
+        assert_eq!(window_for(Duration::from_millis(20)), MIN_WINDOW);
+        // Long haul: 2 × 150 ms × 125 MB/s = 37.5 MB.
+        assert_eq!(window_for(Duration::from_millis(150)), 37_500_000);
+        // Satellite: 150 MB, capped.
+        assert_eq!(window_for(Duration::from_millis(600)), MAX_WINDOW);
+        // One asset's stream window covers the long-haul link's BDP many times over.
+        const { assert!(STREAM_WINDOW >= 4 << 20) };
+    }
+}

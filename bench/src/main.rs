@@ -10,6 +10,7 @@ mod netns;
 mod proc;
 mod scale;
 mod sync;
+mod util;
 mod wan;
 
 use clap::{Parser, Subcommand};

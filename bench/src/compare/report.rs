@@ -104,14 +104,7 @@ impl Results {
         Results {
             cfg,
             syncthing_version,
-            stamp: format!(
-                "{:04}-{:02}-{:02}T{:02}{:02}Z",
-                now.year(),
-                u8::from(now.month()),
-                now.day(),
-                now.hour(),
-                now.minute()
-            ),
+            stamp: crate::util::stamp(now),
             date: format!(
                 "{:04}-{:02}-{:02} {:02}:{:02} UTC",
                 now.year(),

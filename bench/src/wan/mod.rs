@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use can_testkit::wan::{Profile, Testbed};
-use can_testkit::{Agent, KEY, Service, b3, client, has_asset, partial_received, pseudo_random};
+use can_testkit::{Agent, Service, b3, client, has_asset, partial_received, pseudo_random};
 use clap::Args as ClapArgs;
 
 use crate::compare::report::Latency;
 use crate::compare::syncthing::{self, Pair};
-use crate::compare::{poll, post, step};
+use crate::util::{poll, post, step};
 use report::{ProfileResult, Report};
 
 #[derive(ClapArgs)]
@@ -97,6 +97,30 @@ pub struct Run {
     pub wire: u64,
 }
 
+/// Times a phase from its creation and counts what both sites send meanwhile.
+struct Meter<'a> {
+    tb: &'a Testbed,
+    start: Instant,
+    before: u64,
+}
+
+impl<'a> Meter<'a> {
+    fn start(tb: &'a Testbed) -> Self {
+        Meter {
+            tb,
+            before: tb.sent_bytes(),
+            start: Instant::now(),
+        }
+    }
+
+    fn stop(self) -> Run {
+        Run {
+            secs: self.start.elapsed().as_secs_f64(),
+            wire: self.tb.sent_bytes() - self.before,
+        }
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     ensure!(
         Testbed::available(),
@@ -159,24 +183,15 @@ async fn profile(args: &Args, p: Profile) -> anyhow::Result<ProfileResult> {
     Ok(r)
 }
 
-/// A site's CAN Service (in the bench's namespace, on the site's veth) and its agent (in the
-/// site, bound to its address on the emulated network).
+/// A site's store and agent (`Testbed::store_and_agent`) with the congestion controller
+/// under test.
 fn can_site(tb: &Testbed, i: usize, dir: &Path, cc: &str, extra: &str) -> (Service, Agent) {
-    let s = tb.site(i);
-    let svc = Service::start_on(
-        &dir.join(format!("svc-{i}")),
-        &format!("sync_api_key: {KEY}\n"),
-        &format!("{}:0", s.host_addr),
-    );
-    let agent = Agent::start_in(
-        &dir.join(format!("agent-{i}")),
-        &svc.url,
-        KEY,
+    tb.store_and_agent(
+        i,
+        dir,
         PASS,
-        &format!("{}congestion_controller: {cc}\n{extra}", s.bind_yaml()),
-        &s.netns,
-    );
-    (svc, agent)
+        &format!("congestion_controller: {cc}\n{extra}"),
+    )
 }
 
 async fn can_sync(
@@ -252,8 +267,7 @@ async fn can_sync(
             body,
         )
         .await?;
-        let before = tb.sent_bytes();
-        let start = Instant::now();
+        let meter = Meter::start(tb);
         if cut {
             let at = big.len() as u64 * 6 / 10;
             poll(PHASE_SECS, 5, "the transfer never reached 60 %", || async {
@@ -269,10 +283,7 @@ async fn can_sync(
             has_asset(&c, &svc_b.url, &hash)
         })
         .await?;
-        let run = Run {
-            secs: start.elapsed().as_secs_f64(),
-            wire: tb.sent_bytes() - before,
-        };
+        let run = meter.stop();
         if cut {
             r.can_resume = Some(run);
         } else {
@@ -319,13 +330,9 @@ where
         agent.count("peer_up") > 0
     })
     .await?;
-    let before = tb.sent_bytes();
-    let start = Instant::now();
+    let meter = Meter::start(tb);
     poll(PHASE_SECS, 5, "the mirror did not finish", done).await?;
-    Ok(Run {
-        secs: start.elapsed().as_secs_f64(),
-        wire: tb.sent_bytes() - before,
-    })
+    Ok(meter.stop())
 }
 
 async fn syncthing_runs(
@@ -412,14 +419,10 @@ async fn st_mirror(tb: &Testbed, st: &Pair, mut done: impl FnMut() -> bool) -> a
         st.b.connected(&st.a)
     })
     .await?;
-    let before = tb.sent_bytes();
-    let start = Instant::now();
+    let meter = Meter::start(tb);
     poll(PHASE_SECS, 5, "Syncthing's mirror did not finish", || {
         std::future::ready(done())
     })
     .await?;
-    Ok(Run {
-        secs: start.elapsed().as_secs_f64(),
-        wire: tb.sent_bytes() - before,
-    })
+    Ok(meter.stop())
 }

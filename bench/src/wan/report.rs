@@ -59,16 +59,8 @@ pub struct Report {
 
 impl Report {
     pub fn new() -> Report {
-        let now = time::OffsetDateTime::now_utc();
         Report {
-            stamp: format!(
-                "{:04}-{:02}-{:02}T{:02}{:02}Z",
-                now.year(),
-                u8::from(now.month()),
-                now.day(),
-                now.hour(),
-                now.minute()
-            ),
+            stamp: crate::util::stamp(time::OffsetDateTime::now_utc()),
             total_secs: 0.0,
             profiles: Vec::new(),
         }

@@ -25,39 +25,34 @@ async fn a_restarted_agent_catches_up_within_seconds_whichever_side_restarts() {
     if tb.is_none() {
         eprintln!("no WAN testbed (needs root): measuring on loopback");
     }
-    // A site's store listens on its veth (the test reads it without crossing the link);
-    // its agent runs in the site and binds to the site's address.
-    let service = |name: &str, i: usize| match &tb {
-        Some(tb) => Service::start_on(
-            &dir.path().join(name),
-            &format!("sync_api_key: {KEY}\n"),
-            &format!("{}:0", tb.site(i).host_addr),
-        ),
-        None => Service::with_key(&dir.path().join(name)),
+    // On the testbed a site's store listens on its veth and its agent runs in the site.
+    let start = |i: usize, extra: &str| match &tb {
+        Some(tb) => tb.store_and_agent(i, dir.path(), PASS, extra),
+        None => {
+            let svc = Service::with_key(&dir.path().join(format!("svc-{i}")));
+            let agent = Agent::start(
+                &dir.path().join(format!("agent-{i}")),
+                &svc.url,
+                KEY,
+                PASS,
+                extra,
+            );
+            (svc, agent)
+        }
     };
-    let agent = |name: &str, i: usize, url: &str, extra: &str| match &tb {
-        Some(tb) => Agent::start_in(
-            &dir.path().join(name),
-            url,
-            KEY,
-            PASS,
-            &format!("{}{extra}", tb.site(i).bind_yaml()),
-            &tb.site(i).netns,
-        ),
-        None => Agent::start(&dir.path().join(name), url, KEY, PASS, extra),
-    };
-    let svc_a = service("svc-a", 0);
-    let svc_b = service("svc-b", 1);
     let c = client();
-    let ticket = |name: &str| {
+    let ticket = |i: usize| {
         format!(
             "connect_ticket_file: {}\n",
-            dir.path().join(name).join("ticket").display()
+            dir.path()
+                .join(format!("agent-{i}"))
+                .join("ticket")
+                .display()
         )
     };
     // Each follows the other's ticket file, as two machines that paired both ways.
-    let mut a = agent("agent-a", 0, &svc_a.url, &ticket("agent-b"));
-    let mut b = agent("agent-b", 1, &svc_b.url, &ticket("agent-a"));
+    let (svc_a, mut a) = start(0, &ticket(1));
+    let (svc_b, mut b) = start(1, &ticket(0));
     assert!(a.wait_for("ready", 60).await && b.wait_for("ready", 60).await);
     assert!(a.wait_for("peer_up", 60).await, "A and B never connected");
     let larger_is_a = a.ready("endpoint_id") > b.ready("endpoint_id");

@@ -20,23 +20,9 @@ fn testbed(profiles: &[Profile]) -> Option<Testbed> {
     Some(Testbed::start(profiles))
 }
 
-/// A site's store (in the test's namespace, on the site's veth) and agent (in the site).
+/// A site's store and agent (`Testbed::store_and_agent`).
 fn site(tb: &Testbed, i: usize, dir: &std::path::Path, extra: &str) -> (Service, Agent) {
-    let s = tb.site(i);
-    let svc = Service::start_on(
-        &dir.join(format!("svc-{i}")),
-        &format!("sync_api_key: {KEY}\n"),
-        &format!("{}:0", s.host_addr),
-    );
-    let agent = Agent::start_in(
-        &dir.join(format!("agent-{i}")),
-        &svc.url,
-        KEY,
-        PASS,
-        &format!("{}{extra}", s.bind_yaml()),
-        &s.netns,
-    );
-    (svc, agent)
+    tb.store_and_agent(i, dir, PASS, extra)
 }
 
 async fn count(c: &reqwest::Client, svc: &Service) -> usize {

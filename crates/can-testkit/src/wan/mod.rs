@@ -18,6 +18,7 @@
 pub mod link;
 pub mod nat;
 mod runtime;
+mod site;
 mod tun;
 
 use std::collections::BinaryHeap;

@@ -57,9 +57,10 @@ pub struct DeleteGuard<P> {
     config: GuardConfig,
     /// Deletions of our assets applied within the window: when, and which.
     recent: VecDeque<(Instant, Deletion<P>)>,
-    /// The hashes in `recent` (each at most once), so a flooded copy is found without a
-    /// scan: every peer brings every deletion.
-    recent_hashes: HashSet<Hash>,
+    /// The deletions in `recent` as (hash, stamp), so a flooded copy is found without a
+    /// scan: every peer brings every deletion. The stamp tells a copy from a new deletion of
+    /// the same asset after a restore, which counts again.
+    recent_hashes: HashSet<(Hash, u64)>,
     held: HashMap<Hash, Deletion<P>>,
     /// The order held deletions arrived in (for the sample and for applying them).
     order: Vec<Hash>,
@@ -129,7 +130,7 @@ impl<P: Clone> DeleteGuard<P> {
             .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.config.window)
         {
             if let Some((_, d)) = self.recent.pop_front() {
-                self.recent_hashes.remove(&d.hash);
+                self.recent_hashes.remove(&(d.hash, d.stamp));
             }
         }
         if batch.is_empty() {
@@ -140,13 +141,14 @@ impl<P: Clone> DeleteGuard<P> {
         }
         // One deletion counts once, however many peers bring it: in a swarm every neighbour
         // floods it, often before our store has applied the first copy (so it still looks
-        // like an asset we hold). A copy of one admitted in the window passes again
-        // (applying it twice changes nothing); copies within the batch are dropped.
+        // like an asset we hold). A copy of one admitted in the window (same asset, same
+        // stamp) passes again (applying it twice changes nothing); copies within the batch
+        // are dropped. A later deletion of a restored asset is a new one and counts.
         let mut seen = HashSet::new();
         let (again, batch): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .filter(|d| seen.insert(d.hash))
-            .partition(|d| self.recent_hashes.contains(&d.hash));
+            .partition(|d| self.recent_hashes.contains(&(d.hash, d.stamp)));
         let was_holding = self.is_holding();
         let count = self.recent.len() + batch.len();
         // The store as it was before the deletions in the window: what it holds now plus
@@ -178,7 +180,8 @@ impl<P: Clone> DeleteGuard<P> {
                 tripped: !was_holding,
             };
         }
-        self.recent_hashes.extend(batch.iter().map(|d| d.hash));
+        self.recent_hashes
+            .extend(batch.iter().map(|d| (d.hash, d.stamp)));
         self.recent.extend(batch.iter().cloned().map(|d| (now, d)));
         let mut apply = batch;
         apply.extend(again);
@@ -256,6 +259,29 @@ mod tests {
             assert_eq!(g.admit(now, 500, vec![del(i)], |_| true).apply.len(), 1);
         }
         assert!(g.admit(now, 500, vec![del(50)], |_| true).tripped);
+    }
+
+    #[test]
+    fn a_new_deletion_of_a_restored_asset_counts_again() {
+        let now = Instant::now();
+        let mut g = DeleteGuard::new(GuardConfig::default());
+        // 40 deletions pass (under the minimum); the user keeps them (restored, a higher
+        // stamp), then they are deleted again within the window: 80 deletions, not 40.
+        assert_eq!(
+            g.admit(now, 100, (0..40).map(del).collect(), |_| true)
+                .apply
+                .len(),
+            40
+        );
+        let again: Vec<_> = (0..40)
+            .map(|i| Deletion {
+                stamp: 1000 + u64::from(i),
+                ..del(i)
+            })
+            .collect();
+        let v = g.admit(now, 100, again, |_| true);
+        assert!(v.tripped && v.apply.is_empty());
+        assert_eq!(g.held_count(), 40);
     }
 
     #[test]

@@ -126,6 +126,15 @@ impl<K: Copy + Eq + Hash> Candidates<K> {
         self.entries.len()
     }
 
+    /// Live candidates whose last attempt did not fail (never tried, admitted, or only
+    /// refused as full): those worth rotating a session for.
+    pub fn hopeful(&self) -> impl Iterator<Item = &K> {
+        self.entries
+            .iter()
+            .filter(|(_, c)| c.failures == 0)
+            .map(|(k, _)| k)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -47,9 +47,12 @@ pub struct EngineConfig {
     pub congestion: Congestion,
     /// When deletions from peers are held for the user (docs/protocol.md, "Deletion").
     pub delete_guard: crate::guard::GuardConfig,
-    /// Connections this agent dials at most (LAN peers: twice as many; incoming: up to twice
-    /// as many); 0 = no limit. See [`crate::fanout`].
+    /// Sessions this agent holds at most (both directions; it dials a third of them); 0 = no
+    /// limit. See [`crate::fanout`].
     pub max_peers: usize,
+    /// How often the agent may let one dialled session go to dial another candidate
+    /// (jittered); `None`: never. See [`crate::fanout::pick_rotation`].
+    pub rotation_interval: Option<Duration>,
     /// Reach the store through its library in this process instead of `can_service_url`
     /// (the desktop app's built-in store).
     #[cfg(feature = "builtin-store")]
@@ -125,6 +128,12 @@ struct FileConfig {
     mass_delete_window_secs: u64,
     #[serde(default = "default_max_peers")]
     max_peers: usize,
+    #[serde(default = "default_rotation")]
+    rotation_interval_secs: u64,
+}
+
+fn default_rotation() -> u64 {
+    crate::fanout::DEFAULT_ROTATION_INTERVAL.as_secs()
 }
 
 fn default_max_peers() -> usize {
@@ -265,6 +274,7 @@ impl EngineConfig {
             congestion: Congestion::default(),
             delete_guard: crate::guard::GuardConfig::default(),
             max_peers: crate::fanout::DEFAULT_MAX_PEERS,
+            rotation_interval: Some(crate::fanout::DEFAULT_ROTATION_INTERVAL),
             #[cfg(feature = "builtin-store")]
             builtin_store: None,
         }
@@ -410,6 +420,8 @@ impl AgentConfig {
             bandwidth,
             congestion: file.congestion_controller,
             max_peers: file.max_peers,
+            rotation_interval: (file.rotation_interval_secs > 0)
+                .then(|| Duration::from_secs(file.rotation_interval_secs)),
             delete_guard: crate::guard::GuardConfig {
                 max_share: file.max_delete_share,
                 min_assets: file.mass_delete_min_assets,

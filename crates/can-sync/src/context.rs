@@ -4,7 +4,7 @@
 //! narrow context, never on the engine itself: they report to the actor with [`Cmd`], hand
 //! candidates to the dialer with [`Context::discover`], and read a few shared facts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -206,6 +206,10 @@ pub(crate) struct Context {
     /// `max_peers` (0 = no limit).
     pub max_peers: usize,
     pub(crate) candidates: Mutex<Candidates<EndpointId>>,
+    /// Peers we let go by rotation, and until when we do not dial them again.
+    resting: Mutex<HashMap<EndpointId, Instant>>,
+    /// How often we may rotate a dialled session (`None`: never).
+    pub rotation: Option<Duration>,
     pub(crate) dial_permits: Semaphore,
     discovered: mpsc::Sender<Discovered>,
     gossip: Mutex<Option<GossipSender>>,
@@ -236,6 +240,7 @@ pub(crate) struct ContextParts {
     pub lookup: MemoryLookup,
     pub discovered: mpsc::Sender<Discovered>,
     pub max_peers: usize,
+    pub rotation: Option<Duration>,
 }
 
 impl Context {
@@ -261,6 +266,8 @@ impl Context {
             outbound: Arc::default(),
             max_peers: p.max_peers,
             candidates: Mutex::new(Candidates::default()),
+            resting: Mutex::new(HashMap::new()),
+            rotation: p.rotation,
             dial_permits: Semaphore::new(crate::candidates::MAX_CONCURRENT_DIALS),
             discovered: p.discovered,
             gossip: Mutex::new(None),
@@ -341,6 +348,36 @@ impl Context {
         FanSlot::take(&self.sessions, |n| {
             crate::fanout::may_accept(n, self.max_peers, pinned)
         })
+    }
+
+    /// Let `id` rest: the dialer does not dial it again for `wait` (it was rotated away).
+    pub fn rest(&self, id: EndpointId, wait: Duration) {
+        let now = Instant::now();
+        if let Ok(mut r) = self.resting.lock() {
+            r.retain(|_, until| *until > now);
+            r.insert(id, now + wait);
+        }
+    }
+
+    pub fn is_resting(&self, id: &EndpointId) -> bool {
+        self.resting
+            .lock()
+            .map(|r| r.get(id).is_some_and(|until| *until > Instant::now()))
+            .unwrap_or(false)
+    }
+
+    /// Candidates worth dialling that we are not connected to and that do not rest: what a
+    /// rotation would give a chance.
+    pub fn waiting_candidates(&self) -> usize {
+        let hopeful: Vec<EndpointId> = self
+            .candidates
+            .lock()
+            .map(|c| c.hopeful().copied().collect())
+            .unwrap_or_default();
+        hopeful
+            .iter()
+            .filter(|id| !self.is_connected(id) && !self.is_resting(id))
+            .count()
     }
 
     /// Whether the user named this peer (a ticket): always dialled and accepted.

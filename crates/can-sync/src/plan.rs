@@ -96,6 +96,11 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         self.in_flight.len()
     }
 
+    /// Whether a fetch from `p` is in flight.
+    pub fn fetching_from(&self, p: &P) -> bool {
+        self.in_flight.values().any(|q| q == p)
+    }
+
     /// Our store has `h` (local upload, or a transfer that finished). Returns the peers to
     /// announce it to; `from` (the peer that delivered it) is never among them.
     pub fn add_local(&mut self, h: Hash, from: Option<P>) -> Vec<P> {

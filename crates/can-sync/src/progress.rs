@@ -225,6 +225,14 @@ impl Transfers {
         self.live.lock().map(|l| l.is_empty()).unwrap_or(true)
     }
 
+    /// Whether a transfer with `peer` (either direction) is in flight.
+    pub fn involves(&self, peer: &EndpointId) -> bool {
+        self.live
+            .lock()
+            .map(|l| l.values().any(|e| e.peer == *peer))
+            .unwrap_or(true)
+    }
+
     /// The transfers (oldest first, at most `limit`) and the overall rates, sampled now.
     pub fn snapshot(&self, now: Instant, limit: usize) -> Snapshot {
         let mut entries: Vec<Arc<Entry>> = self

@@ -104,8 +104,9 @@ async fn dial_loop(ctx: Arc<Context>, id: EndpointId, defer: bool) {
             sleep_or_cancel(&ctx, Duration::from_millis(500)).await;
             continue;
         }
-        if !ctx.dial_allowed(&id) {
-            // Enough peers: wait for one to leave (the jitter spreads who takes its place).
+        if !ctx.dial_allowed(&id) || ctx.is_resting(&id) {
+            // Enough peers, or we rotated this one away: wait for one to leave (the jitter
+            // spreads who takes its place) or the rest to end.
             sleep_or_cancel(&ctx, jitter(Duration::from_secs(2))).await;
             continue;
         }

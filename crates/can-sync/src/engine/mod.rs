@@ -108,6 +108,7 @@ impl Engine {
             bandwidth: config.bandwidth,
             paused: config.start_paused,
             max_peers: config.max_peers,
+            rotation: config.rotation_interval,
             lookup,
             discovered,
         }));

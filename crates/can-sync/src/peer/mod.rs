@@ -34,6 +34,9 @@ pub mod close {
     pub const NOT_READING: u32 = 8;
     /// We have as many peers as we take (bounded fan-out): try others.
     pub const FULL: u32 = 9;
+    /// We let this session go to try another peer (bounded fan-out's rotation): nothing is
+    /// wrong with it.
+    pub const ROTATED: u32 = 10;
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -161,6 +164,16 @@ fn closed_before_admission(conn: &Connection) -> Option<u64> {
         }
         _ => None,
     }
+}
+
+fn closed_on_purpose(e: &iroh::endpoint::ConnectionError) -> bool {
+    matches!(
+        e,
+        iroh::endpoint::ConnectionError::ApplicationClosed(app)
+            if [close::ROTATED, close::SHUTDOWN]
+                .iter()
+                .any(|c| u64::from(*c) == app.error_code.into_inner())
+    )
 }
 
 fn closed_for_admission(conn: &Connection) -> bool {
@@ -344,6 +357,12 @@ async fn session(
         r = control::run(link, send, recv, peer_rx) => r,
         r = server => r,
         reason = conn.closed() => Ok(reason.to_string()),
+    };
+    // A peer that let the session go on purpose (rotation, shutdown) ended it; whichever
+    // task saw the close first, that is not a failure.
+    let result = match result {
+        Err(SessionError::Connection(e)) if closed_on_purpose(&e) => Ok(e.to_string()),
+        other => other,
     };
     let reason = match &result {
         Ok(r) => r.clone(),

@@ -143,6 +143,12 @@ impl Actor {
         // sleeps until a command, a transfer or the shutdown wakes it.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The fan-out's rotation: one wake-up per interval (jittered so agents do not rotate
+        // in step), and only with a bound.
+        let rotation = self.ctx.rotation.filter(|_| self.ctx.max_peers > 0);
+        let every = rotation.unwrap_or(Duration::from_secs(86_400));
+        let rotate = tokio::time::sleep(jitter(every));
+        tokio::pin!(rotate);
         loop {
             let busy = self.needs_tick();
             tokio::select! {
@@ -157,6 +163,10 @@ impl Actor {
                 }
                 _ = self.ctx.transfers.first_started(), if !busy => {
                     self.report_progress();
+                }
+                _ = &mut rotate, if rotation.is_some() => {
+                    self.rotate();
+                    rotate.as_mut().reset(tokio::time::Instant::now() + jitter(every));
                 }
                 _ = self.ctx.cancelled() => {
                     for p in self.peers.values() {

@@ -275,3 +275,47 @@ impl Actor {
         items
     }
 }
+
+impl Actor {
+    /// The fan-out's rotation ([`crate::fanout::pick_rotation`]): when we dial all we aim for
+    /// and other candidates wait, let one dialled session go (not a pinned, best or busy
+    /// one) and let that peer rest a full interval, so the dial loops take another.
+    pub(super) fn rotate(&mut self) {
+        let Some(every) = self.ctx.rotation else {
+            return;
+        };
+        if self.ctx.is_paused() {
+            return;
+        }
+        let waiting = self.ctx.waiting_candidates();
+        if waiting == 0 {
+            return;
+        }
+        let me = self.ctx.endpoint.id();
+        let dialled: Vec<crate::fanout::Dialled<EndpointId>> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.dialer == me)
+            .map(|(id, p)| crate::fanout::Dialled {
+                id: *id,
+                pinned: self.ctx.is_pinned(id),
+                lan: crate::bandwidth::is_lan_conn(&p.conn),
+                rtt: crate::engine::status::path_of(&p.conn)
+                    .1
+                    .map(|ms| std::time::Duration::from_secs_f64(ms / 1000.0)),
+                busy: self.planner.fetching_from(id) || self.ctx.transfers.involves(id),
+            })
+            .collect();
+        let Some(id) = crate::fanout::pick_rotation(&dialled, self.ctx.max_peers, waiting, |n| {
+            rand::random_range(0..n)
+        }) else {
+            return;
+        };
+        let Some(p) = self.peers.get(&id) else {
+            return;
+        };
+        tracing::info!(peer = %id.fmt_short(), waiting, "rotating: letting a dialled peer go to try another");
+        self.ctx.rest(id, every);
+        close_conn(&p.conn, close::ROTATED, "rotating: trying another peer");
+    }
+}

@@ -9,6 +9,7 @@ mod ingest;
 mod netns;
 mod proc;
 mod scale;
+mod scale_live;
 mod sync;
 mod util;
 mod wan;
@@ -36,6 +37,8 @@ enum Bench {
     Compare(compare::Args),
     /// Reconciliation cost at 10k / 100k / 1M assets (the pure protocol, in-process).
     Scale(scale::Args),
+    /// Real stores of 10k / 100k / 1M assets: agent start, RSS with peers, in-sync reconciliation.
+    ScaleLive(scale_live::Args),
     /// Seed after seed of the chaos run (kills, crashes, uploads, deletions) for N minutes.
     Chaos(chaos::Args),
     /// Per WAN profile (emulated links): CAN Sync vs Syncthing vs raw iroh, resume, restart.
@@ -51,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::AppIdle(args) => app_idle::run(args).await,
         Bench::Compare(args) => compare::run(args).await,
         Bench::Scale(args) => scale::run(args).await,
+        Bench::ScaleLive(args) => scale_live::run(args).await,
         Bench::Chaos(args) => chaos::run(args).await,
         Bench::Wan(args) => wan::run(args).await,
     }

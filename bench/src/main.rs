@@ -47,6 +47,13 @@ enum Bench {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Logs of the engines that run in this process (sync's built-in mirror), only on request.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match Cli::parse().bench {
         Bench::Ingest(args) => ingest::run(args).await,
         Bench::Sync(args) => sync::run(args).await,

@@ -20,12 +20,26 @@ pub struct Args {
     /// Size of the bulk asset in MiB.
     #[arg(long, default_value_t = 1024)]
     size_mib: usize,
+    /// Only the mirror between two engines on built-in stores in this process (for
+    /// profiling that path alone).
+    #[arg(long)]
+    only_builtin: bool,
 }
 
 const PASS: &str = "bench harbor violet summit cobalt ferry lantern";
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
+    if args.only_builtin {
+        let size = args.size_mib << 20;
+        let s = builtin_mirror(&work.path().join("builtin"), &big_content(size)).await?;
+        println!(
+            "built-in stores in this process: {} MiB in {s:.2} s, {:.0} MB/s",
+            args.size_mib,
+            size as f64 / s / 1e6
+        );
+        return Ok(());
+    }
     let a = Service::with_key(&work.path().join("svc-a"));
     let b = Service::with_key(&work.path().join("svc-b"));
     let agent_a = Agent::start(&work.path().join("agent-a"), &a.url, KEY, PASS, "");

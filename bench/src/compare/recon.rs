@@ -97,15 +97,16 @@ pub(super) async fn recon_can(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let secs = t0.elapsed().as_secs_f64();
-        step(&format!(
-            "CAN Sync: in sync after {secs:.2} s; waiting for a quiet link"
-        ));
         let pids = pair.pids()?;
-        let cpu = [cpu_seconds(pids[0])?, cpu_seconds(pids[1])?];
-        let wire_bytes = match (wire, wire0) {
-            (Some(w), Some(b0)) => Some(quiet(w, wire::Tool::Can).await? - b0),
-            _ => None,
-        };
+        let (cpu, wire_bytes) = settled(
+            "CAN Sync",
+            secs,
+            [pids[0], pids[1]],
+            wire,
+            wire0,
+            wire::Tool::Can,
+        )
+        .await?;
         let expect = if missing == 0 { n + 1 } else { n + m };
         let got = can_testkit::list_all(&c, &pair.b.url).await.len();
         ensure!(
@@ -221,15 +222,16 @@ pub(super) async fn recon_st(
             tokio::time::sleep(Duration::from_millis(if missing == 0 { 200 } else { 20 })).await;
         }
         let secs = t0.elapsed().as_secs_f64();
-        step(&format!(
-            "Syncthing: in sync after {secs:.2} s; waiting for a quiet link"
-        ));
         let pids = pair.pids()?;
-        let cpu = [cpu_seconds(pids[0])?, cpu_seconds(pids[1])?];
-        let wire_bytes = match (wire, wire0) {
-            (Some(w), Some(b0)) => Some(quiet(w, wire::Tool::Syncthing).await? - b0),
-            _ => None,
-        };
+        let (cpu, wire_bytes) = settled(
+            "Syncthing",
+            secs,
+            [pids[0], pids[1]],
+            wire,
+            wire0,
+            wire::Tool::Syncthing,
+        )
+        .await?;
         let conflicts = std::fs::read_dir(&pair.b.folder)?
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().contains(".sync-conflict"))
@@ -266,4 +268,25 @@ async fn in_sync(pair: &syncthing::Pair, files: u64) -> bool {
         }
     }
     true
+}
+
+/// After a side is in sync: both agents' CPU seconds so far, and the bytes on the wire since
+/// `wire0` once the link is quiet.
+async fn settled(
+    label: &str,
+    secs: f64,
+    pids: [u32; 2],
+    wire: Option<&Wire>,
+    wire0: Option<u64>,
+    tool: wire::Tool,
+) -> anyhow::Result<([f64; 2], Option<u64>)> {
+    step(&format!(
+        "{label}: in sync after {secs:.2} s; waiting for a quiet link"
+    ));
+    let cpu = [cpu_seconds(pids[0])?, cpu_seconds(pids[1])?];
+    let wire_bytes = match (wire, wire0) {
+        (Some(w), Some(b0)) => Some(quiet(w, tool).await? - b0),
+        _ => None,
+    };
+    Ok((cpu, wire_bytes))
 }

@@ -365,6 +365,12 @@ impl AgentConfig {
         if file.rendezvous_interval_secs == 0 {
             return Err(field("rendezvous_interval_secs", "must be at least 1"));
         }
+        if file.rotation_interval_secs > crate::fanout::MAX_ROTATION_INTERVAL.as_secs() {
+            return Err(field(
+                "rotation_interval_secs",
+                "must be at most 86400 (a day); 0 turns rotation off",
+            ));
+        }
         for (name, list) in [
             ("relay_urls", &file.relay_urls),
             ("pkarr_relays", &file.pkarr_relays),
@@ -458,6 +464,19 @@ mod tests {
         assert!(
             EngineConfig::parse(&format!("{BASE}reconcile: fast\n"), Path::new("/c.yaml")).is_err()
         );
+    }
+
+    #[test]
+    fn rotation_interval_is_bounded_and_zero_turns_it_off() {
+        let p = Path::new("/c.yaml");
+        let c = EngineConfig::parse(BASE, p).unwrap();
+        assert_eq!(c.rotation_interval, Some(Duration::from_secs(120)));
+        let c = EngineConfig::parse(&format!("{BASE}rotation_interval_secs: 0\n"), p).unwrap();
+        assert_eq!(c.rotation_interval, None);
+        let e = EngineConfig::parse(&format!("{BASE}rotation_interval_secs: 86401\n"), p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rotation_interval_secs"), "{e}");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub fn may_accept(sessions: usize, max_peers: usize, pinned: bool) -> bool {
 /// dialled session (jittered); each rotation costs one new connection and one in-sync
 /// reconciliation (one round trip).
 pub const DEFAULT_ROTATION_INTERVAL: Duration = Duration::from_secs(120);
+/// The longest `rotation_interval_secs` accepted (a day): timers and rest deadlines stay
+/// far from `Instant`'s range.
+pub const MAX_ROTATION_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// One session we dialled, as the rotation sees it.
 #[derive(Debug, Clone)]

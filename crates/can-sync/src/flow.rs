@@ -54,16 +54,17 @@ pub fn window_for(rtt: Duration) -> u64 {
     ((2.0 * bdp) as u64).clamp(MIN_WINDOW, MAX_WINDOW)
 }
 
+/// The round-trip time of `conn`'s selected path, if it has one.
+pub fn selected_rtt(conn: &Connection) -> Option<Duration> {
+    conn.paths()
+        .iter()
+        .find(|p| p.is_selected())
+        .map(|p| p.rtt())
+}
+
 /// Sets `conn`'s receive window for its selected path's RTT (unknown: the floor).
 pub fn fit(conn: &Connection) {
-    let rtt = {
-        let paths = conn.paths();
-        paths
-            .iter()
-            .find(|p| p.is_selected())
-            .map_or(Duration::ZERO, |p| p.rtt())
-    };
-    let window = window_for(rtt);
+    let window = window_for(selected_rtt(conn).unwrap_or(Duration::ZERO));
     conn.set_receive_window(VarInt::from_u64(window).unwrap_or(VarInt::MAX));
 }
 

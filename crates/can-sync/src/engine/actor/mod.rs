@@ -146,7 +146,7 @@ impl Actor {
         // The fan-out's rotation: one wake-up per interval (jittered so agents do not rotate
         // in step), and only with a bound.
         let rotation = self.ctx.rotation.filter(|_| self.ctx.max_peers > 0);
-        let every = rotation.unwrap_or(Duration::from_secs(86_400));
+        let every = rotation.unwrap_or(crate::fanout::MAX_ROTATION_INTERVAL);
         let rotate = tokio::time::sleep(jitter(every));
         tokio::pin!(rotate);
         loop {

@@ -300,9 +300,7 @@ impl Actor {
                 id: *id,
                 pinned: self.ctx.is_pinned(id),
                 lan: crate::bandwidth::is_lan_conn(&p.conn),
-                rtt: crate::engine::status::path_of(&p.conn)
-                    .1
-                    .map(|ms| std::time::Duration::from_secs_f64(ms / 1000.0)),
+                rtt: crate::flow::selected_rtt(&p.conn),
                 busy: self.planner.fetching_from(id) || self.ctx.transfers.involves(id),
             })
             .collect();

@@ -10,6 +10,7 @@ mod netns;
 mod proc;
 mod scale;
 mod scale_live;
+mod swarm;
 mod sync;
 mod util;
 mod wan;
@@ -41,6 +42,8 @@ enum Bench {
     ScaleLive(scale_live::Args),
     /// Seed after seed of the chaos run (kills, crashes, uploads, deletions) for N minutes.
     Chaos(chaos::Args),
+    /// One large asset to N devices behind limited uplinks: time and the origin's upload.
+    Swarm(swarm::Args),
     /// Per WAN profile (emulated links): CAN Sync vs Syncthing vs raw iroh, resume, restart.
     Wan(wan::Args),
 }
@@ -64,5 +67,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::ScaleLive(args) => scale_live::run(args).await,
         Bench::Chaos(args) => chaos::run(args).await,
         Bench::Wan(args) => wan::run(args).await,
+        Bench::Swarm(args) => swarm::run(args).await,
     }
 }

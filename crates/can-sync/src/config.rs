@@ -53,6 +53,10 @@ pub struct EngineConfig {
     /// How often the agent may let one dialled session go to dial another candidate
     /// (jittered); `None`: never. See [`crate::fanout::pick_rotation`].
     pub rotation_interval: Option<Duration>,
+    /// Fetch large assets in verified pieces from every peer that has them, and serve
+    /// pieces of our own fetches (docs/protocol.md, "Swarm transfers"); offered in Hello as
+    /// "swarm-v1".
+    pub swarm: bool,
     /// Reach the store through its library in this process instead of `can_service_url`
     /// (the desktop app's built-in store).
     #[cfg(feature = "builtin-store")]
@@ -130,6 +134,8 @@ struct FileConfig {
     max_peers: usize,
     #[serde(default = "default_rotation")]
     rotation_interval_secs: u64,
+    #[serde(default = "default_true")]
+    swarm_transfers: bool,
 }
 
 fn default_rotation() -> u64 {
@@ -275,6 +281,7 @@ impl EngineConfig {
             delete_guard: crate::guard::GuardConfig::default(),
             max_peers: crate::fanout::DEFAULT_MAX_PEERS,
             rotation_interval: Some(crate::fanout::DEFAULT_ROTATION_INTERVAL),
+            swarm: true,
             #[cfg(feature = "builtin-store")]
             builtin_store: None,
         }
@@ -428,6 +435,7 @@ impl AgentConfig {
             max_peers: file.max_peers,
             rotation_interval: (file.rotation_interval_secs > 0)
                 .then(|| Duration::from_secs(file.rotation_interval_secs)),
+            swarm: file.swarm_transfers,
             delete_guard: crate::guard::GuardConfig {
                 max_share: file.max_delete_share,
                 min_assets: file.mass_delete_min_assets,
@@ -458,6 +466,13 @@ mod tests {
         assert_eq!(c.bind_addr.port(), 0);
         assert!(c.connect_ticket_files.is_empty());
         assert_eq!(c.reconcile, ReconcileMode::Rbsr);
+        assert!(c.swarm);
+        let c = EngineConfig::parse(
+            &format!("{BASE}swarm_transfers: false\n"),
+            Path::new("/c.yaml"),
+        )
+        .unwrap();
+        assert!(!c.swarm);
         let c =
             EngineConfig::parse(&format!("{BASE}reconcile: full\n"), Path::new("/c.yaml")).unwrap();
         assert_eq!(c.reconcile, ReconcileMode::Full);

@@ -41,6 +41,8 @@ pub(crate) enum Cmd {
         rbsr: bool,
         /// Both Hellos offered "tombstones-v1".
         tombs: bool,
+        /// Both Hellos offered "swarm-v1".
+        swarm: bool,
         conn: Connection,
         peer: mpsc::Sender<PeerCmd>,
         reply: oneshot::Sender<bool>,
@@ -114,6 +116,23 @@ pub(crate) enum Cmd {
         name: String,
         size: u64,
     },
+    /// We sent a peer one range of an asset (a swarm fetch of its).
+    ServedRange {
+        id: EndpointId,
+        bytes: u64,
+    },
+    /// Tell our swarm peers what we hold of a fetch in progress.
+    SwarmHave(can_proto::peer::Have),
+    /// The connected swarm peers, and whether each has `hash`.
+    SwarmSources {
+        hash: Hash,
+        reply: oneshot::Sender<Vec<crate::swarm::registry::SourcePeer>>,
+    },
+    /// A peer sent a piece that is not what the piece map says.
+    PieceMisbehaved {
+        id: EndpointId,
+        reason: String,
+    },
     Pause(bool),
     Status(oneshot::Sender<Status>),
 }
@@ -157,6 +176,8 @@ pub(crate) struct LocalChange {
 #[derive(Debug, Clone)]
 pub(crate) enum PeerCmd {
     Announce(Hash),
+    /// What we hold of a swarm fetch in progress (swarm peers).
+    Have(can_proto::peer::Have),
     /// Send these changes of single hashes (at most [`crate::tombs::RECORDS_PER_FRAME`]).
     Records(Vec<can_proto::sync_api::Record>),
     /// Start a reconciliation session (RBSR peers).
@@ -193,6 +214,8 @@ pub(crate) struct Context {
     pub transfers: Arc<crate::progress::Transfers>,
     /// Upload and download limits, applied to every transfer.
     pub(crate) shaper: crate::bandwidth::Shaper,
+    /// Swarm fetches in progress, ours and our peers'.
+    pub(crate) swarm: crate::swarm::Registry,
     pub cancel: CancellationToken,
     pub(crate) paused: AtomicBool,
     /// Addresses learnt from discovery, for dialling by id.
@@ -258,6 +281,7 @@ impl Context {
             idle_timeout: p.idle_timeout,
             transfers: Arc::default(),
             shaper: crate::bandwidth::Shaper::new(p.bandwidth),
+            swarm: crate::swarm::Registry::default(),
             cancel: CancellationToken::new(),
             paused: AtomicBool::new(p.paused),
             lookup: p.lookup,

@@ -45,6 +45,7 @@ pub mod progress;
 pub mod reconcile;
 pub mod secret;
 pub mod store_link;
+pub mod swarm;
 pub mod text;
 pub mod tombs;
 pub mod transfer;

@@ -96,6 +96,11 @@ impl<P: Copy + Eq + StdHash + Ord> Planner<P> {
         self.in_flight.len()
     }
 
+    /// Whether connected peer `p` is known to have `h`.
+    pub fn peer_holds(&self, p: &P, h: &Hash) -> bool {
+        self.remote.get(p).is_some_and(|has| has.contains(h))
+    }
+
     /// Whether a fetch from `p` is in flight.
     pub fn fetching_from(&self, p: &P) -> bool {
         self.in_flight.values().any(|q| q == p)

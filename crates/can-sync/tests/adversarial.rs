@@ -178,6 +178,7 @@ async fn a_peer_sending_content_that_does_not_match_its_hash_is_cut_off() {
             ..Default::default()
         })),
         offset: 0,
+        ..Default::default()
     };
     write_frame(&mut tx, &header).await.unwrap();
     tx.write_all(&sent).await.unwrap();

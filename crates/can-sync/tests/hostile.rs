@@ -44,6 +44,7 @@ fn asset_header(content: &[u8], name: &str) -> Response {
             ..Default::default()
         })),
         offset: 0,
+        ..Default::default()
     }
 }
 

@@ -40,14 +40,43 @@ fn read_all<M: Message + Default>(mut stream: &[u8], max: usize, each: impl Fn(&
     }
 }
 
-/// Hash lists carried in a control message go through the splitter as the engine does.
+/// Hash lists carried in a control message go through the splitter as the engine does; a
+/// swarm Have through the layout and bitfield checks.
 fn control_hashes(msg: &Control) {
+    if let Some(control::Kind::Have(have)) = &msg.kind {
+        return check_have(have);
+    }
     let hashes = match &msg.kind {
         Some(control::Kind::HashList(list)) => &list.hashes,
         Some(control::Kind::Announce(a)) => &a.hashes,
         _ => return,
     };
     check_split(hashes);
+}
+
+fn check_have(have: &can_proto::peer::Have) {
+    use can_sync::swarm::pieces::{Bits, Layout, MAX_PIECES};
+    let Some(layout) = Layout::checked(have.size, have.piece_len) else {
+        return;
+    };
+    assert!(layout.count() as u64 <= MAX_PIECES && layout.count() >= 2);
+    if let Some(bits) = Bits::from_bytes(layout.count(), &have.have) {
+        assert!(bits.count_ones() <= layout.count());
+        assert_eq!(bits.as_bytes(), have.have.as_slice());
+    }
+}
+
+/// A piece map in a Response: accepted only with one CV per piece of a valid layout.
+fn check_map(msg: &Response) {
+    use can_sync::swarm::pieces::{Layout, decode_map};
+    let Some(can_proto::peer::response::Kind::Asset(asset)) = &msg.kind else {
+        return;
+    };
+    if let Some(layout) = Layout::checked(asset.size, msg.piece_len)
+        && let Some(map) = decode_map(&layout, &msg.pieces)
+    {
+        assert_eq!(map.len(), layout.count());
+    }
 }
 
 fn check_split(bytes: &[u8]) {
@@ -76,7 +105,7 @@ pub fn frames(data: &[u8]) {
         1 => read_all::<Pake>(stream, max, |_| {}),
         2 => read_all::<Confirm>(stream, max, |_| {}),
         3 => read_all::<Request>(stream, max, |_| {}),
-        4 => read_all::<Response>(stream, max, |_| {}),
+        4 => read_all::<Response>(stream, max, check_map),
         _ => {
             // A valid frame of arbitrary content first, so the decoder gets past the length.
             structured(stream, |u: &mut Unstructured<'_>| {

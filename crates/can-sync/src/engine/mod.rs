@@ -72,6 +72,7 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Config(e.to_string()))??;
         let secret = crate::identity::load_or_create(&config.data_dir)?;
+        crate::swarm::clean(&config.data_dir);
         let lookup = MemoryLookup::new();
         let (endpoint, mdns_events) =
             endpoint::bind(&config, secret, &lookup, &keys.gossip_topic).await?;
@@ -95,10 +96,16 @@ impl Engine {
             can,
             device_name: config.device_name.clone(),
             features: match config.reconcile {
-                ReconcileMode::Rbsr => vec![
-                    reconcile::FEATURE.to_owned(),
-                    crate::tombs::FEATURE.to_owned(),
-                ],
+                ReconcileMode::Rbsr => {
+                    let mut f = vec![
+                        reconcile::FEATURE.to_owned(),
+                        crate::tombs::FEATURE.to_owned(),
+                    ];
+                    if config.swarm {
+                        f.push(crate::swarm::FEATURE.to_owned());
+                    }
+                    f
+                }
                 ReconcileMode::Full => Vec::new(),
             },
             cmd,

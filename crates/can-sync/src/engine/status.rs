@@ -23,6 +23,11 @@ impl Stats {
         self.bytes_sent += bytes;
     }
 
+    /// Bytes of a range (a peer's swarm fetch): not a whole asset sent.
+    pub fn sent_bytes(&mut self, bytes: u64) {
+        self.bytes_sent += bytes;
+    }
+
     pub fn received(&mut self, bytes: u64) {
         self.assets_received += 1;
         self.bytes_received += bytes;
@@ -52,6 +57,8 @@ pub(super) struct PeerEntry {
     pub rbsr: bool,
     /// Both offered "tombstones-v1": deletions travel as `Records`.
     pub tombs: bool,
+    /// Both offered "swarm-v1": large assets travel in pieces from every peer.
+    pub swarm: bool,
     pub list_in: ListProgress,
     /// When we last asked for a round of O(N) work (a reconciliation or a full list), and
     /// whether another is due: we stay well inside the peer's budget.

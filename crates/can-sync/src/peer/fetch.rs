@@ -28,9 +28,21 @@ pub(crate) async fn fetch(
     ctx: Arc<Context>,
     conn: Connection,
     hash: [u8; 32],
+    // The peer speaks swarm-v1: ask for the piece map, fetched from every peer if the
+    // asset is large.
+    swarm: bool,
 ) -> Result<Fetched, FetchError> {
     let remote = conn.remote_id();
     let idle = ctx.idle_timeout;
+    // A swarm fetch of it still runs (its first peer left, so the planner asks another):
+    // that fetch goes on with the other peers; this one waits for its end, which the idle
+    // timeout bounds, and leaves what is left to the planner.
+    if let Some(running) = ctx.swarm.partial(&hash) {
+        running.ended.cancelled().await;
+        return Err(FetchError::Transport(
+            "a swarm fetch of it just ended".into(),
+        ));
+    }
     // What an interrupted transfer left in our store (from this peer or another): ask for
     // the rest only. Not knowing is not fatal: everything is asked for.
     let offset = match ctx.can.partial(&hash).await {
@@ -56,6 +68,9 @@ pub(crate) async fn fetch(
             &Request {
                 hash: hash.to_vec(),
                 offset,
+                length: 0,
+                // A transfer resumed from our store's partial goes on from this peer alone.
+                pieces: swarm && offset == 0,
             },
         ),
     )
@@ -82,6 +97,17 @@ pub(crate) async fn fetch(
         return Err(FetchError::Misbehaved(
             "sent a different asset than requested".into(),
         ));
+    }
+    if !response.pieces.is_empty() {
+        let layout = crate::swarm::pieces::Layout::checked(asset.size, response.piece_len)
+            .ok_or_else(|| FetchError::Misbehaved("a piece map of another layout".into()))?;
+        let map = crate::swarm::pieces::decode_map(&layout, &response.pieces)
+            .filter(|map| crate::swarm::pieces::verify_map(&layout, map, &hash))
+            .ok_or_else(|| {
+                FetchError::Misbehaved("a piece map that does not match the asset".into())
+            })?;
+        drop((send, recv));
+        return crate::swarm::download::run(ctx, remote, asset, layout, map).await;
     }
     // The peer sends from where we asked, or (a sender that does not resume, or our offset
     // was past its end) everything.

@@ -299,6 +299,7 @@ async fn session(
     };
     let rbsr = both(FEATURE);
     let tombs = both(crate::tombs::FEATURE);
+    let swarm = both(crate::swarm::FEATURE);
 
     let (peer_tx, peer_rx) = mpsc::channel(PEER_QUEUE);
     let (reply, accepted) = oneshot::channel();
@@ -316,6 +317,7 @@ async fn session(
             device_name: clean_name(&their_hello.device_name),
             rbsr,
             tombs,
+            swarm,
             conn: conn.clone(),
             peer: peer_tx,
             reply,

@@ -38,7 +38,7 @@ pub(super) async fn serve(
         };
     let refuse = |reason: &str| Response {
         kind: Some(response::Kind::Refused(reason.to_owned())),
-        offset: 0,
+        ..Default::default()
     };
     let Ok(hash) = <[u8; 32]>::try_from(request.hash.as_slice()) else {
         let _ = write_frame(&mut send, &refuse("malformed hash")).await;
@@ -56,11 +56,26 @@ pub(super) async fn serve(
         let _ = send.finish();
         return;
     };
+    // A range (swarm peers): exactly `length` bytes from `offset`, from our store or from
+    // a fetch of ours in progress that holds those pieces.
+    let range = request.length > 0;
+    if range && request.offset.checked_add(request.length).is_none() {
+        let _ = write_frame(&mut send, &refuse("bad range")).await;
+        let _ = send.finish();
+        return;
+    }
     // From where the receiver asks; an offset past the asset's end (its partial is not
     // ours to judge) gets everything, which the receiver stores from byte 0.
     let mut start = request.offset;
-    let mut fetched = ctx.can.fetch(&hash, start).await;
-    if start > 0 && matches!(fetched, Err(CanError::Status { status: 400, .. })) {
+    let partial = match range {
+        true => crate::swarm::serve::from_partial(&ctx, &hash, start, request.length).await,
+        false => None,
+    };
+    let mut fetched = match partial {
+        Some(found) => Ok(found),
+        None => ctx.can.fetch(&hash, start).await,
+    };
+    if !range && start > 0 && matches!(fetched, Err(CanError::Status { status: 400, .. })) {
         start = 0;
         fetched = ctx.can.fetch(&hash, 0).await;
     }
@@ -70,6 +85,7 @@ pub(super) async fn serve(
             let reason = match e {
                 CanError::NotFound => "not found",
                 CanError::Deleted(_) => "deleted",
+                CanError::Status { status: 400, .. } => "bad range",
                 _ => "store unavailable",
             };
             let _ = write_frame(&mut send, &refuse(reason)).await;
@@ -77,10 +93,37 @@ pub(super) async fn serve(
             return;
         }
     };
+    if range {
+        if start.saturating_add(request.length) > asset.size {
+            let _ = write_frame(&mut send, &refuse("bad range")).await;
+            let _ = send.finish();
+            return;
+        }
+        content = crate::swarm::serve::limit(content, request.length);
+    } else if request.pieces
+        && start == 0
+        && let Some(layout) = crate::swarm::pieces::Layout::for_size(asset.size)
+    {
+        // The piece map instead of the content: the receiver fetches the pieces from
+        // every peer that has them, us among them.
+        let answer = crate::swarm::serve::map_response(&ctx, hash, layout, asset, content).await;
+        let response = answer.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "cannot compute a piece map");
+            refuse("store unavailable")
+        });
+        let _ = tokio::time::timeout(idle, write_frame(&mut send, &response)).await;
+        let _ = send.finish();
+        return;
+    }
     let (name, size) = (asset.name.clone(), asset.size);
+    // A range counts as a transfer of its own bytes.
+    let (sent, done_total) = match range {
+        true => (request.length, (0, request.length)),
+        false => (size.saturating_sub(start), (start, size)),
+    };
     let progress = ctx
         .transfers
-        .start(Direction::Upload, remote, hash, &name, (start, size));
+        .start(Direction::Upload, remote, hash, &name, done_total);
     let result = async {
         let stalled = || format!("the peer read nothing for {idle:?}");
         tokio::time::timeout(
@@ -90,6 +133,7 @@ pub(super) async fn serve(
                 &Response {
                     kind: Some(response::Kind::Asset(asset)),
                     offset: start,
+                    ..Default::default()
                 },
             ),
         )
@@ -120,6 +164,15 @@ pub(super) async fn serve(
     .await;
     drop(progress);
     match result {
+        Ok(()) if range => {
+            let _ = ctx
+                .cmd
+                .send(Cmd::ServedRange {
+                    id: remote,
+                    bytes: sent,
+                })
+                .await;
+        }
         Ok(()) => {
             let _ = ctx
                 .cmd

@@ -243,6 +243,7 @@ impl Actor {
                 device_name,
                 rbsr,
                 tombs,
+                swarm,
                 conn,
                 peer,
                 reply,
@@ -268,7 +269,7 @@ impl Actor {
                     dialer,
                     instance,
                     device_name,
-                    (rbsr, tombs),
+                    (rbsr, tombs, swarm),
                     conn,
                     peer,
                 );
@@ -375,6 +376,35 @@ impl Actor {
                     name,
                     size,
                 });
+            }
+            Cmd::ServedRange { id, bytes } => {
+                self.totals.sent_bytes(bytes);
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.stats.sent_bytes(bytes);
+                    p.last_activity = crate::now_rfc3339();
+                }
+            }
+            Cmd::SwarmHave(have) => {
+                for p in self.peers.values().filter(|p| p.swarm) {
+                    // Dropped when the peer's queue is full: the next Have says it all again.
+                    let _ = p.peer.try_send(crate::context::PeerCmd::Have(have.clone()));
+                }
+            }
+            Cmd::SwarmSources { hash, reply } => {
+                let sources = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.swarm)
+                    .map(|(id, p)| crate::swarm::registry::SourcePeer {
+                        id: *id,
+                        conn: p.conn.clone(),
+                        full: self.planner.peer_holds(id, &hash),
+                    })
+                    .collect();
+                let _ = reply.send(sources);
+            }
+            Cmd::PieceMisbehaved { id, reason } => {
+                self.misbehaved(id, close::MISBEHAVING, &reason);
             }
             Cmd::Pause(paused) => {
                 if self.set_paused(paused) && !paused {

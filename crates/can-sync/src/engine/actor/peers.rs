@@ -25,7 +25,7 @@ impl Actor {
         dialer: EndpointId,
         instance: u64,
         device_name: String,
-        (rbsr, tombs): (bool, bool),
+        (rbsr, tombs, swarm): (bool, bool, bool),
         conn: iroh::endpoint::Connection,
         peer: mpsc::Sender<PeerCmd>,
     ) {
@@ -57,6 +57,7 @@ impl Actor {
                 last_activity: crate::now_rfc3339(),
                 rbsr,
                 tombs,
+                swarm,
                 list_in: ListProgress::default(),
                 last_round: None,
                 round_due: false,
@@ -188,6 +189,7 @@ impl Actor {
             return;
         }
         self.planner.peer_disconnected(id);
+        self.ctx.swarm.forget_peer(&id);
         self.gossip_joined.remove(&id);
         if let Ok(mut c) = self.ctx.connected.lock() {
             c.remove(&id);

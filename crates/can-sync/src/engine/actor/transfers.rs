@@ -42,15 +42,18 @@ impl Actor {
             }
             self.hold_until = None;
         }
+        // Pieces from several peers only help when another peer could send some: with one
+        // peer, a large asset streams whole (and resumes through the store's partial).
+        let swarm_peers = self.peers.values().filter(|p| p.swarm).count();
         for (id, hash) in self.planner.next_requests() {
             let Some(p) = self.peers.get(&id) else {
                 self.planner.finished(id, hash, Outcome::Retry);
                 continue;
             };
-            let conn = p.conn.clone();
+            let (conn, swarm) = (p.conn.clone(), p.swarm && swarm_peers >= 2);
             let ctx = self.ctx.clone();
             tokio::spawn(async move {
-                let result = fetch::fetch(ctx.clone(), conn, hash).await;
+                let result = fetch::fetch(ctx.clone(), conn, hash, swarm).await;
                 let _ = ctx.cmd.send(Cmd::Fetched { id, hash, result }).await;
             });
         }

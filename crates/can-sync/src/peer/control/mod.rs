@@ -282,6 +282,12 @@ impl Handler {
                 }))
                 .await
             }
+            PeerCmd::Have(have) => {
+                self.send(Outgoing::Frame(Control {
+                    kind: Some(control::Kind::Have(have)),
+                }))
+                .await
+            }
             PeerCmd::Reconcile => {
                 let items = self.snapshot().await?;
                 for msg in self.recon.start(items) {
@@ -358,6 +364,12 @@ impl Handler {
                 "reconcile message for an unknown set".into(),
             )),
             Some(control::Kind::Records(r)) => self.on_records(r).await,
+            Some(control::Kind::Have(have)) => self
+                .link
+                .ctx
+                .swarm
+                .peer_have(id, &have)
+                .map_err(|e| SessionError::Protocol(e.into())),
             // A second Hello, or a message kind from a newer version: nothing to do.
             Some(control::Kind::Hello(_)) | None => Ok(()),
         }

@@ -132,6 +132,41 @@ async fn status_where(
     }
 }
 
+/// Waits until every deletion of `mass` has arrived: applied here (a new Deleted row since
+/// `before`) until the guard tripped, held from then on. Polled (bounded), so that a
+/// timeout says where every deletion went: these rounds flaked under CI load only, and the
+/// numbers are what tells the cause.
+async fn applied_or_held(
+    backend: &Backend,
+    c: &reqwest::Client,
+    (here, peer_url): (&str, &str),
+    mass: &[String],
+    before: u64,
+    what: &str,
+) -> can_sync::events::HeldDeletions {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = backend.status().await.unwrap();
+        let deleted = rows(backend, DirectionFilter::Deleted) - before;
+        if let Some(held) = s.mass_delete_held.as_ref()
+            && deleted + held.count as u64 == mass.len() as u64
+        {
+            return held.clone();
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "{what}: not every deletion applied or held within 90 s; {deleted} new Deleted \
+                 rows, held {:?} (of {}); here {:?}, on Beta {:?}; status {s:?}",
+                s.mass_delete_held,
+                mass.len(),
+                statuses(c, here, mass).await,
+                statuses(c, peer_url, mass).await,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits (bounded) for a notification that satisfies `ok`.
 async fn notified(notes: &NotificationServer, what: &str, ok: impl Fn(&common::Received) -> bool) {
     assert!(
@@ -318,19 +353,7 @@ async fn delete_trash_restore_and_held_deletions() {
     }
     // Every deletion has arrived: applied here (a row each) until the guard tripped, held
     // from then on. (One arriving after the answer would be a new deletion, and followed.)
-    let held = status_where(
-        &backend,
-        &mut events,
-        "every deletion applied or held",
-        |s| {
-            s.mass_delete_held.as_ref().is_some_and(|h| {
-                rows(&backend, DirectionFilter::Deleted) - before + h.count as u64 == MASS as u64
-            })
-        },
-    )
-    .await
-    .mass_delete_held
-    .unwrap();
+    let held = applied_or_held(&backend, &c, (&here, &peer_url), mass, before, "held").await;
     assert!(held.count >= 1, "{held:?}");
     assert!(
         held.sample.iter().all(|n| n.starts_with("photo-")),
@@ -368,26 +391,7 @@ async fn delete_trash_restore_and_held_deletions() {
     for h in mass {
         assert_eq!(delete_asset(&c, &peer_svc, h).await, 200);
     }
-    // Polled (bounded), so that a timeout can say where every deletion went: this round
-    // flaked under CI load only, and the numbers are what tells the cause.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = backend.status().await.unwrap();
-        let deleted = rows(&backend, DirectionFilter::Deleted) - before;
-        let held = s.mass_delete_held.as_ref().map(|h| h.count);
-        if held.is_some_and(|h| deleted + h as u64 == MASS as u64) {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!(
-                "every deletion applied or held again: not within 60 s; {deleted} new Deleted \
-                 rows, held {held:?} (of {MASS}); here {:?}, on Beta {:?}; status {s:?}",
-                statuses(&c, &here, mass).await,
-                statuses(&c, &peer_url, mass).await,
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    applied_or_held(&backend, &c, (&here, &peer_url), mass, before, "held again").await;
     assert!(backend.release_deletions(true).await.unwrap() >= 1);
     assert!(
         eventually_async(60, || on_every(&c, &here, mass, 410)).await,

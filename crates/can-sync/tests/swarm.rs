@@ -216,3 +216,123 @@ async fn a_peer_that_sends_a_wrong_piece_is_cut_off_and_the_asset_arrives_whole(
     assert_eq!(agent_b.count("peer_misbehaved"), 0);
     ep.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_piece_map_with_a_false_size_is_its_senders_fault_alone() {
+    use can_sync::swarm::pieces::{Layout, PieceHasher, encode_map};
+    let dir = tempfile::tempdir().unwrap();
+    let a = Service::with_key(&dir.path().join("svc-a"));
+    let b = Service::with_key(&dir.path().join("svc-b"));
+    let c = client();
+    let size = 40 * MIB;
+    let body = pseudo_random(size, 17);
+    let hash = b3(&body);
+    let hash_bytes = *blake3::hash(&body).as_bytes();
+    // The true map, sent with a size one byte short: same piece count, same tree shape,
+    // so the map still merges to the hash.
+    let layout = Layout::for_size(size as u64).unwrap();
+    let mut hasher = PieceHasher::new(layout);
+    hasher.update(&body);
+    let map = encode_map(&hasher.finish().unwrap());
+    let false_size = size as u64 - 1;
+    assert_eq!(
+        Layout::for_size(false_size).unwrap().count(),
+        layout.count()
+    );
+
+    let agent_a = Agent::start(&dir.path().join("agent-a"), &a.url, KEY, PASS, "");
+    let addr = ticket_addr(&agent_a).await;
+    let keys = can_sync::keys::derive(PASS).unwrap();
+    // A second swarm peer that holds nothing: with two, the agent asks for a map.
+    let quiet_ep = endpoint().await;
+    let (_quiet, _quiet_send, quiet_recv) =
+        admitted_peer_with(&quiet_ep, &addr, &keys, "quiet", vec!["swarm-v1".into()]).await;
+    drain(quiet_recv);
+    let ep = endpoint().await;
+    let (conn, mut send, recv) =
+        admitted_peer_with(&ep, &addr, &keys, "liar", vec!["swarm-v1".into()]).await;
+    drain(recv);
+    let liar = conn.clone();
+    let truth = body.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tx, mut rx)) = liar.accept_bi().await {
+            let Ok(req) = expect_frame::<Request, _>(&mut rx, 256).await else {
+                continue;
+            };
+            let (map, truth) = (map.clone(), truth.clone());
+            tokio::spawn(async move {
+                let mut header = Response {
+                    kind: Some(response::Kind::Asset(Asset {
+                        hash: req.hash.clone(),
+                        size: false_size,
+                        name: "wanted.bin".into(),
+                        content_type: "application/octet-stream".into(),
+                        origin: "local".into(),
+                        seq: 1,
+                        ..Default::default()
+                    })),
+                    offset: req.offset,
+                    ..Default::default()
+                };
+                if req.pieces {
+                    header.pieces = map;
+                    header.piece_len = layout.piece_len;
+                    let _ = write_frame(&mut tx, &header).await;
+                } else {
+                    // The true bytes, cut to the false size.
+                    let start = (req.offset as usize).min(false_size as usize);
+                    let end = match req.length {
+                        0 => false_size as usize,
+                        n => (start + n as usize).min(false_size as usize),
+                    };
+                    let _ = write_frame(&mut tx, &header).await;
+                    let _ = tx.write_all(&truth[start..end]).await;
+                }
+                let _ = tx.finish();
+                let _ = tx.stopped().await;
+            });
+        }
+    });
+    let list = Control {
+        kind: Some(control::Kind::HashList(HashList {
+            round: 1,
+            hashes: hash_bytes.to_vec(),
+            last: true,
+            reply_wanted: false,
+        })),
+    };
+    write_frame(&mut send, &list).await.unwrap();
+    assert_eq!(
+        closed_code(&conn).await,
+        Some(close::MISBEHAVING as u64),
+        "the peer with the false size was not cut off"
+    );
+    // The honest peer comes later and is never taken for the liar.
+    assert_eq!(upload(&c, &b, "wanted.bin", body.clone()).await.0, 201);
+    let agent_b = Agent::start(
+        &dir.path().join("agent-b"),
+        &b.url,
+        KEY,
+        PASS,
+        &agent_a.connect_line(),
+    );
+    assert!(
+        eventually_async(120, || has_asset(&c, &a.url, &hash)).await,
+        "the asset never arrived"
+    );
+    assert!(
+        content(&c, &a.url, &hash).await == body,
+        "stored other content"
+    );
+    assert_eq!(agent_b.count("peer_misbehaved"), 0);
+    // Only the liar was blamed.
+    let blamed: Vec<String> = agent_a
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "peer_misbehaved")
+        .filter_map(|e| e["peer"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(blamed, vec![ep.id().to_string()]);
+    quiet_ep.close().await;
+    ep.close().await;
+}

@@ -39,6 +39,15 @@ pub(crate) async fn fetch(
     // timeout bounds, and leaves what is left to the planner.
     if let Some(running) = ctx.swarm.partial(&hash) {
         running.ended.cancelled().await;
+        // It may have stored the asset a moment before the actor hears of it: asking our
+        // store saves fetching it all again.
+        if let Ok((asset, _)) = ctx.can.fetch(&hash, 0).await {
+            return Ok(Fetched {
+                name: asset.name,
+                size: asset.size,
+                created: false,
+            });
+        }
         return Err(FetchError::Transport(
             "a swarm fetch of it just ended".into(),
         ));
@@ -107,7 +116,7 @@ pub(crate) async fn fetch(
                 FetchError::Misbehaved("a piece map that does not match the asset".into())
             })?;
         drop((send, recv));
-        return crate::swarm::download::run(ctx, remote, asset, layout, map).await;
+        return crate::swarm::download::run(ctx, conn, asset, layout, map).await;
     }
     // The peer sends from where we asked, or (a sender that does not resume, or our offset
     // was past its end) everything.

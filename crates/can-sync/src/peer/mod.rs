@@ -350,7 +350,15 @@ async fn session(
             let (send, recv) = conn.accept_bi().await?;
             let permit = serving.clone().try_acquire_owned().ok();
             let lan = crate::bandwidth::is_lan_conn(conn);
-            tokio::spawn(serve::serve(ctx.clone(), remote, lan, send, recv, permit));
+            tokio::spawn(serve::serve(
+                ctx.clone(),
+                remote,
+                lan,
+                swarm,
+                send,
+                recv,
+                permit,
+            ));
         }
         #[allow(unreachable_code)]
         Ok::<_, SessionError>(String::new())

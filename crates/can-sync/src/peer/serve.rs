@@ -18,6 +18,8 @@ pub(super) async fn serve(
     remote: EndpointId,
     // The peer is on the LAN (exempt from the upload limit unless `limit_lan`).
     lan: bool,
+    // Both offered swarm-v1: a piece-map request is honoured.
+    swarm: bool,
     mut send: SendStream,
     mut recv: RecvStream,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -101,6 +103,7 @@ pub(super) async fn serve(
         }
         content = crate::swarm::serve::limit(content, request.length);
     } else if request.pieces
+        && swarm
         && start == 0
         && let Some(layout) = crate::swarm::pieces::Layout::for_size(asset.size)
     {

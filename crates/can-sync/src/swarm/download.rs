@@ -49,6 +49,24 @@ struct Job {
     map: Arc<[Cv]>,
     path: PathBuf,
     progress: Guard,
+    /// When the last byte of any piece arrived: the fetch is stalled only when no bytes
+    /// move at all (a slow link may take longer than the idle timeout for a whole piece).
+    last_byte: std::sync::Mutex<Instant>,
+}
+
+impl Job {
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_byte.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_byte
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
 }
 
 /// Removes our fetch from the registry and its file, however the fetch ends, and tells
@@ -84,7 +102,7 @@ impl Drop for Cleanup {
 /// events). The map was verified against the hash by the caller.
 pub(crate) async fn run(
     ctx: Arc<Context>,
-    lead: EndpointId,
+    lead_conn: Connection,
     asset: Asset,
     layout: Layout,
     map: Vec<Cv>,
@@ -94,27 +112,17 @@ pub(crate) async fn run(
         .as_slice()
         .try_into()
         .map_err(|_| FetchError::Misbehaved("malformed hash".into()))?;
+    let lead = lead_conn.remote_id();
     let local = |e: std::io::Error| FetchError::Transport(format!("piece file: {e}"));
     let dir = ctx.data_dir.join(super::DIR);
     tokio::fs::create_dir_all(&dir).await.map_err(local)?;
     let path = dir.join(format!("{}.part", hex::encode(hash)));
-    // What an earlier attempt left is kept, piece by piece, where it still verifies.
     let map: Arc<[Cv]> = map.into();
-    let kept = kept_pieces(path.clone(), layout, map.clone()).await;
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&path)
-        .await
-        .map_err(local)?;
-    file.set_len(layout.size).await.map_err(local)?;
-    drop(file);
     let partial = Arc::new(Partial {
         path: path.clone(),
         layout,
         asset: asset.clone(),
-        have: std::sync::Mutex::new(kept.clone()),
+        have: std::sync::Mutex::new(Bits::new(layout.count())),
         ended: tokio_util::sync::CancellationToken::new(),
     });
     if !ctx.swarm.begin(hash, partial.clone()) {
@@ -127,6 +135,20 @@ pub(crate) async fn run(
         ended: partial.ended.clone(),
         remove_file: false,
     };
+    // What an earlier attempt left is kept, piece by piece, where it still verifies.
+    let kept = kept_pieces(path.clone(), layout, map.clone(), ctx.cancel.clone()).await;
+    if let Ok(mut have) = partial.have.lock() {
+        *have = kept.clone();
+    }
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .await
+        .map_err(local)?;
+    file.set_len(layout.size).await.map_err(local)?;
+    drop(file);
     let done: u64 = (0..layout.count())
         .filter(|&i| kept.get(i))
         .map(|i| layout.range(i).1)
@@ -144,7 +166,27 @@ pub(crate) async fn run(
             &asset.name,
             (done, layout.size),
         ),
+        last_byte: std::sync::Mutex::new(Instant::now()),
     });
+    let mut kept = kept;
+    // The map proves the pieces' hashes, not the asset's size (the tree's shape is the
+    // same for other sizes with as many pieces): the last piece, whose length the size
+    // sets, is taken from the peer that sent the map before anything is asked of others,
+    // so a false size is that peer's fault and never makes honest peers look wrong.
+    let last = layout.count() - 1;
+    if !kept.get(last) {
+        match piece(&job, &lead_conn, last).await {
+            Ok(()) => {
+                kept.set(last, true);
+                partial.mark(last);
+            }
+            Err(PieceError::Bad(reason)) => {
+                cleanup.remove_file = true;
+                return Err(FetchError::Misbehaved(reason));
+            }
+            Err(PieceError::Retry(e)) => return Err(FetchError::Transport(e)),
+        }
+    }
     fetch_pieces(&job, &partial, kept).await?;
 
     // Every piece is verified; the store re-hashes the whole as it takes it.
@@ -184,13 +226,16 @@ async fn fetch_pieces(
     let mut asked = Bits::new(count);
     let mut asking: HashMap<EndpointId, usize> = HashMap::new();
     let mut resting: HashMap<EndpointId, Instant> = HashMap::new();
+    // Failures in a row per peer: each doubles its rest, so a peer that claims pieces and
+    // never sends them stops holding the fetch up.
+    let mut strikes: HashMap<EndpointId, u32> = HashMap::new();
+    let mut running: HashMap<tokio::task::Id, (EndpointId, usize)> = HashMap::new();
     let mut banned: Vec<EndpointId> = Vec::new();
     let mut peers: Vec<Peer> = Vec::new();
     let mut refreshed: Option<Instant> = None;
-    let mut last_piece = Instant::now();
     let mut last_have: Option<Instant> = None;
     let mut have_dirty = true;
-    let mut tasks: JoinSet<(EndpointId, usize, Result<(), PieceError>)> = JoinSet::new();
+    let mut tasks: JoinSet<Result<(), PieceError>> = JoinSet::new();
     let idle = ctx.idle_timeout;
 
     while !ours.all() {
@@ -238,8 +283,9 @@ async fn fetch_pieces(
             view[s].in_flight += 1;
             *asking.entry(peer.id).or_default() += 1;
             have_dirty = true;
-            let (job, conn, id) = (job.clone(), peer.conn.clone(), peer.id);
-            tasks.spawn(async move { (id, i, piece(&job, &conn, i).await) });
+            let (job, conn) = (job.clone(), peer.conn.clone());
+            let task = tasks.spawn(async move { piece(&job, &conn, i).await });
+            running.insert(task.id(), (peer.id, i));
         }
         if have_dirty && last_have.is_none_or(|t| t.elapsed() >= HAVE_EVERY) {
             let msg = have_msg(&job.hash, &job.layout, &ours, &asked);
@@ -247,12 +293,17 @@ async fn fetch_pieces(
             last_have = Some(Instant::now());
             have_dirty = false;
         }
-        if last_piece.elapsed() >= idle {
+        if job.idle_for() >= idle {
             return Err(FetchError::Stalled(idle));
         }
         tokio::select! {
-            Some(joined) = tasks.join_next() => {
-                let Ok((id, i, result)) = joined else { continue };
+            Some(joined) = tasks.join_next_with_id() => {
+                let (task, result) = match joined {
+                    Ok((task, result)) => (task, result),
+                    // A piece task that panicked: its piece is asked again.
+                    Err(e) => (e.id(), Err(PieceError::Retry(e.to_string()))),
+                };
+                let Some((id, i)) = running.remove(&task) else { continue };
                 asked.set(i, false);
                 if let Some(n) = asking.get_mut(&id) {
                     *n = n.saturating_sub(1);
@@ -262,11 +313,16 @@ async fn fetch_pieces(
                     Ok(()) => {
                         ours.set(i, true);
                         partial.mark(i);
-                        last_piece = Instant::now();
+                        strikes.remove(&id);
                     }
                     Err(PieceError::Retry(e)) => {
                         tracing::debug!(peer = %id.fmt_short(), piece = i, error = %e, "piece failed; asking another peer");
-                        resting.insert(id, Instant::now() + crate::util::jitter(REST));
+                        let n = strikes.entry(id).or_default();
+                        *n = n.saturating_add(1);
+                        let rest = REST.saturating_mul(1 << (*n - 1).min(5));
+                        resting.insert(id, Instant::now() + crate::util::jitter(rest));
+                        // What it said it holds is not to be relied on until it says again.
+                        ctx.swarm.forget_have(&job.hash, &id);
                     }
                     Err(PieceError::Bad(reason)) => {
                         banned.push(id);
@@ -286,7 +342,12 @@ async fn fetch_pieces(
 
 /// The pieces of an earlier attempt's file that match the map (none if there is no file).
 /// Read from disk, so checked like anything from outside.
-async fn kept_pieces(path: PathBuf, layout: Layout, map: Arc<[Cv]>) -> Bits {
+async fn kept_pieces(
+    path: PathBuf,
+    layout: Layout,
+    map: Arc<[Cv]>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Bits {
     let count = layout.count();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
@@ -300,6 +361,9 @@ async fn kept_pieces(path: PathBuf, layout: Layout, map: Arc<[Cv]>) -> Bits {
         let mut reader = std::io::BufReader::with_capacity(READ_BUFFER, file);
         let mut buf = vec![0u8; READ_BUFFER];
         for i in 0..count {
+            if cancel.is_cancelled() {
+                return kept;
+            }
             let (offset, len) = layout.range(i);
             let mut hasher = blake3::Hasher::new();
             blake3::hazmat::HasherExt::set_input_offset(&mut hasher, offset);
@@ -401,6 +465,7 @@ async fn piece(job: &Job, conn: &Connection, i: usize) -> Result<(), PieceError>
         if n == 0 {
             return Err(PieceError::Retry("the peer's stream broke off".into()));
         }
+        job.touch();
         ctx.shaper.take(Direction::Download, lan, n as u64).await;
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n]).await.map_err(|e| retry(&e))?;

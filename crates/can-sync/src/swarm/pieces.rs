@@ -87,6 +87,8 @@ pub struct PieceHasher {
     fed: u64,
     index: usize,
     cvs: Vec<Cv>,
+    /// Bytes were fed past the asset's end.
+    extra: bool,
 }
 
 impl PieceHasher {
@@ -97,6 +99,7 @@ impl PieceHasher {
             fed: 0,
             index: 0,
             cvs: Vec::with_capacity(layout.count()),
+            extra: false,
         }
     }
 
@@ -116,11 +119,14 @@ impl PieceHasher {
                 self.hasher.set_input_offset(start);
             }
         }
+        if !data.is_empty() {
+            self.extra = true;
+        }
     }
 
     /// The CVs, if exactly the asset's bytes were fed.
     pub fn finish(self) -> Option<Vec<Cv>> {
-        (self.cvs.len() == self.layout.count() && self.fed == 0).then_some(self.cvs)
+        (self.cvs.len() == self.layout.count() && self.fed == 0 && !self.extra).then_some(self.cvs)
     }
 }
 
@@ -330,6 +336,10 @@ mod tests {
         };
         let mut h = PieceHasher::new(layout);
         h.update(&[1; 8000]);
+        assert!(h.finish().is_none());
+        let mut h = PieceHasher::new(layout);
+        h.update(&[1; 8192]);
+        h.update(&[1]);
         assert!(h.finish().is_none());
     }
 

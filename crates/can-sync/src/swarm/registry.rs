@@ -141,6 +141,19 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// What `id` said it holds of `hash` is not to be relied on (it failed to send a piece
+    /// it claimed) until it says again.
+    pub fn forget_have(&self, hash: &Hash, id: &EndpointId) {
+        self.with(|i| {
+            if let Some(peers) = i.theirs.get_mut(hash) {
+                peers.remove(id);
+                if peers.is_empty() {
+                    i.theirs.remove(hash);
+                }
+            }
+        });
+    }
+
     /// The peer is gone: nothing it said holds any more.
     pub fn forget_peer(&self, id: &EndpointId) {
         self.with(|i| {

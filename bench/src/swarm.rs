@@ -132,7 +132,7 @@ async fn mesh(
         ));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !agents.iter().all(|a| peers_of(a) == devices - 1) {
+    while !agents.iter().all(|a| a.peer_count() == devices - 1) {
         ensure!(Instant::now() < deadline, "the mesh never formed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -166,13 +166,6 @@ async fn mesh(
         origin_sent: sent(&agents[0]),
         others_sent: agents[1..].iter().map(sent).sum(),
     })
-}
-
-fn peers_of(agent: &Agent) -> usize {
-    agent
-        .try_status()
-        .and_then(|s| s["peers"].as_array().map(|p| p.len()))
-        .unwrap_or(0)
 }
 
 fn print(runs: &[Run], size: usize) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use can_proto::peer::{Control, HashList, Request, Response, control, response};
+use can_proto::peer::{Request, Response, response};
 use can_proto::sync_api::Asset;
 use can_sync::admission::{ALPN, Role, admit};
 use can_sync::peer::close;
@@ -17,19 +17,6 @@ use common::*;
 use iroh::Endpoint;
 
 const PASS: &str = "saddle prairie cobalt mosaic thunder pepper alpine";
-
-/// Announces `hashes` to the agent as a full hash list (round 1).
-async fn claim(send: &mut iroh::endpoint::SendStream, hashes: &[[u8; 32]]) {
-    let list = Control {
-        kind: Some(control::Kind::HashList(HashList {
-            round: 1,
-            hashes: hashes.iter().flatten().copied().collect(),
-            last: true,
-            reply_wanted: false,
-        })),
-    };
-    write_frame(send, &list).await.unwrap();
-}
 
 fn asset_header(content: &[u8], name: &str) -> Response {
     Response {

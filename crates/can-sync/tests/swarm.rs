@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use can_proto::peer::{Control, HashList, Request, Response, control, response};
+use can_proto::peer::{Request, Response, response};
 use can_proto::sync_api::Asset;
 use can_sync::peer::close;
 use can_sync::wire::{expect_frame, write_frame};
@@ -24,11 +24,44 @@ fn sent_by(agent: &Agent) -> u64 {
         .expect("transfer_bytes_sent")
 }
 
-fn peers_of(agent: &Agent) -> usize {
-    agent
-        .try_status()
-        .and_then(|s| s["peers"].as_array().map(|p| p.len()))
-        .unwrap_or(0)
+/// Answers every request on `conn` with `answer(request)`: the header to send and, unless
+/// it carries a piece map, the bytes after it.
+fn answer_requests<F>(conn: iroh::endpoint::Connection, answer: F)
+where
+    F: Fn(&Request) -> (Response, Vec<u8>) + Send + Sync + 'static,
+{
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut tx, mut rx)) = conn.accept_bi().await {
+            let Ok(req) = expect_frame::<Request, _>(&mut rx, 256).await else {
+                continue;
+            };
+            let (header, bytes) = answer(&req);
+            tokio::spawn(async move {
+                let _ = write_frame(&mut tx, &header).await;
+                let _ = tx.write_all(&bytes).await;
+                let _ = tx.finish();
+                let _ = tx.stopped().await;
+            });
+        }
+    });
+}
+
+/// A header for `size` bytes of the asset `req` asks for, from where it asks.
+fn header(req: &Request, size: u64) -> Response {
+    Response {
+        kind: Some(response::Kind::Asset(Asset {
+            hash: req.hash.clone(),
+            size,
+            name: "wanted.bin".into(),
+            content_type: "application/octet-stream".into(),
+            origin: "local".into(),
+            seq: 1,
+            ..Default::default()
+        })),
+        offset: req.offset,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,9 +95,9 @@ async fn a_large_asset_reaches_three_peers_with_the_origin_uploading_it_about_on
         ));
     }
     assert!(
-        eventually(60, || agents.iter().all(|a| peers_of(a) == 3)).await,
+        eventually(60, || agents.iter().all(|a| a.peer_count() == 3)).await,
         "the four agents never all connected: {:?}",
-        agents.iter().map(peers_of).collect::<Vec<_>>()
+        agents.iter().map(Agent::peer_count).collect::<Vec<_>>()
     );
 
     let size = 64 * MIB;
@@ -139,37 +172,12 @@ async fn a_peer_that_sends_a_wrong_piece_is_cut_off_and_the_asset_arrives_whole(
     let (conn, mut send, recv) =
         admitted_peer_with(&ep, &addr, &keys, "liar", vec!["swarm-v1".into()]).await;
     drain(recv);
-    let liar = conn.clone();
-    tokio::spawn(async move {
-        while let Ok((mut tx, mut rx)) = liar.accept_bi().await {
-            let Ok(req) = expect_frame::<Request, _>(&mut rx, 256).await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let header = Response {
-                    kind: Some(response::Kind::Asset(Asset {
-                        hash: req.hash.clone(),
-                        size: size as u64,
-                        name: "wanted.bin".into(),
-                        content_type: "application/octet-stream".into(),
-                        origin: "local".into(),
-                        seq: 1,
-                        ..Default::default()
-                    })),
-                    offset: req.offset,
-                    ..Default::default()
-                };
-                let _ = write_frame(&mut tx, &header).await;
-                let len = match req.length {
-                    0 => size as u64 - req.offset,
-                    n => n,
-                };
-                let junk = vec![0x5a; len as usize];
-                let _ = tx.write_all(&junk).await;
-                let _ = tx.finish();
-                let _ = tx.stopped().await;
-            });
-        }
+    answer_requests(conn.clone(), move |req| {
+        let len = match req.length {
+            0 => size as u64 - req.offset,
+            n => n,
+        };
+        (header(req, size as u64), vec![0x5a; len as usize])
     });
 
     // The honest peer sends slowly, so the fetch is still on when the liar claims the asset.
@@ -190,15 +198,7 @@ async fn a_peer_that_sends_a_wrong_piece_is_cut_off_and_the_asset_arrives_whole(
         .await,
         "the fetch from the honest peer never started"
     );
-    let list = Control {
-        kind: Some(control::Kind::HashList(HashList {
-            round: 1,
-            hashes: hash_bytes.to_vec(),
-            last: true,
-            reply_wanted: false,
-        })),
-    };
-    write_frame(&mut send, &list).await.unwrap();
+    claim(&mut send, &[hash_bytes]).await;
     assert_eq!(
         closed_code(&conn).await,
         Some(close::MISBEHAVING as u64),
@@ -252,56 +252,23 @@ async fn a_piece_map_with_a_false_size_is_its_senders_fault_alone() {
     let (conn, mut send, recv) =
         admitted_peer_with(&ep, &addr, &keys, "liar", vec!["swarm-v1".into()]).await;
     drain(recv);
-    let liar = conn.clone();
     let truth = body.clone();
-    tokio::spawn(async move {
-        while let Ok((mut tx, mut rx)) = liar.accept_bi().await {
-            let Ok(req) = expect_frame::<Request, _>(&mut rx, 256).await else {
-                continue;
-            };
-            let (map, truth) = (map.clone(), truth.clone());
-            tokio::spawn(async move {
-                let mut header = Response {
-                    kind: Some(response::Kind::Asset(Asset {
-                        hash: req.hash.clone(),
-                        size: false_size,
-                        name: "wanted.bin".into(),
-                        content_type: "application/octet-stream".into(),
-                        origin: "local".into(),
-                        seq: 1,
-                        ..Default::default()
-                    })),
-                    offset: req.offset,
-                    ..Default::default()
-                };
-                if req.pieces {
-                    header.pieces = map;
-                    header.piece_len = layout.piece_len;
-                    let _ = write_frame(&mut tx, &header).await;
-                } else {
-                    // The true bytes, cut to the false size.
-                    let start = (req.offset as usize).min(false_size as usize);
-                    let end = match req.length {
-                        0 => false_size as usize,
-                        n => (start + n as usize).min(false_size as usize),
-                    };
-                    let _ = write_frame(&mut tx, &header).await;
-                    let _ = tx.write_all(&truth[start..end]).await;
-                }
-                let _ = tx.finish();
-                let _ = tx.stopped().await;
-            });
+    answer_requests(conn.clone(), move |req| {
+        let mut head = header(req, false_size);
+        if req.pieces {
+            head.pieces = map.clone();
+            head.piece_len = layout.piece_len;
+            return (head, Vec::new());
         }
+        // The true bytes, cut to the false size.
+        let start = (req.offset as usize).min(false_size as usize);
+        let end = match req.length {
+            0 => false_size as usize,
+            n => (start + n as usize).min(false_size as usize),
+        };
+        (head, truth[start..end].to_vec())
     });
-    let list = Control {
-        kind: Some(control::Kind::HashList(HashList {
-            round: 1,
-            hashes: hash_bytes.to_vec(),
-            last: true,
-            reply_wanted: false,
-        })),
-    };
-    write_frame(&mut send, &list).await.unwrap();
+    claim(&mut send, &[hash_bytes]).await;
     assert_eq!(
         closed_code(&conn).await,
         Some(close::MISBEHAVING as u64),

@@ -166,6 +166,13 @@ impl Agent {
         serde_json::from_slice(&out.stdout).ok()
     }
 
+    /// Peers connected now (0 while the agent does not answer).
+    pub fn peer_count(&self) -> usize {
+        self.try_status()
+            .and_then(|s| s["peers"].as_array().map(|p| p.len()))
+            .unwrap_or(0)
+    }
+
     pub fn status(&self) -> Value {
         let out = crate::command("can-sync", None)
             .args(["status", "--json", "--config"])

@@ -109,14 +109,7 @@ impl Registry {
             .try_into()
             .map_err(|_| "malformed hash in Have")?;
         if have.gone {
-            self.with(|i| {
-                if let Some(peers) = i.theirs.get_mut(&hash) {
-                    peers.remove(&id);
-                    if peers.is_empty() {
-                        i.theirs.remove(&hash);
-                    }
-                }
-            });
+            self.forget_have(&hash, &id);
             return Ok(());
         }
         let layout = Layout::checked(have.size, have.piece_len).ok_or("bad layout in Have")?;

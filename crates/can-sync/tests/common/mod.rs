@@ -117,6 +117,21 @@ pub async fn admitted_peer(
     admitted_peer_with(ep, addr, keys, name, Vec::new()).await
 }
 
+/// Announces `hashes` to the agent as a full hash list (round 1).
+pub async fn claim(send: &mut iroh::endpoint::SendStream, hashes: &[[u8; 32]]) {
+    let list = can_proto::peer::Control {
+        kind: Some(can_proto::peer::control::Kind::HashList(
+            can_proto::peer::HashList {
+                round: 1,
+                hashes: hashes.iter().flatten().copied().collect(),
+                last: true,
+                reply_wanted: false,
+            },
+        )),
+    };
+    write_frame(send, &list).await.unwrap();
+}
+
 /// The application close code the connection ends with (within 30 s).
 pub async fn closed_code(conn: &Connection) -> Option<u64> {
     closed_code_within(conn, Duration::from_secs(30)).await

@@ -77,6 +77,50 @@ appSuite('history page', (app) => {
     assert.deepEqual(backend.unhandled, []);
   });
 
+  it('keeps rows written while a page was being read', { timeout: 30_000 }, async () => {
+    // The backend's store: the answer is read when the call comes in, then held at a gate, so
+    // rows written meanwhile reach the page only as history-added events.
+    const rows = [...ALL];
+    let open: () => void = () => {};
+    let gate = new Promise<void>((r) => (open = r));
+    const read = historyOf(rows);
+    const { page, backend } = await app.start({
+      history: async (args) => {
+        const answer = read(args);
+        await gate;
+        return answer;
+      },
+    });
+    const t = (id: string) => page.getByTestId(id);
+    const range = async () => (await t('history-range').textContent())?.trim();
+    const firstId = async () => t('history-row').first().getAttribute('data-history-id');
+    const write = async (id: number) => {
+      const item = historyItem(id);
+      rows.unshift(item);
+      await backend.emit('history-added', item);
+    };
+    const held = (n: number) => eventually(async () => assert.equal(backend.callsOf('history').length, n));
+
+    await t('nav-history').click();
+    await held(1);
+    await write(313);
+    // Already in the answer (written just before it was read): counted once.
+    await backend.emit('history-added', historyItem(312));
+    open();
+    await eventually(async () => assert.equal(await range(), '1–50 of 313'));
+    assert.equal(await firstId(), '313');
+
+    // On a later page the answer cannot tell which rows it counted: it is asked again.
+    gate = new Promise<void>((r) => (open = r));
+    await t('history-next').click();
+    await held(2);
+    await write(314);
+    open();
+    await eventually(async () => assert.equal(await range(), '51–100 of 314'));
+    assert.equal(backend.callsOf('history').length, 3);
+    assert.deepEqual(backend.unhandled, []);
+  });
+
   it('built-in store: Open, Save…, Add files… and dropped files', { timeout: 20_000 }, async () => {
     const { page, backend } = await start({
       open_asset: () => ({ action: 'open', file_name: 'file-312.jpg', kind: 'a JPEG image', mime: 'image/jpeg' }),

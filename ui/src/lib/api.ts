@@ -409,7 +409,12 @@ export const api = {
   // ------------------------------------------------------------ events
   onAppState: (cb: (s: AppState) => void) => on<AppState>('app-state', cb),
   onStatus: (cb: (s: Status) => void) => on<StatusWire>('status', (s) => cb(fromWire(s))),
-  onHistoryAdded: (cb: (item: HistoryItem) => void) => on<HistoryItem>('history-added', cb),
+  /**
+   * `ready` runs once the subscription is in place (or failed): a page that reads history
+   * after it misses no row written in between.
+   */
+  onHistoryAdded: (cb: (item: HistoryItem) => void, ready?: () => void) =>
+    on<HistoryItem>('history-added', cb, ready),
   onEngineEvent: (cb: (e: EngineEvent) => void) => on<EngineEvent>('engine-event', cb),
   onUpdateAvailable: (cb: (u: UpdateInfo) => void) => on<UpdateInfo>('update-available', cb),
 
@@ -434,11 +439,11 @@ export const api = {
 };
 
 /** listen() is async; hand back a synchronous unlisten that also works before it resolved. */
-function on<T>(event: string, cb: (payload: T) => void): Unlisten {
-  return deferred((alive) => listen<T>(event, (e) => alive() && cb(e.payload)));
+function on<T>(event: string, cb: (payload: T) => void, ready?: () => void): Unlisten {
+  return deferred((alive) => listen<T>(event, (e) => alive() && cb(e.payload)), ready);
 }
 
-function deferred(start: (alive: () => boolean) => Promise<() => void>): Unlisten {
+function deferred(start: (alive: () => boolean) => Promise<() => void>, ready?: () => void): Unlisten {
   let stopped = false;
   let stop: (() => void) | null = null;
   const alive = () => !stopped;
@@ -447,9 +452,11 @@ function deferred(start: (alive: () => boolean) => Promise<() => void>): Unliste
     .then((u) => {
       if (stopped) return (u as () => unknown)();
       stop = u;
+      ready?.();
     })
     .catch((e: unknown) => {
       console.warn('CAN Sync: could not subscribe to an event', e);
+      if (!stopped) ready?.();
     });
   return () => {
     stopped = true;

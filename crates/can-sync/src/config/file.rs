@@ -1,4 +1,5 @@
-//! The headless agent's `config.yaml`, and the engine settings it turns into.
+//! The headless agent's `config.yaml`: parsed, checked field by field, turned into an
+//! [`EngineConfig`] and the agent's own settings.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,86 +7,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::{ConfigError, Congestion, EngineConfig, ReconcileMode, default_data_dir};
 use crate::secret::Secret;
 
-/// Everything the engine needs to run. The app builds one from its settings and keychain;
-/// the agent from `config.yaml`.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub can_service_url: String,
-    pub sync_api_key: Secret,
-    pub passphrase: Secret,
-    pub device_name: String,
-    pub data_dir: PathBuf,
-    pub bind_addr: SocketAddr,
-    /// `None`: iroh's public relays. `Some([])`: no relays.
-    pub relay_urls: Option<Vec<String>>,
-    pub poll_interval: Duration,
-    /// How often rendezvous slots are read and ours rewritten.
-    pub rendezvous_interval: Duration,
-    pub ticket_file: Option<PathBuf>,
-    pub connect_ticket_files: Vec<PathBuf>,
-    /// Accepted now, used by discovery.
-    pub pkarr_relays: Option<Vec<String>>,
-    pub local_discovery: bool,
-    /// Never use direct paths: no UDP sockets, every connection through `relay_urls`.
-    pub relay_only: bool,
-    /// Extra root certificates (PEM) trusted for relays, beside the public web roots: a
-    /// self-hosted relay with a private CA (its QUIC address discovery, which NAT traversal
-    /// needs, is verified against them).
-    pub relay_ca_file: Option<PathBuf>,
-    /// Start paused (the app persists the user's pause across restarts); nothing moves
-    /// until `Engine::resume`.
-    pub start_paused: bool,
-    /// How to find what differs when a peer connects (docs/protocol.md, "3. Reconciliation").
-    pub reconcile: ReconcileMode,
-    /// A transfer with no bytes for this long is aborted and planned again.
-    pub transfer_idle_timeout: Duration,
-    /// Upload and download limits (default: none).
-    pub bandwidth: crate::bandwidth::BandwidthLimits,
-    /// QUIC congestion control.
-    pub congestion: Congestion,
-    /// When deletions from peers are held for the user (docs/protocol.md, "Deletion").
-    pub delete_guard: crate::guard::GuardConfig,
-    /// Sessions this agent holds at most (both directions; it dials a third of them); 0 = no
-    /// limit. See [`crate::fanout`].
-    pub max_peers: usize,
-    /// How often the agent may let one dialled session go to dial another candidate
-    /// (jittered); `None`: never. See [`crate::fanout::pick_rotation`].
-    pub rotation_interval: Option<Duration>,
-    /// Fetch large assets in verified pieces from every peer that has them, and serve
-    /// pieces of our own fetches (docs/protocol.md, "Swarm transfers"); offered in Hello as
-    /// "swarm-v1".
-    pub swarm: bool,
-    /// Reach the store through its library in this process instead of `can_service_url`
-    /// (the desktop app's built-in store).
-    #[cfg(feature = "builtin-store")]
-    pub builtin_store: Option<crate::builtin_store::BuiltinStore>,
-}
-
-/// QUIC congestion controllers (docs/protocol.md, "Transport").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Congestion {
-    /// BBRv3: paces by measured bandwidth and RTT; random loss does not collapse it.
-    #[default]
-    Bbr,
-    /// CUBIC, QUIC's usual default: loss-based.
-    Cubic,
-}
-
-/// How an agent reconciles with a peer at connection start and on resume.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReconcileMode {
-    /// Offer range-based set reconciliation ("rbsr-v1" in Hello); used when the peer offers
-    /// it too, else full hash lists.
-    #[default]
-    Rbsr,
-    /// Offer nothing: always full hash lists, exactly as agents before RBSR do. For
-    /// compatibility tests and as a way out should RBSR misbehave.
-    Full,
-}
+pub(super) const DEFAULT_POLL_SECS: u64 = 3;
+pub(super) const DEFAULT_RENDEZVOUS_SECS: u64 = 60;
+/// Longest value of the interval and timeout keys: a day. Nothing here means anything
+/// longer, and a timer far enough out overflows the clock (a panic, not an error).
+const MAX_INTERVAL_SECS: u64 = 86_400;
+/// Longest mass-deletion window: a week.
+const MAX_WINDOW_SECS: u64 = 7 * 86_400;
 
 /// `config.yaml` as written by a person. Unknown keys are rejected.
 #[derive(Debug, Deserialize)]
@@ -183,11 +114,11 @@ enum OneOrMany {
 }
 
 fn default_poll() -> u64 {
-    3
+    DEFAULT_POLL_SECS
 }
 
 fn default_rendezvous() -> u64 {
-    60
+    DEFAULT_RENDEZVOUS_SECS
 }
 
 fn default_idle_timeout() -> u64 {
@@ -196,40 +127,6 @@ fn default_idle_timeout() -> u64 {
 
 fn default_true() -> bool {
     true
-}
-
-/// A config that cannot be used; names the file and the field, never a secret's value.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid config file {path}: `{field}` {message}")]
-    Field {
-        path: PathBuf,
-        field: &'static str,
-        message: String,
-    },
-}
-
-/// The default data directory: the OS data dir's `can-sync`.
-pub fn default_data_dir() -> PathBuf {
-    dirs::data_dir()
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("can-sync")
-}
-
-/// The default device name: the host name.
-pub fn default_device_name() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "CAN Sync device".to_owned())
 }
 
 /// The headless agent's whole config: the engine's settings and the agent's own.
@@ -246,55 +143,6 @@ pub struct AgentConfig {
 /// The control socket of an agent whose config does not name one.
 pub fn default_control_socket(data_dir: &Path) -> PathBuf {
     data_dir.join("control.sock")
-}
-
-impl EngineConfig {
-    /// The settings a minimal `config.yaml` gets: these four, everything else at its
-    /// default (the table in README). The app and tests start from here.
-    pub fn new(
-        can_service_url: impl Into<String>,
-        sync_api_key: Secret,
-        passphrase: Secret,
-        data_dir: PathBuf,
-    ) -> Self {
-        Self {
-            can_service_url: can_service_url.into(),
-            sync_api_key,
-            passphrase,
-            device_name: default_device_name(),
-            data_dir,
-            bind_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            relay_urls: None,
-            poll_interval: Duration::from_secs(default_poll()),
-            rendezvous_interval: Duration::from_secs(default_rendezvous()),
-            ticket_file: None,
-            connect_ticket_files: Vec::new(),
-            pkarr_relays: None,
-            local_discovery: true,
-            relay_only: false,
-            relay_ca_file: None,
-            start_paused: false,
-            reconcile: ReconcileMode::default(),
-            transfer_idle_timeout: crate::transfer::DEFAULT_IDLE_TIMEOUT,
-            bandwidth: crate::bandwidth::BandwidthLimits::default(),
-            congestion: Congestion::default(),
-            delete_guard: crate::guard::GuardConfig::default(),
-            max_peers: crate::fanout::DEFAULT_MAX_PEERS,
-            rotation_interval: Some(crate::fanout::DEFAULT_ROTATION_INTERVAL),
-            swarm: true,
-            #[cfg(feature = "builtin-store")]
-            builtin_store: None,
-        }
-    }
-
-    /// Reads the agent's YAML config; relative paths are taken relative to the file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        AgentConfig::load(path).map(|c| c.engine)
-    }
-
-    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        AgentConfig::parse(text, path).map(|c| c.engine)
-    }
 }
 
 impl AgentConfig {
@@ -357,26 +205,46 @@ impl AgentConfig {
                 ),
             ));
         }
-        if file.transfer_idle_timeout_secs == 0 {
-            return Err(field("transfer_idle_timeout_secs", "must be at least 1"));
-        }
-        if file.poll_interval_secs == 0 {
-            return Err(field("poll_interval_secs", "must be at least 1"));
-        }
-        if !(0.0..=1.0).contains(&file.max_delete_share) {
-            return Err(field("max_delete_share", "must be between 0 and 1"));
-        }
-        if file.mass_delete_window_secs == 0 {
-            return Err(field("mass_delete_window_secs", "must be at least 1"));
-        }
-        if file.rendezvous_interval_secs == 0 {
-            return Err(field("rendezvous_interval_secs", "must be at least 1"));
-        }
+        // Every `*_secs` key, bounded (0 means "off" only for the rotation).
+        let secs = |name: &'static str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(Duration::from_secs(value))
+            } else {
+                Err(field(name, &format!("must be between {min} and {max}")))
+            }
+        };
+        let idle_timeout = secs(
+            "transfer_idle_timeout_secs",
+            file.transfer_idle_timeout_secs,
+            1,
+            MAX_INTERVAL_SECS,
+        )?;
+        let poll = secs(
+            "poll_interval_secs",
+            file.poll_interval_secs,
+            1,
+            MAX_INTERVAL_SECS,
+        )?;
+        let rendezvous = secs(
+            "rendezvous_interval_secs",
+            file.rendezvous_interval_secs,
+            1,
+            MAX_INTERVAL_SECS,
+        )?;
+        let window = secs(
+            "mass_delete_window_secs",
+            file.mass_delete_window_secs,
+            1,
+            MAX_WINDOW_SECS,
+        )?;
         if file.rotation_interval_secs > crate::fanout::MAX_ROTATION_INTERVAL.as_secs() {
             return Err(field(
                 "rotation_interval_secs",
                 "must be at most 86400 (a day); 0 turns rotation off",
             ));
+        }
+        if !(0.0..=1.0).contains(&file.max_delete_share) {
+            return Err(field("max_delete_share", "must be between 0 and 1"));
         }
         for (name, list) in [
             ("relay_urls", &file.relay_urls),
@@ -420,8 +288,8 @@ impl AgentConfig {
             device_name: file.device_name.unwrap_or(defaults.device_name.clone()),
             bind_addr: file.bind_addr.unwrap_or(defaults.bind_addr),
             relay_urls: file.relay_urls,
-            poll_interval: Duration::from_secs(file.poll_interval_secs),
-            rendezvous_interval: Duration::from_secs(file.rendezvous_interval_secs),
+            poll_interval: poll,
+            rendezvous_interval: rendezvous,
             ticket_file: file.ticket_file.map(resolve),
             connect_ticket_files: connect,
             pkarr_relays: file.pkarr_relays,
@@ -429,7 +297,7 @@ impl AgentConfig {
             relay_only: file.relay_only,
             relay_ca_file: file.relay_ca_file.map(resolve),
             reconcile: file.reconcile,
-            transfer_idle_timeout: Duration::from_secs(file.transfer_idle_timeout_secs),
+            transfer_idle_timeout: idle_timeout,
             bandwidth,
             congestion: file.congestion_controller,
             max_peers: file.max_peers,
@@ -439,7 +307,7 @@ impl AgentConfig {
             delete_guard: crate::guard::GuardConfig {
                 max_share: file.max_delete_share,
                 min_assets: file.mass_delete_min_assets,
-                window: Duration::from_secs(file.mass_delete_window_secs),
+                window,
             },
             ..defaults
         };
@@ -492,6 +360,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("rotation_interval_secs"), "{e}");
+    }
+
+    #[test]
+    fn every_secs_key_is_bounded_with_an_error_naming_it() {
+        let p = Path::new("/c.yaml");
+        for (key, max) in [
+            ("transfer_idle_timeout_secs", MAX_INTERVAL_SECS),
+            ("poll_interval_secs", MAX_INTERVAL_SECS),
+            ("rendezvous_interval_secs", MAX_INTERVAL_SECS),
+            ("mass_delete_window_secs", MAX_WINDOW_SECS),
+        ] {
+            assert!(
+                EngineConfig::parse(&format!("{BASE}{key}: {max}\n"), p).is_ok(),
+                "{key}"
+            );
+            // u64::MAX seconds overflowed the timer (a panic) before the bound.
+            for bad in [0, max + 1, u64::MAX] {
+                let e = EngineConfig::parse(&format!("{BASE}{key}: {bad}\n"), p)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains(key) && e.contains("must be between 1 and"),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

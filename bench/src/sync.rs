@@ -24,6 +24,19 @@ pub struct Args {
     /// profiling that path alone).
     #[arg(long)]
     only_builtin: bool,
+    /// Congestion controller of the built-in engines and of the raw stream with the
+    /// engine's settings: auto (the agents' default), bbr or cubic.
+    #[arg(long, default_value = "auto", value_parser = parse_congestion)]
+    congestion: can_sync::Congestion,
+}
+
+fn parse_congestion(s: &str) -> Result<can_sync::Congestion, String> {
+    match s {
+        "auto" => Ok(can_sync::Congestion::Auto),
+        "bbr" => Ok(can_sync::Congestion::Bbr),
+        "cubic" => Ok(can_sync::Congestion::Cubic),
+        _ => Err(format!("{s}: expected auto, bbr or cubic")),
+    }
 }
 
 const PASS: &str = "bench harbor violet summit cobalt ferry lantern";
@@ -32,11 +45,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     if args.only_builtin {
         let size = args.size_mib << 20;
-        let s = builtin_mirror(&work.path().join("builtin"), &big_content(size)).await?;
+        let mbps = |s: f64| size as f64 / s / 1e6;
+        let s = builtin_mirror(
+            &work.path().join("builtin"),
+            &big_content(size),
+            args.congestion,
+        )
+        .await?;
+        let raw = raw_iroh(size, None).await?;
+        let raw_engine = raw_iroh(size, Some(args.congestion)).await?;
         println!(
-            "built-in stores in this process: {} MiB in {s:.2} s, {:.0} MB/s",
+            "built-in stores in this process ({:?}): {} MiB in {s:.2} s, {:.0} MB/s; raw iroh stream: {:.0} MB/s (ratio {:.2}), with the engine's transport settings: {:.0} MB/s (ratio {:.2})",
+            args.congestion,
             args.size_mib,
-            size as f64 / s / 1e6
+            mbps(s),
+            mbps(raw),
+            raw / s,
+            mbps(raw_engine),
+            raw_engine / s,
         );
         return Ok(());
     }
@@ -101,8 +127,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(agent_a);
     drop(agent_b);
 
-    let builtin_s = builtin_mirror(&work.path().join("builtin"), &big_content(size)).await?;
-    let raw_s = raw_iroh(size).await?;
+    let builtin_s = builtin_mirror(
+        &work.path().join("builtin"),
+        &big_content(size),
+        args.congestion,
+    )
+    .await?;
+    let raw_s = raw_iroh(size, None).await?;
     let mbps = |s: f64| size as f64 / s / 1e6;
     println!("## CAN Sync engine, two agents on loopback (relays off, ticket)\n");
     println!("| measure | CAN Sync | baseline | ratio |");
@@ -142,7 +173,11 @@ fn big_content(size: usize) -> Vec<u8> {
 
 /// Two engines in this process, each on a built-in store reached through its library (as
 /// the app runs), linked by ticket: seconds from the upload's 201 to B storing it.
-async fn builtin_mirror(dir: &std::path::Path, big: &[u8]) -> anyhow::Result<f64> {
+async fn builtin_mirror(
+    dir: &std::path::Path,
+    big: &[u8],
+    congestion: can_sync::Congestion,
+) -> anyhow::Result<f64> {
     use can_sync::builtin_store::BuiltinStore;
     let service = |name: &str| {
         let config = can_service::Config {
@@ -165,6 +200,7 @@ async fn builtin_mirror(dir: &std::path::Path, big: &[u8]) -> anyhow::Result<f64
             ticket_file: Some(dir.join(format!("{name}.ticket"))),
             connect_ticket_files: connect,
             builtin_store: Some(BuiltinStore::new(store.clone())),
+            congestion,
             ..can_sync::EngineConfig::new(
                 "http://127.0.0.1:9",
                 can_sync::Secret::new(KEY),
@@ -214,19 +250,24 @@ async fn builtin_mirror(dir: &std::path::Path, big: &[u8]) -> anyhow::Result<f64
     Ok(secs)
 }
 
-/// The ceiling: `size` bytes over one QUIC stream between two iroh endpoints on loopback.
-pub(crate) async fn raw_iroh(size: usize) -> anyhow::Result<f64> {
+/// The ceiling: `size` bytes over one QUIC stream between two iroh endpoints on loopback,
+/// with iroh's default transport settings, or (`engine`) the agents' with that controller.
+pub(crate) async fn raw_iroh(
+    size: usize,
+    engine: Option<can_sync::Congestion>,
+) -> anyhow::Result<f64> {
     const ALPN: &[u8] = b"can-bench/raw";
     let bind = || async {
-        Endpoint::builder(presets::Minimal)
+        let mut builder = Endpoint::builder(presets::Minimal)
             .relay_mode(RelayMode::Disabled)
             .clear_ip_transports()
             .bind_addr("127.0.0.1:0")?
             .portmapper_config(PortmapperConfig::Disabled)
-            .alpns(vec![ALPN.to_vec()])
-            .bind()
-            .await
-            .context("bind")
+            .alpns(vec![ALPN.to_vec()]);
+        if let Some(cc) = engine {
+            builder = builder.transport_config(can_sync::engine::transport_config(cc));
+        }
+        builder.bind().await.context("bind")
     };
     let server = bind().await?;
     let client_ep = bind().await?;

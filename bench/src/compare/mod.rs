@@ -309,7 +309,7 @@ async fn measure(cfg: &Cfg, private: bool, results: &mut Results) -> anyhow::Res
     // --- The ceiling: one raw iroh QUIC stream of the same number of bytes.
     step("raw iroh stream");
     let raw_size = (bulk_bytes as usize).div_ceil(MIB) * MIB;
-    let raw_secs = crate::sync::raw_iroh(raw_size).await?;
+    let raw_secs = crate::sync::raw_iroh(raw_size, None).await?;
     results.raw_iroh = Some((raw_size as u64, raw_secs));
 
     // --- Initial reconciliation.

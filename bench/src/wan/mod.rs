@@ -40,9 +40,9 @@ pub struct Args {
     /// CAN Sync and raw iroh only.
     #[arg(long)]
     no_syncthing: bool,
-    /// The agents' (and the raw stream's) congestion controller: bbr or cubic [bbr, the
-    /// product default].
-    #[arg(long, default_value = "bbr")]
+    /// The agents' (and the raw stream's) congestion controller: auto (the product
+    /// default), bbr or cubic.
+    #[arg(long, default_value = "auto")]
     congestion: String,
     /// A check during development: sizes ÷ 16, 50 small files, 3 samples.
     #[arg(long)]
@@ -177,7 +177,8 @@ async fn profile(args: &Args, p: Profile) -> anyhow::Result<ProfileResult> {
     ));
     let cc = match args.congestion.as_str() {
         "cubic" => can_sync::config::Congestion::Cubic,
-        _ => can_sync::config::Congestion::Bbr,
+        "bbr" => can_sync::config::Congestion::Bbr,
+        _ => can_sync::config::Congestion::Auto,
     };
     r.raw_big = Some(raw::stream(&tb, size, cc).await?);
     Ok(r)

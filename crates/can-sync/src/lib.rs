@@ -14,6 +14,7 @@
 //! - [`transfer`]: how a transfer ended and what follows, pure.
 //! - [`progress`]: transfers in flight, their bytes and rates.
 //! - [`bandwidth`]: upload and download limits (token buckets), LAN exemption.
+//! - [`flow`], [`congestion`]: QUIC windows for the path, CUBIC on LANs and BBRv3 elsewhere.
 //! - [`context`]: what the engine's tasks share and the messages between them.
 //! - [`peer`]: one connection's I/O; [`engine`]: the actor, the dialer and lifecycle.
 //! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
@@ -28,6 +29,7 @@ pub mod builtin_store;
 pub mod can_client;
 pub mod candidates;
 pub mod config;
+pub mod congestion;
 pub(crate) mod context;
 pub mod discovery;
 pub mod engine;
@@ -53,7 +55,7 @@ pub(crate) mod util;
 pub mod wire;
 
 pub use bandwidth::BandwidthLimits;
-pub use config::{AgentConfig, EngineConfig, ReconcileMode};
+pub use config::{AgentConfig, Congestion, EngineConfig, ReconcileMode};
 pub use engine::{Engine, EngineError, EngineHandle};
 pub use events::{EngineEvent, PeerStatus, Status};
 pub use progress::{Direction, TransferStatus};

@@ -72,8 +72,10 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Congestion {
-    /// BBRv3: paces by measured bandwidth and RTT; random loss does not collapse it.
+    /// CUBIC on a path with a LAN's round trip, BBRv3 on the others ([`crate::congestion`]).
     #[default]
+    Auto,
+    /// BBRv3: paces by measured bandwidth and RTT; random loss does not collapse it.
     Bbr,
     /// CUBIC, QUIC's usual default: loss-based.
     Cubic,

@@ -22,6 +22,7 @@ pub fn transport_config(congestion: Congestion) -> QuicTransportConfig {
     // iroh sends keep-alives every 5 s; a connection that hears nothing for 15 s (three of
     // them) is dead: dropped and redialled, instead of QUIC's default 30 s.
     let congestion: Arc<dyn iroh::endpoint::ControllerFactory + Send + Sync> = match congestion {
+        Congestion::Auto => Arc::new(crate::congestion::AutoConfig::default()),
         Congestion::Bbr => Arc::new(noq_proto::congestion::Bbr3Config::default()),
         Congestion::Cubic => Arc::new(noq_proto::congestion::CubicConfig::default()),
     };

@@ -326,7 +326,8 @@ export function historyOf(items: ReturnType<typeof historyItem>[]): Handler {
         (query.direction === 'all' || it.direction === query.direction) &&
         it.name.toLowerCase().includes(query.text.toLowerCase()),
     );
-    return { items: hits.slice(query.offset, query.offset + query.limit), total: hits.length };
+    const newest_id = items.reduce((m, it) => Math.max(m, it.id), 0);
+    return { items: hits.slice(query.offset, query.offset + query.limit), total: hits.length, newest_id };
   };
 }
 
@@ -355,7 +356,7 @@ function defaultHandlers(): Record<string, Handler> {
     status: () => status(),
     pairing: () => ({ device_name: 'Desk', endpoint_id: ENDPOINT_SELF, ticket: 'endpointticketAAAA' }),
     settings: () => settingsView(),
-    history: () => ({ items: [], total: 0 }),
+    history: () => ({ items: [], total: 0, newest_id: 0 }),
     pause: () => null,
     resume: () => null,
     update_state: () => updateState(),

@@ -178,7 +178,8 @@ async fn profile(args: &Args, p: Profile) -> anyhow::Result<ProfileResult> {
     let cc = match args.congestion.as_str() {
         "cubic" => can_sync::config::Congestion::Cubic,
         "bbr" => can_sync::config::Congestion::Bbr,
-        _ => can_sync::config::Congestion::Auto,
+        "auto" => can_sync::config::Congestion::Auto,
+        other => anyhow::bail!("--congestion {other}: expected auto, bbr or cubic"),
     };
     r.raw_big = Some(raw::stream(&tb, size, cc).await?);
     Ok(r)

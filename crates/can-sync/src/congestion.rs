@@ -4,13 +4,16 @@
 //! BBRv3 keeps its rate under random loss (Wi-Fi, mobile, long paths), where CUBIC halves
 //! its window at every lost packet. On a fast, short path it costs: its pacing and rate
 //! probing held one QUIC stream on loopback to 239 MB/s where CUBIC reached 366 MB/s, and
-//! the app's in-process mirror to 120 MB/s instead of 166 MB/s (bench/README, "sync"). A
+//! the app's in-process mirror to 113 MB/s where CUBIC reached 187 MB/s (bench/README,
+//! "sync"). A
 //! LAN's round trip is well under a millisecond, so a loss there is recovered from almost at
 //! once and CUBIC's reaction to it costs little.
 //!
-//! Both controllers see every event from the start; the path's minimum RTT picks whose
-//! window and pacing apply. It only falls, so a path is judged by its best round trip and
-//! stays on CUBIC once it showed a LAN's (from then on BBRv3 is no longer fed).
+//! Each path starts on BBRv3. The first acknowledgement that shows the path's minimum round
+//! trip under [`LAN_RTT`] replaces it with a fresh CUBIC (slow start from the initial
+//! window: a few LAN round trips, well under a millisecond, to reach full rate). The
+//! minimum only falls, so a path is judged by its best round trip and never goes back.
+//! One controller runs at a time: no state of the other to keep or to pay for per packet.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -34,62 +37,51 @@ pub struct AutoConfig {
 impl ControllerFactory for AutoConfig {
     fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
         Box::new(Auto {
-            bbr: self.bbr.clone().build(now, current_mtu),
-            cubic: self.cubic.clone().build(now, current_mtu),
+            active: self.bbr.clone().build(now, current_mtu),
+            cubic: self.cubic.clone(),
+            mtu: current_mtu,
             lan: false,
         })
     }
 }
 
-/// One path's controller: both, one of them in charge.
+/// One path's controller: BBRv3 until the path shows a LAN's round trip, then CUBIC.
 #[derive(Debug)]
 pub struct Auto {
-    bbr: Box<dyn Controller>,
-    cubic: Box<dyn Controller>,
-    /// The path's minimum RTT so far is a LAN's: CUBIC is in charge.
+    active: Box<dyn Controller>,
+    /// Builds the CUBIC that takes over.
+    cubic: Arc<CubicConfig>,
+    /// The path's current MTU, for that CUBIC.
+    mtu: u16,
+    /// CUBIC is in charge.
     lan: bool,
 }
 
 impl Auto {
-    fn active(&self) -> &dyn Controller {
-        if self.lan {
-            self.cubic.as_ref()
-        } else {
-            self.bbr.as_ref()
-        }
-    }
-
     /// Whether CUBIC is in charge (for tests and logs).
     pub fn is_lan(&self) -> bool {
         self.lan
     }
-
-    /// Hands an event to both controllers while BBRv3 is in charge, and to CUBIC alone once
-    /// it took over: BBRv3 never gets the path back, and its per-packet work is not free.
-    fn both(&mut self, mut f: impl FnMut(&mut dyn Controller)) {
-        if !self.lan {
-            f(self.bbr.as_mut());
-        }
-        f(self.cubic.as_mut());
-    }
 }
 
-/// Whether a path with this minimum round trip is a LAN's (zero: no sample yet).
+/// Whether a path with this minimum round trip is a LAN's. Before its first sample the
+/// estimator reports the initial RTT (333 ms), never zero; a sample below the clock's
+/// resolution is zero, and is a LAN's.
 pub fn is_lan_rtt(min_rtt: Duration) -> bool {
-    !min_rtt.is_zero() && min_rtt < LAN_RTT
+    min_rtt < LAN_RTT
 }
 
 impl Controller for Auto {
     fn on_sent(&mut self, now: Instant, bytes: u64, largest_pn: u64) {
-        self.both(|c| c.on_sent(now, bytes, largest_pn));
+        self.active.on_sent(now, bytes, largest_pn);
     }
 
     fn on_packet_sent(&mut self, now: Instant, bytes: u16, pn: u64) {
-        self.both(|c| c.on_packet_sent(now, bytes, pn));
+        self.active.on_packet_sent(now, bytes, pn);
     }
 
     fn on_cwnd_limited(&mut self) {
-        self.both(|c| c.on_cwnd_limited());
+        self.active.on_cwnd_limited();
     }
 
     fn on_ack(
@@ -101,8 +93,13 @@ impl Controller for Auto {
         app_limited: bool,
         rtt: &RttEstimator,
     ) {
-        self.lan = self.lan || is_lan_rtt(rtt.min());
-        self.both(|c| c.on_ack(now, sent, bytes, pn, app_limited, rtt));
+        if !self.lan && is_lan_rtt(rtt.min()) {
+            // CUBIC keeps no per-packet state, so packets BBRv3 sent are acknowledged to it
+            // like its own.
+            self.active = self.cubic.clone().build(now, self.mtu);
+            self.lan = true;
+        }
+        self.active.on_ack(now, sent, bytes, pn, app_limited, rtt);
     }
 
     fn on_end_acks(
@@ -112,7 +109,8 @@ impl Controller for Auto {
         app_limited: bool,
         largest_packet_num_acked: Option<u64>,
     ) {
-        self.both(|c| c.on_end_acks(now, in_flight, app_limited, largest_packet_num_acked));
+        self.active
+            .on_end_acks(now, in_flight, app_limited, largest_packet_num_acked);
     }
 
     fn on_congestion_event(
@@ -124,28 +122,27 @@ impl Controller for Auto {
         lost_bytes: u64,
         largest_lost_pn: u64,
     ) {
-        self.both(|c| {
-            c.on_congestion_event(
-                now,
-                sent,
-                is_persistent_congestion,
-                is_ecn,
-                lost_bytes,
-                largest_lost_pn,
-            )
-        });
+        self.active.on_congestion_event(
+            now,
+            sent,
+            is_persistent_congestion,
+            is_ecn,
+            lost_bytes,
+            largest_lost_pn,
+        );
     }
 
     fn on_packet_lost(&mut self, lost_bytes: u16, pn: u64, now: Instant) {
-        self.both(|c| c.on_packet_lost(lost_bytes, pn, now));
+        self.active.on_packet_lost(lost_bytes, pn, now);
     }
 
     fn on_spurious_congestion_event(&mut self) {
-        self.both(|c| c.on_spurious_congestion_event());
+        self.active.on_spurious_congestion_event();
     }
 
     fn on_mtu_update(&mut self, new_mtu: u16) {
-        self.both(|c| c.on_mtu_update(new_mtu));
+        self.mtu = new_mtu;
+        self.active.on_mtu_update(new_mtu);
     }
 
     fn on_ack_frequency_update(
@@ -153,27 +150,29 @@ impl Controller for Auto {
         ack_eliciting_threshold: u64,
         requested_max_ack_delay: Duration,
     ) {
-        self.both(|c| c.on_ack_frequency_update(ack_eliciting_threshold, requested_max_ack_delay));
+        self.active
+            .on_ack_frequency_update(ack_eliciting_threshold, requested_max_ack_delay);
     }
 
     fn window(&self) -> u64 {
-        self.active().window()
+        self.active.window()
     }
 
     fn metrics(&self) -> ControllerMetrics {
-        self.active().metrics()
+        self.active.metrics()
     }
 
     fn clone_box(&self) -> Box<dyn Controller> {
         Box::new(Auto {
-            bbr: self.bbr.clone_box(),
-            cubic: self.cubic.clone_box(),
+            active: self.active.clone_box(),
+            cubic: self.cubic.clone(),
+            mtu: self.mtu,
             lan: self.lan,
         })
     }
 
     fn initial_window(&self) -> u64 {
-        self.active().initial_window()
+        self.active.initial_window()
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
@@ -187,7 +186,14 @@ mod tests {
 
     #[test]
     fn a_lan_round_trip_puts_cubic_in_charge_and_nothing_else_does() {
-        assert!(!is_lan_rtt(Duration::ZERO), "no sample yet: BBR");
+        assert!(
+            is_lan_rtt(Duration::ZERO),
+            "a sample below the clock's resolution"
+        );
+        assert!(
+            !is_lan_rtt(Duration::from_millis(333)),
+            "no sample yet: BBR"
+        );
         assert!(is_lan_rtt(Duration::from_micros(200)));
         assert!(is_lan_rtt(Duration::from_micros(2_999)));
         assert!(!is_lan_rtt(LAN_RTT));

@@ -95,6 +95,9 @@ pub struct Query {
 pub struct Page {
     pub items: Vec<HistoryItem>,
     pub total: u64,
+    /// The highest id in the whole history when this page was read (0: none). A row the
+    /// page learns of later (`history-added`) with a higher id is not in `total` yet.
+    pub newest_id: i64,
 }
 
 pub struct History {
@@ -187,6 +190,9 @@ impl History {
                 |r| r.get(0),
             )
             .map_err(fail)?;
+        let newest_id: i64 = db
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM history", [], |r| r.get(0))
+            .map_err(fail)?;
         let mut stmt = db
             .prepare(&format!(
                 "SELECT id, time, hash, name, size, direction, peer_id, peer_name FROM history
@@ -213,6 +219,7 @@ impl History {
         Ok(Page {
             items,
             total: total.max(0) as u64,
+            newest_id,
         })
     }
 
@@ -373,6 +380,11 @@ mod tests {
         assert_eq!(p2.items[0].name, "file-69.txt");
         let p3 = h.query(&q("", DirectionFilter::All, 100, 50)).unwrap();
         assert_eq!(p3.items.len(), 20);
+        // The newest id of the whole history, whatever page or filter: the UI counts a
+        // history-added row above it as not yet in `total`.
+        let newest = h.query(&q("", DirectionFilter::All, 0, 1)).unwrap().items[0].id;
+        assert_eq!(p3.newest_id, newest);
+        assert_eq!(sent.newest_id, newest);
         let text = h.query(&q("FILE-11", DirectionFilter::All, 0, 50)).unwrap();
         // file-11, file-110..119
         assert_eq!(text.total, 11);

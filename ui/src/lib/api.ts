@@ -223,6 +223,8 @@ export interface HistoryQuery {
 export interface HistoryPage {
   items: HistoryItem[];
   total: number;
+  /** The highest id in the whole history when the page was read (0: none). */
+  newest_id: number;
 }
 
 export type RateUnit = 'KB/s' | 'MB/s';

@@ -15,6 +15,8 @@ pub(super) const DEFAULT_RENDEZVOUS_SECS: u64 = 60;
 /// Longest value of the interval and timeout keys: a day. Nothing here means anything
 /// longer, and a timer far enough out overflows the clock (a panic, not an error).
 const MAX_INTERVAL_SECS: u64 = 86_400;
+/// Longest rendezvous interval: half the time a rendezvous record stays fresh (5 min).
+const MAX_RENDEZVOUS_SECS: u64 = crate::discovery::info::FRESH_FOR.as_secs() / 2;
 /// Longest mass-deletion window: a week.
 const MAX_WINDOW_SECS: u64 = 7 * 86_400;
 
@@ -225,11 +227,13 @@ impl AgentConfig {
             1,
             MAX_INTERVAL_SECS,
         )?;
+        // Rewritten at least this often (jitter included), our slot never goes stale for
+        // readers, who drop records older than FRESH_FOR.
         let rendezvous = secs(
             "rendezvous_interval_secs",
             file.rendezvous_interval_secs,
             1,
-            MAX_INTERVAL_SECS,
+            MAX_RENDEZVOUS_SECS,
         )?;
         let window = secs(
             "mass_delete_window_secs",
@@ -368,7 +372,7 @@ mod tests {
         for (key, max) in [
             ("transfer_idle_timeout_secs", MAX_INTERVAL_SECS),
             ("poll_interval_secs", MAX_INTERVAL_SECS),
-            ("rendezvous_interval_secs", MAX_INTERVAL_SECS),
+            ("rendezvous_interval_secs", MAX_RENDEZVOUS_SECS),
             ("mass_delete_window_secs", MAX_WINDOW_SECS),
         ] {
             assert!(

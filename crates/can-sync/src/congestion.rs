@@ -183,6 +183,90 @@ impl Controller for Auto {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Congestion;
+    use iroh::endpoint::{Connection, PortmapperConfig, presets};
+    use iroh::{Endpoint, EndpointAddr, RelayMode};
+
+    const ALPN: &[u8] = b"can-sync/test-congestion";
+
+    async fn bind(cc: Congestion) -> Endpoint {
+        Endpoint::builder(presets::Minimal)
+            .relay_mode(RelayMode::Disabled)
+            .clear_ip_transports()
+            .bind_addr("127.0.0.1:0")
+            .expect("loopback address")
+            .portmapper_config(PortmapperConfig::Disabled)
+            .transport_config(crate::engine::transport_config(cc))
+            .alpns(vec![ALPN.to_vec()])
+            .bind()
+            .await
+            .expect("bind")
+    }
+
+    /// Sends 4 MiB over loopback with the agents' transport settings and returns the
+    /// sender's connection (still open) once the receiver has it all.
+    async fn loopback_transfer(cc: Congestion) -> (Connection, Endpoint, Endpoint) {
+        let server = bind(cc).await;
+        let client = bind(cc).await;
+        let addr = EndpointAddr::new(server.id()).with_ip_addr(server.bound_sockets()[0]);
+        let accept = server.clone();
+        let receiver = tokio::spawn(async move {
+            let conn = accept
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("accepted");
+            let (mut send, mut recv) = conn.accept_bi().await.expect("stream");
+            let got = recv.read_to_end(8 << 20).await.expect("read");
+            send.write_all(&[1]).await.expect("reply");
+            send.finish().expect("finish");
+            (conn, got.len())
+        });
+        let conn = client.connect(addr, ALPN).await.expect("connect");
+        let (mut send, mut recv) = conn.open_bi().await.expect("open");
+        send.write_all(&vec![7u8; 4 << 20]).await.expect("write");
+        send.finish().expect("finish");
+        assert_eq!(recv.read_to_end(1).await.expect("reply").len(), 1);
+        let (_server_conn, got) = receiver.await.expect("receiver");
+        assert_eq!(got, 4 << 20);
+        (conn, client, server)
+    }
+
+    fn controller_of(conn: &Connection) -> Box<dyn Controller> {
+        let path = conn
+            .paths()
+            .iter()
+            .find(|p| p.is_selected())
+            .map(|p| p.id())
+            .expect("a selected path");
+        conn.congestion_state(path).expect("its controller")
+    }
+
+    #[tokio::test]
+    async fn a_loopback_path_goes_to_cubic_under_auto_and_stays_on_bbr_under_bbr() {
+        let run = async {
+            let (conn, a, b) = loopback_transfer(Congestion::Auto).await;
+            let auto = controller_of(&conn).into_any().downcast::<Auto>();
+            assert!(
+                auto.expect("auto's controller").is_lan(),
+                "loopback is a LAN"
+            );
+            a.close().await;
+            b.close().await;
+
+            let (conn, a, b) = loopback_transfer(Congestion::Bbr).await;
+            assert!(
+                controller_of(&conn).into_any().downcast::<Auto>().is_err(),
+                "bbr is BBRv3 alone"
+            );
+            a.close().await;
+            b.close().await;
+        };
+        tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("within 60 s");
+    }
 
     #[test]
     fn a_lan_round_trip_puts_cubic_in_charge_and_nothing_else_does() {

@@ -56,6 +56,17 @@ const MIB: usize = 1 << 20;
 const PHASE_SECS: u64 = 1800;
 
 impl Args {
+    /// `--congestion` as the raw stream's transport takes it (the agents get the text).
+    fn congestion(&self) -> anyhow::Result<can_sync::config::Congestion> {
+        use can_sync::config::Congestion;
+        Ok(match self.congestion.as_str() {
+            "auto" => Congestion::Auto,
+            "bbr" => Congestion::Bbr,
+            "cubic" => Congestion::Cubic,
+            other => bail!("--congestion {other}: expected auto, bbr or cubic"),
+        })
+    }
+
     fn profiles(&self) -> anyhow::Result<Vec<Profile>> {
         if self.profiles.is_empty() {
             return Ok(Profile::ALL.to_vec());
@@ -132,7 +143,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .output()
             .context("syncthing is not installed (bench/run wan installs it)")?;
     }
-    let mut report = Report::new();
+    // Checked before the first run, and recorded: the JSON says which controller ran.
+    args.congestion()?;
+    let mut report = Report::new(&args.congestion);
     let started = Instant::now();
     for p in args.profiles()? {
         step(&format!("profile {}", p.name));
@@ -175,13 +188,7 @@ async fn profile(args: &Args, p: Profile) -> anyhow::Result<ProfileResult> {
         p.name,
         size / MIB
     ));
-    let cc = match args.congestion.as_str() {
-        "cubic" => can_sync::config::Congestion::Cubic,
-        "bbr" => can_sync::config::Congestion::Bbr,
-        "auto" => can_sync::config::Congestion::Auto,
-        other => anyhow::bail!("--congestion {other}: expected auto, bbr or cubic"),
-    };
-    r.raw_big = Some(raw::stream(&tb, size, cc).await?);
+    r.raw_big = Some(raw::stream(&tb, size, args.congestion()?).await?);
     Ok(r)
 }
 

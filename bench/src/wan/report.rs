@@ -53,14 +53,17 @@ impl ProfileResult {
 
 pub struct Report {
     pub stamp: String,
+    /// `--congestion`: the agents' and the raw stream's controller.
+    pub congestion: String,
     pub total_secs: f64,
     pub profiles: Vec<ProfileResult>,
 }
 
 impl Report {
-    pub fn new() -> Report {
+    pub fn new(congestion: &str) -> Report {
         Report {
             stamp: crate::util::stamp(time::OffsetDateTime::now_utc()),
+            congestion: congestion.to_owned(),
             total_secs: 0.0,
             profiles: Vec::new(),
         }
@@ -77,6 +80,7 @@ impl Report {
     pub fn json(&self) -> Value {
         json!({
             "stamp": self.stamp,
+            "congestion": self.congestion,
             "total_secs": self.total_secs,
             "profiles": self.profiles.iter().map(profile_json).collect::<Vec<_>>(),
         })

@@ -241,12 +241,12 @@ impl AgentConfig {
             1,
             MAX_WINDOW_SECS,
         )?;
-        if file.rotation_interval_secs > crate::fanout::MAX_ROTATION_INTERVAL.as_secs() {
-            return Err(field(
-                "rotation_interval_secs",
-                "must be at most 86400 (a day); 0 turns rotation off",
-            ));
-        }
+        let rotation = secs(
+            "rotation_interval_secs",
+            file.rotation_interval_secs,
+            0,
+            crate::fanout::MAX_ROTATION_INTERVAL.as_secs(),
+        )?;
         if !(0.0..=1.0).contains(&file.max_delete_share) {
             return Err(field("max_delete_share", "must be between 0 and 1"));
         }
@@ -305,8 +305,7 @@ impl AgentConfig {
             bandwidth,
             congestion: file.congestion_controller,
             max_peers: file.max_peers,
-            rotation_interval: (file.rotation_interval_secs > 0)
-                .then(|| Duration::from_secs(file.rotation_interval_secs)),
+            rotation_interval: (!rotation.is_zero()).then_some(rotation),
             swarm: file.swarm_transfers,
             delete_guard: crate::guard::GuardConfig {
                 max_share: file.max_delete_share,

@@ -135,7 +135,27 @@ async fn a_200_mib_transfer_completes_over_a_link_that_flaps_every_5_s() {
     let stop = Arc::new(AtomicBool::new(false));
     let flapper = tb.flap(1, Duration::from_secs(5), stop.clone());
     let start = Instant::now();
-    let done = eventually_async(240, || has_asset(&c, &svc_b.url, &hash)).await;
+    // Completing is the point, not a rate: the debug-build forwarder, two debug agents and
+    // two stores share two cores, and the same code took 105 s to over 240 s from run to
+    // run on this VM (docs/testbed.md). Progress is printed so a stall shows where it
+    // stopped.
+    let mut reported = 0;
+    let done = eventually_async(480, || {
+        let elapsed = start.elapsed().as_secs();
+        let report = elapsed >= reported + 15;
+        if report {
+            reported = elapsed;
+        }
+        let (c, url, hash) = (&c, &svc_b.url, &hash);
+        async move {
+            if report {
+                let got = partial_received(c, url, hash).await;
+                println!("{elapsed} s: {:.0} MiB received", got as f64 / 1048576.0);
+            }
+            has_asset(c, url, hash).await
+        }
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let _ = flapper.join();
     println!(

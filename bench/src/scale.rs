@@ -1,6 +1,7 @@
-//! How reconciliation cost grows with the number of assets N: the pure RBSR protocol
-//! (`can_sync::reconcile`, the code the agents run) between two in-memory id sets at
-//! 10k / 100k / 1M, beside what the full hash-list exchange it replaces would send. No
+//! How reconciliation cost grows with the number of assets N: the pure protocols
+//! (`can_sync::reconcile`, the code the agents run: RIBLT for asset hashes, RBSR for
+//! tombstones and older peers) between two in-memory id sets at 10k / 100k / 1M, beside
+//! the differing ids themselves and the full hash-list exchange they replace. No
 //! sockets, so this isolates the protocol; the end-to-end figure at 100k (start-up, store
 //! listing, wire) is `compare`'s reconciliation row. See bench/README.md "Scaling".
 
@@ -34,7 +35,6 @@ struct Outcome {
     need_b: usize,
 }
 
-#[derive(Default)]
 struct Side {
     recon: Reconciliations,
     need: usize,
@@ -42,6 +42,14 @@ struct Side {
 }
 
 impl Side {
+    fn new(riblt: bool) -> Self {
+        Self {
+            recon: Reconciliations::default().with_riblt(riblt),
+            need: 0,
+            finished: false,
+        }
+    }
+
     fn take(&mut self, p: Progress, out: &mut VecDeque<Reconcile>) {
         self.need += p.need.len();
         self.finished |= p.finished.is_some();
@@ -76,9 +84,9 @@ fn deliver(
 }
 
 /// A starts; one message crosses in each direction per step, as on the control stream.
-fn reconcile(a_items: Arc<[Hash]>, b_items: Arc<[Hash]>) -> anyhow::Result<Outcome> {
+fn reconcile(a_items: Arc<[Hash]>, b_items: Arc<[Hash]>, riblt: bool) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let (mut a, mut b) = (Side::default(), Side::default());
+    let (mut a, mut b) = (Side::new(riblt), Side::new(riblt));
     let mut to_b: VecDeque<Reconcile> = a.recon.start(a_items.clone()).into();
     let mut to_a = VecDeque::new();
     let mut wire = Wire::default();
@@ -146,40 +154,49 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "--differ-percent must be in [0, 50)"
     );
     let mut rng = StdRng::seed_from_u64(7);
-    println!("## Reconciliation cost by set size (pure RBSR, in-process, one thread)\n");
+    println!("## Reconciliation cost by set size (pure protocol, in-process, one thread)\n");
     println!(
-        "| N per side | case | turns (round trips) | bytes on the wire | full hash lists | RBSR ÷ full | CPU, both sides |"
+        "| N per side | case | method | turns (round trips) | bytes on the wire | ÷ differing ids | full hash lists | ÷ full | CPU, both sides |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &n in &args.sizes {
         let extra = ((n as f64) * args.differ_percent / 100.0).round() as usize;
         for (case, extra) in [("equal", 0), ("differ", extra)] {
             let (a, b) = sets(&mut rng, n - extra, extra);
             let (len_a, len_b) = (a.len(), b.len());
-            // Nothing else runs on the runtime: the work can stay on this thread.
-            let out = reconcile(a, b)?;
-            ensure!(
-                out.need_a == extra && out.need_b == extra,
-                "N={n} {case}: found {} / {} missing, expected {extra} each",
-                out.need_a,
-                out.need_b
-            );
-            let full = full_lists(len_a, len_b);
-            let label = if extra == 0 {
-                case.to_string()
-            } else {
-                format!("{} % missing each side ({extra})", args.differ_percent)
-            };
-            println!(
-                "| {n} | {label} | {} ({}) | {} in {} frames | {} | {:.4} | {:.1} ms |",
-                out.turns,
-                out.turns.div_ceil(2),
-                human_bytes(out.bytes),
-                out.frames,
-                human_bytes(full),
-                out.bytes as f64 / full as f64,
-                out.elapsed.as_secs_f64() * 1e3,
-            );
+            for (method, riblt) in [("riblt", true), ("rbsr", false)] {
+                // Nothing else runs on the runtime: the work can stay on this thread.
+                let out = reconcile(a.clone(), b.clone(), riblt)?;
+                ensure!(
+                    out.need_a == extra && out.need_b == extra,
+                    "N={n} {case} {method}: found {} / {} missing, expected {extra} each",
+                    out.need_a,
+                    out.need_b
+                );
+                let full = full_lists(len_a, len_b);
+                let label = if extra == 0 {
+                    case.to_string()
+                } else {
+                    format!("{} % missing each side ({extra})", args.differ_percent)
+                };
+                // The ids that differ, 32 bytes each: what any method must at least carry.
+                let ids = 32 * 2 * extra as u64;
+                let per_id = if ids == 0 {
+                    "–".to_string()
+                } else {
+                    format!("{:.2}×", out.bytes as f64 / ids as f64)
+                };
+                println!(
+                    "| {n} | {label} | {method} | {} ({}) | {} in {} frames | {per_id} | {} | {:.4} | {:.1} ms |",
+                    out.turns,
+                    out.turns.div_ceil(2),
+                    human_bytes(out.bytes),
+                    out.frames,
+                    human_bytes(full),
+                    out.bytes as f64 / full as f64,
+                    out.elapsed.as_secs_f64() * 1e3,
+                );
+            }
         }
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! Fuzz targets for the code that reads bytes someone else chose: peer frames and hash
-//! lists, the RBSR codec and sessions, the sync API's protobuf bodies, the public API's
+//! lists, the RBSR and RIBLT codecs and sessions, the sync API's protobuf bodies, the public API's
 //! requests (Range, names, queries, Host/Origin) and both config parsers.
 //!
 //! Each target is a plain `fn(&[u8])` that panics only on a bug: malformed input must come
@@ -18,7 +18,7 @@
 pub mod harness;
 mod targets;
 
-pub use targets::{config, peer, proto, rbsr, service};
+pub use targets::{config, peer, proto, rbsr, riblt, service};
 
 /// A fuzz target: must not panic on any input.
 pub type Target = fn(&[u8]);
@@ -30,6 +30,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rbsr_codec", rbsr::codec),
     ("rbsr_session", rbsr::hostile_session),
     ("rbsr_pair", rbsr::honest_pair),
+    ("riblt_codec", riblt::codec),
+    ("riblt_session", riblt::hostile_session),
+    ("riblt_pair", riblt::honest_pair),
     ("proto_frames", proto::frames),
     ("service_http", service::http),
     ("configs", config::configs),

@@ -115,7 +115,8 @@ pub enum EngineEvent {
     /// A reconciliation with a peer finished (at connection start or after a resume).
     Reconciled {
         peer: String,
-        /// "rbsr" (range-based, both sides offered "rbsr-v1") or "full" (hash lists).
+        /// "riblt" (rateless IBLT, both sides offered "riblt-v1"), "rbsr" (range-based, both
+        /// offered "rbsr-v1") or "full" (hash lists).
         method: String,
         /// Assets the peer has and we lack (we fetch them).
         missing_here: usize,

@@ -165,6 +165,7 @@ async fn cheap_o_n_requests_are_budgeted_and_status_stays_fast() {
                     ranges: everything.clone(),
                     more: false,
                     set: 0,
+                    method: 0,
                 })),
             };
             if write_frame(&mut send2, &msg).await.is_err() {

@@ -97,6 +97,8 @@ fn random_frame(rng: &mut StdRng, known: &[[u8; 32]]) -> Vec<u8> {
                 ranges,
                 more: rng.random_bool(0.2),
                 set: rng.random_range(0..3),
+                // RBSR ranges under either method: a RIBLT decoder must refuse them too.
+                method: rng.random_range(0..3),
             })
         }
         4 => control::Kind::Hello(Hello {

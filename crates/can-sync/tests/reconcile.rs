@@ -1,6 +1,7 @@
-//! Reconciliation at connection start, by real agents and services on loopback:
-//! range-based (rbsr-v1) between two current agents, full hash lists with an agent that does
-//! not offer it (`reconcile: full`, which behaves as an agent from before RBSR).
+//! Reconciliation at connection start, by real agents and services on loopback: rateless
+//! IBLT (riblt-v1) between two current agents, range-based (rbsr-v1) with an agent that
+//! offers only that (`reconcile: rbsr`, as agents before riblt-v1), full hash lists with an
+//! agent that offers neither (`reconcile: full`, as agents before RBSR).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -80,9 +81,20 @@ async fn pair(dir: &std::path::Path, extra_b: &str) -> (Service, Service, Agent,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn current_agents_reconcile_by_ranges_and_move_only_the_difference() {
+async fn current_agents_reconcile_by_riblt_and_move_only_the_difference() {
+    only_the_difference_moves("", "riblt").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_without_riblt_reconciles_by_ranges_and_moves_only_the_difference() {
+    only_the_difference_moves("reconcile: rbsr\n", "rbsr").await;
+}
+
+/// B (with `extra_b` in its config) dials A; both reconcile with `method`, and only the
+/// unique assets cross, each once.
+async fn only_the_difference_moves(extra_b: &str, method: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, agent_a, agent_b) = pair(dir.path(), "").await;
+    let (a, b, agent_a, agent_b) = pair(dir.path(), extra_b).await;
     let c = client();
     wait_mirrored(&c, &a, &b, SHARED + 2 * UNIQUE, 60).await;
     assert!(agent_a.wait_for("reconciled", 10).await);
@@ -92,7 +104,7 @@ async fn current_agents_reconcile_by_ranges_and_move_only_the_difference() {
         // connection.
         let events = reconciled(agent);
         assert!(
-            events.iter().all(|e| e["method"] == "rbsr"),
+            events.iter().all(|e| e["method"] == method),
             "{name}: {events:?}"
         );
         let e = &events[0];
@@ -121,8 +133,14 @@ async fn current_agents_reconcile_by_ranges_and_move_only_the_difference() {
     assert_eq!(sent.len(), 2 * UNIQUE, "{sent:?}");
     assert!(sent.values().all(|n| *n == 1), "{sent:?}");
 
-    // Live sync still works on an RBSR connection.
-    let (_, meta) = upload(&c, &a, "live.txt", b"live after rbsr".to_vec()).await;
+    // Live sync still works after the reconciliation.
+    let (_, meta) = upload(
+        &c,
+        &a,
+        "live.txt",
+        format!("live after {method}").into_bytes(),
+    )
+    .await;
     let hash = meta["hash"].as_str().unwrap().to_owned();
     assert!(eventually_async(30, || has_asset(&c, &b.url, &hash)).await);
 }

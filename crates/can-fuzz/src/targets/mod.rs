@@ -4,6 +4,7 @@ pub mod config;
 pub mod peer;
 pub mod proto;
 pub mod rbsr;
+pub mod riblt;
 pub mod service;
 
 use arbitrary::Unstructured;

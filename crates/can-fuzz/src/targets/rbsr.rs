@@ -86,7 +86,7 @@ pub fn codec(data: &[u8]) {
 }
 
 /// A sorted, duplicate-free id set; ids share prefixes often, as neighbours in a big set do.
-fn id_set(u: &mut Unstructured<'_>, max: usize) -> arbitrary::Result<Vec<Hash>> {
+pub(crate) fn id_set(u: &mut Unstructured<'_>, max: usize) -> arbitrary::Result<Vec<Hash>> {
     let n = u.int_in_range(0..=max)?;
     let mut ids = BTreeSet::new();
     for _ in 0..n {
@@ -228,6 +228,7 @@ pub fn hostile_session(data: &[u8]) {
                 ranges: hostile_ranges(u, &ours)?,
                 more: u.ratio(1, 4)?,
                 set: 0,
+                method: 0,
             };
             match peer.receive(&msg, || ours.clone()) {
                 Ok(progress) => {
@@ -254,31 +255,58 @@ pub fn hostile_session(data: &[u8]) {
     })
 }
 
+/// Two sets with what each holds beyond the other.
+pub(crate) struct Pair {
+    pub set_a: Arc<[Hash]>,
+    pub set_b: Arc<[Hash]>,
+    pub extra_a: BTreeSet<Hash>,
+    pub extra_b: BTreeSet<Hash>,
+}
+
+/// Up to 3,000 shared random ids and, on each side, up to one of `extra` more.
+pub(crate) fn overlapping_sets(
+    u: &mut Unstructured<'_>,
+    extra: &[usize],
+) -> arbitrary::Result<Pair> {
+    let seed: u64 = u.arbitrary()?;
+    let common = u.int_in_range(0..=3000)?;
+    let only_a = {
+        let max = *u.choose(extra)?;
+        u.int_in_range(0..=max)?
+    };
+    let only_b = {
+        let max = *u.choose(extra)?;
+        u.int_in_range(0..=max)?
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut gen_ids = |n: usize| -> BTreeSet<Hash> { (0..n).map(|_| rng.random()).collect() };
+    let shared = gen_ids(common);
+    let extra_a: BTreeSet<Hash> = gen_ids(only_a).difference(&shared).copied().collect();
+    let extra_b: BTreeSet<Hash> = gen_ids(only_b)
+        .difference(&shared)
+        .filter(|id| !extra_a.contains(*id))
+        .copied()
+        .collect();
+    let set_a = shared.union(&extra_a).copied().collect::<Vec<_>>().into();
+    let set_b = shared.union(&extra_b).copied().collect::<Vec<_>>().into();
+    Ok(Pair {
+        set_a,
+        set_b,
+        extra_a,
+        extra_b,
+    })
+}
+
 /// Two honest peers over overlapping random sets: they finish within the turn limit and
 /// each learns exactly the other's extra ids.
 pub fn honest_pair(data: &[u8]) {
     structured(data, |u| {
-        let seed: u64 = u.arbitrary()?;
-        let common = u.int_in_range(0..=3000)?;
-        let only_a = {
-            let max = *u.choose(&[0, 3, 40, 1500])?;
-            u.int_in_range(0..=max)?
-        };
-        let only_b = {
-            let max = *u.choose(&[0, 3, 40, 1500])?;
-            u.int_in_range(0..=max)?
-        };
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut gen_ids = |n: usize| -> BTreeSet<Hash> { (0..n).map(|_| rng.random()).collect() };
-        let shared = gen_ids(common);
-        let extra_a: BTreeSet<Hash> = gen_ids(only_a).difference(&shared).copied().collect();
-        let extra_b: BTreeSet<Hash> = gen_ids(only_b)
-            .difference(&shared)
-            .filter(|id| !extra_a.contains(*id))
-            .copied()
-            .collect();
-        let set_a: Arc<[Hash]> = shared.union(&extra_a).copied().collect::<Vec<_>>().into();
-        let set_b: Arc<[Hash]> = shared.union(&extra_b).copied().collect::<Vec<_>>().into();
+        let Pair {
+            set_a,
+            set_b,
+            extra_a,
+            extra_b,
+        } = overlapping_sets(u, &[0, 3, 40, 1500])?;
 
         let (mut a, mut b) = (Reconciliations::default(), Reconciliations::default());
         let mut to_b = a.start(set_a.clone());

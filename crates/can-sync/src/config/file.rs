@@ -336,7 +336,7 @@ mod tests {
         assert!(c.relay_urls.is_none());
         assert_eq!(c.bind_addr.port(), 0);
         assert!(c.connect_ticket_files.is_empty());
-        assert_eq!(c.reconcile, ReconcileMode::Rbsr);
+        assert_eq!(c.reconcile, ReconcileMode::Riblt);
         assert!(c.swarm);
         let c = EngineConfig::parse(
             &format!("{BASE}swarm_transfers: false\n"),

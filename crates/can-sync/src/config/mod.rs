@@ -85,9 +85,13 @@ pub enum Congestion {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReconcileMode {
-    /// Offer range-based set reconciliation ("rbsr-v1" in Hello); used when the peer offers
-    /// it too, else full hash lists.
+    /// Offer rateless IBLT reconciliation of asset hashes ("riblt-v1") beside "rbsr-v1":
+    /// RIBLT when the peer offers it too, else RBSR, else full hash lists. RBSR still
+    /// reconciles tombstones and is RIBLT's fallback for sets beyond its limits.
     #[default]
+    Riblt,
+    /// Offer range-based set reconciliation ("rbsr-v1" in Hello) only; used when the peer
+    /// offers it too, else full hash lists.
     Rbsr,
     /// Offer nothing: always full hash lists, exactly as agents before RBSR do. For
     /// compatibility tests and as a way out should RBSR misbehave.

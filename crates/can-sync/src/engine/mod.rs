@@ -96,11 +96,14 @@ impl Engine {
             can,
             device_name: config.device_name.clone(),
             features: match config.reconcile {
-                ReconcileMode::Rbsr => {
+                ReconcileMode::Riblt | ReconcileMode::Rbsr => {
                     let mut f = vec![
                         reconcile::FEATURE.to_owned(),
                         crate::tombs::FEATURE.to_owned(),
                     ];
+                    if config.reconcile == ReconcileMode::Riblt {
+                        f.push(reconcile::riblt::FEATURE.to_owned());
+                    }
                     if config.swarm {
                         f.push(crate::swarm::FEATURE.to_owned());
                     }

@@ -298,6 +298,8 @@ async fn session(
             && their_hello.features.iter().any(|f| f == feature)
     };
     let rbsr = both(FEATURE);
+    // RIBLT falls back to RBSR, so it is only used beside it.
+    let riblt = rbsr && both(crate::reconcile::riblt::FEATURE);
     let tombs = both(crate::tombs::FEATURE);
     let swarm = both(crate::swarm::FEATURE);
 
@@ -340,6 +342,7 @@ async fn session(
         id: remote,
         conn_id,
         rbsr,
+        riblt,
         tombs,
     };
     // At most SERVING requests of this peer are served at once (an honest peer asks for 8);

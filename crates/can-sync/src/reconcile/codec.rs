@@ -236,7 +236,7 @@ pub fn decode(bytes: &[u8], mut lower: Bound) -> Result<Vec<Range>, ReconcileErr
     Ok(ranges)
 }
 
-fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], ReconcileError> {
+pub(crate) fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], ReconcileError> {
     if buf.len() < n {
         return Err(ReconcileError::Truncated);
     }

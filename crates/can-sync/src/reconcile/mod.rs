@@ -10,10 +10,14 @@
 //! - [`fingerprint`]: the range digest (sum mod 2^256 ‖ count, hashed) and why.
 //! - [`codec`]: the compact range encoding inside `Reconcile.ranges`, with its limits.
 //! - [`session`]: one reconciliation's turns.
+//! - [`riblt`]: the other method, rateless IBLT ("riblt-v1"): for asset hashes when both
+//!   sides offer it, since a difference then costs ≈ 1.7× the differing ids where RBSR
+//!   costs ≈ 9×; RBSR stays its fallback and reconciles tombstones.
 //! - here: the sessions of one peer connection, mapped onto `Reconcile` messages.
 
 pub mod codec;
 pub mod fingerprint;
+pub mod riblt;
 pub mod session;
 
 #[cfg(test)]
@@ -25,6 +29,8 @@ use can_proto::peer::Reconcile;
 use prost::Message;
 
 pub use session::{Frame, Session, Step};
+
+use riblt::session::RibltSession;
 
 pub type Hash = [u8; 32];
 
@@ -62,6 +68,8 @@ pub enum ReconcileError {
 /// How a finished session went, for logs, events and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// "rbsr" or "riblt" (`Reconcile.method` 0 or 1).
+    pub method: &'static str,
     /// We started it.
     pub initiated: bool,
     /// Turns taken (both directions); two turns are one round trip.
@@ -90,11 +98,78 @@ pub struct Progress {
     pub finished: Option<Summary>,
 }
 
+/// `Reconcile.method` of RBSR and of RIBLT.
+pub const METHOD_RBSR: u32 = 0;
+pub const METHOD_RIBLT: u32 = 1;
+
+#[derive(Debug)]
+enum Method {
+    Rbsr(Session),
+    Riblt(RibltSession),
+}
+
+impl Method {
+    fn code(&self) -> u32 {
+        match self {
+            Method::Rbsr(_) => METHOD_RBSR,
+            Method::Riblt(_) => METHOD_RIBLT,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Method::Rbsr(_) => "rbsr",
+            Method::Riblt(_) => "riblt",
+        }
+    }
+
+    fn receive(&mut self, round: u32, bytes: &[u8], more: bool) -> Result<Step, ReconcileError> {
+        match self {
+            Method::Rbsr(s) => s.receive(round, bytes, more),
+            Method::Riblt(s) => s.receive(round, bytes, more),
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        match self {
+            Method::Rbsr(s) => (s.need_count(), s.have_count()),
+            Method::Riblt(s) => (s.need_count(), s.have_count()),
+        }
+    }
+
+    fn fell_back(&self) -> bool {
+        matches!(self, Method::Riblt(s) if s.fell_back())
+    }
+
+    /// The ids a RIBLT session we started runs over (for its RBSR fallback).
+    fn items(&self) -> Option<Arc<[Hash]>> {
+        match self {
+            Method::Riblt(s) => s.items(),
+            Method::Rbsr(_) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Running {
     id: u64,
-    session: Session,
+    session: Method,
     summary: Summary,
+}
+
+impl Running {
+    fn new(id: u64, session: Method, initiated: bool) -> Self {
+        let summary = Summary {
+            method: session.name(),
+            initiated,
+            ..Summary::default()
+        };
+        Self {
+            id,
+            session,
+            summary,
+        }
+    }
 }
 
 /// The reconciliations of one set with one peer: at most one we started and one it started.
@@ -108,6 +183,8 @@ pub struct Reconciliations {
     /// Number of the last session the peer started.
     theirs_id: u64,
     theirs: Option<Running>,
+    /// Both sides offered "riblt-v1": sessions we start use it.
+    riblt: bool,
 }
 
 /// Bytes a message takes on the control stream.
@@ -129,19 +206,33 @@ impl Reconciliations {
         }
     }
 
+    /// Starts sessions with RIBLT when `on` (both sides offered "riblt-v1"), and answers
+    /// the peer's RIBLT sessions; otherwise RIBLT messages are refused.
+    pub fn with_riblt(mut self, on: bool) -> Self {
+        self.riblt = on;
+        self
+    }
+
     /// Starts a new session over `items` (sorted, unique), replacing one we started before.
     /// Returns turn 0 (it always asks for an answer).
     pub fn start(&mut self, items: Arc<[Hash]>) -> Vec<Reconcile> {
-        self.started += 1;
-        let (session, frames) = Session::initiate(items);
-        let mut running = Running {
-            id: self.started,
-            session,
-            summary: Summary {
-                initiated: true,
-                ..Summary::default()
-            },
+        let riblt = if self.riblt {
+            RibltSession::initiate(items.clone())
+        } else {
+            None
         };
+        match riblt {
+            Some((session, frames)) => self.start_with(Method::Riblt(session), frames),
+            None => {
+                let (session, frames) = Session::initiate(items);
+                self.start_with(Method::Rbsr(session), frames)
+            }
+        }
+    }
+
+    fn start_with(&mut self, session: Method, frames: Vec<Frame>) -> Vec<Reconcile> {
+        self.started += 1;
+        let mut running = Running::new(self.started, session, true);
         let out = wrap(&mut running, frames, true, self.set);
         self.ours = Some(running);
         out
@@ -169,12 +260,13 @@ impl Reconciliations {
                 return Ok(Progress::default()); // an older session it has replaced
             }
             if msg.session > self.theirs_id {
+                let session = match msg.method {
+                    METHOD_RBSR => Method::Rbsr(Session::respond(items())),
+                    METHOD_RIBLT if self.riblt => Method::Riblt(RibltSession::respond(items())),
+                    _ => return Err(ReconcileError::Malformed("a method not negotiated")),
+                };
                 self.theirs_id = msg.session;
-                self.theirs = Some(Running {
-                    id: msg.session,
-                    session: Session::respond(items()),
-                    summary: Summary::default(),
-                });
+                self.theirs = Some(Running::new(msg.session, session, false));
             }
             &mut self.theirs
         } else {
@@ -192,19 +284,44 @@ impl Reconciliations {
             return Err(ReconcileError::AfterEnd);
         };
         debug_assert_eq!(running.id, msg.session);
+        if msg.method != running.session.code() {
+            return Err(ReconcileError::Inconsistent(
+                "method changed within a session",
+            ));
+        }
         running.summary.bytes_received += wire_len(msg);
         running.summary.frames_received += 1;
         let step = running.session.receive(msg.round, &msg.ranges, msg.more)?;
         running.summary.turns = running.summary.turns.max(msg.round + 1);
-        let out = wrap(running, step.frames, !msg.initiator, self.set);
-        let finished = step.done.then(|| {
+        let mut out = wrap(running, step.frames, !msg.initiator, self.set);
+        let fell_back = step.done && running.session.fell_back();
+        let finished = (step.done && !fell_back).then(|| {
             let mut s = running.summary;
-            s.need = running.session.need_count();
-            s.have = running.session.have_count();
+            (s.need, s.have) = running.session.counts();
             s
         });
-        if finished.is_some() {
+        // A RIBLT session the peer would not run: ours goes on as RBSR over the same ids,
+        // the RIBLT turns' bytes counted in its summary. (The peer's side simply ends.)
+        let restart = (fell_back && !msg.initiator)
+            .then(|| {
+                running
+                    .session
+                    .items()
+                    .map(|items| (items, running.summary))
+            })
+            .flatten();
+        if step.done {
             *slot = None;
+        }
+        if let Some((items, before)) = restart {
+            let (session, frames) = Session::initiate(items);
+            out.extend(self.start_with(Method::Rbsr(session), frames));
+            if let Some(r) = self.ours.as_mut() {
+                r.summary.bytes_sent += before.bytes_sent;
+                r.summary.bytes_received += before.bytes_received;
+                r.summary.frames_sent += before.frames_sent;
+                r.summary.frames_received += before.frames_received;
+            }
         }
         Ok(Progress {
             out,
@@ -220,6 +337,7 @@ fn wrap(running: &mut Running, frames: Vec<Frame>, initiator: bool, set: u32) ->
         .into_iter()
         .map(|f| {
             let msg = Reconcile {
+                method: running.session.code(),
                 session: running.id,
                 initiator,
                 round: f.round,

@@ -132,18 +132,7 @@ impl Session {
         ranges: &[u8],
         more: bool,
     ) -> Result<Step, ReconcileError> {
-        if self.done {
-            return Err(ReconcileError::AfterEnd);
-        }
-        if round != self.expect_round {
-            return Err(ReconcileError::UnexpectedRound {
-                expected: self.expect_round,
-                got: round,
-            });
-        }
-        if round >= MAX_TURNS {
-            return Err(ReconcileError::TooManyRounds(MAX_TURNS));
-        }
+        check_turn(self.done, self.expect_round, round)?;
         let ranges = codec::decode(ranges, self.cursor)?;
         let mut step = Step::default();
         for range in ranges {
@@ -370,6 +359,24 @@ impl Session {
 }
 
 /// Bits `start..end` of a bitmap, shifted down to start at bit 0.
+/// Refuses a frame after the session ended, of another turn than expected, or past the
+/// turn limit (both methods).
+pub(crate) fn check_turn(done: bool, expect: u32, round: u32) -> Result<(), ReconcileError> {
+    if done {
+        return Err(ReconcileError::AfterEnd);
+    }
+    if round != expect {
+        return Err(ReconcileError::UnexpectedRound {
+            expected: expect,
+            got: round,
+        });
+    }
+    if round >= MAX_TURNS {
+        return Err(ReconcileError::TooManyRounds(MAX_TURNS));
+    }
+    Ok(())
+}
+
 fn bitmap_slice(bits: &[u8], start: usize, end: usize) -> Vec<u8> {
     let mut out = vec![0u8; (end - start).div_ceil(8)];
     for i in start..end {

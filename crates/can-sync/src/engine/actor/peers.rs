@@ -241,7 +241,7 @@ impl Actor {
     pub(super) fn reconciled(&self, id: EndpointId, s: Summary) {
         tracing::info!(
             peer = %id.fmt_short(),
-            method = "rbsr",
+            method = s.method,
             initiated = s.initiated,
             missing_here = s.need,
             missing_there = s.have,
@@ -252,7 +252,7 @@ impl Actor {
         );
         self.emit(EngineEvent::Reconciled {
             peer: id.to_string(),
-            method: "rbsr".into(),
+            method: s.method.into(),
             missing_here: s.need,
             missing_there: Some(s.have),
             turns: s.turns,

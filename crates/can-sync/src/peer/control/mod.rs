@@ -45,6 +45,8 @@ pub(super) struct Link {
     pub id: EndpointId,
     pub conn_id: usize,
     pub rbsr: bool,
+    /// Both offered "riblt-v1" (and "rbsr-v1"): asset hashes are reconciled with RIBLT.
+    pub riblt: bool,
     /// Both offered "tombstones-v1": `Records`, and tombstone reconciliation with RBSR.
     pub tombs: bool,
 }
@@ -69,7 +71,7 @@ pub(super) async fn run(
     let (out_tx, out_rx) = mpsc::channel(OUTBOX);
     let (in_tx, in_rx) = mpsc::channel(1);
     let handler = Handler {
-        recon: Reconciliations::default(),
+        recon: Reconciliations::default().with_riblt(link.riblt),
         recon_tombs: Reconciliations::for_set(tombs::SET),
         budget: Budget::for_peer(Instant::now()),
         tomb_budget: Budget::for_peer(Instant::now()),

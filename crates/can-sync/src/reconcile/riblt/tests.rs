@@ -1,0 +1,490 @@
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use can_proto::peer::Reconcile;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::codec::{self, FrameWriter, Section};
+use super::*;
+use crate::reconcile::{Hash, METHOD_RBSR, METHOD_RIBLT, ReconcileError, Reconciliations};
+
+fn ids(rng: &mut StdRng, n: usize) -> Vec<Hash> {
+    (0..n).map(|_| rng.random()).collect()
+}
+
+fn sorted(mut v: Vec<Hash>) -> Arc<[Hash]> {
+    v.sort_unstable();
+    v.dedup();
+    v.into()
+}
+
+/// `shared` ids on both sides, `only_a` and `only_b` more on one side each.
+fn sets(seed: u64, shared: usize, only_a: usize, only_b: usize) -> (Arc<[Hash]>, Arc<[Hash]>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let common = ids(&mut rng, shared);
+    let mut a = common.clone();
+    a.extend(ids(&mut rng, only_a));
+    let mut b = common;
+    b.extend(ids(&mut rng, only_b));
+    (sorted(a), sorted(b))
+}
+
+#[derive(Default)]
+struct Outcome {
+    need_a: HashSet<Hash>,
+    need_b: HashSet<Hash>,
+    have_a: HashSet<Hash>,
+    have_b: HashSet<Hash>,
+    bytes: u64,
+    turns: u32,
+    methods: HashSet<u32>,
+    finished: (
+        Option<crate::reconcile::Summary>,
+        Option<crate::reconcile::Summary>,
+    ),
+}
+
+/// Runs one reconciliation that A starts, messages crossing one at a time.
+fn run(a_items: Arc<[Hash]>, b_items: Arc<[Hash]>, a_riblt: bool, b_riblt: bool) -> Outcome {
+    let mut a = Reconciliations::default().with_riblt(a_riblt);
+    let mut b = Reconciliations::default().with_riblt(b_riblt);
+    let mut o = Outcome::default();
+    let mut to_b: VecDeque<Reconcile> = a.start(a_items.clone()).into();
+    let mut to_a: VecDeque<Reconcile> = VecDeque::new();
+    for _ in 0..100_000 {
+        if let Some(m) = to_b.pop_front() {
+            o.bytes += crate::reconcile::wire_len(&m);
+            o.turns = o.turns.max(m.round + 1);
+            o.methods.insert(m.method);
+            let p = b.receive(&m, || b_items.clone()).expect("b accepts");
+            o.need_b.extend(p.need);
+            o.have_b.extend(p.have);
+            o.finished.1 = o.finished.1.or(p.finished);
+            to_a.extend(p.out);
+        } else if let Some(m) = to_a.pop_front() {
+            o.bytes += crate::reconcile::wire_len(&m);
+            o.turns = o.turns.max(m.round + 1);
+            o.methods.insert(m.method);
+            let p = a.receive(&m, || a_items.clone()).expect("a accepts");
+            o.need_a.extend(p.need);
+            o.have_a.extend(p.have);
+            o.finished.0 = o.finished.0.or(p.finished);
+            to_b.extend(p.out);
+        } else {
+            return o;
+        }
+    }
+    panic!("reconciliation did not end");
+}
+
+fn minus(x: &[Hash], y: &[Hash]) -> HashSet<Hash> {
+    let y: HashSet<_> = y.iter().collect();
+    x.iter().filter(|i| !y.contains(i)).copied().collect()
+}
+
+fn assert_exact(a: &Arc<[Hash]>, b: &Arc<[Hash]>, o: &Outcome) {
+    assert_eq!(o.need_a, minus(b, a), "A learns what it lacks");
+    assert_eq!(o.need_b, minus(a, b), "B learns what it lacks");
+    assert_eq!(o.have_a, minus(a, b), "A learns what B lacks");
+    assert_eq!(o.have_b, minus(b, a), "B learns what A lacks");
+    let (fa, fb) = o.finished;
+    assert!(fa.is_some() && fb.is_some(), "both sides finish");
+}
+
+#[test]
+fn the_mapping_has_the_density_the_estimate_assumes() {
+    // 20,000 keys: how often each index up to 64 is hit, against 1 / (1 + i/2).
+    let mut hits = [0u32; 64];
+    for k in 0..20_000u64 {
+        let mut m = Mapping::new(mix(k));
+        while m.next < 64 {
+            hits[m.next as usize] += 1;
+            m.advance();
+        }
+    }
+    assert_eq!(hits[0], 20_000, "every key is in symbol 0");
+    for (i, &h) in hits.iter().enumerate().skip(1) {
+        let got = h as f64 / 20_000.0;
+        let want = density(i as u64);
+        assert!(
+            (got - want).abs() < 0.05 + want * 0.1,
+            "index {i}: {got:.3}, expected {want:.3}"
+        );
+    }
+}
+
+#[test]
+fn equal_sets_take_one_round_trip_and_under_200_bytes() {
+    let (a, b) = sets(1, 5000, 0, 0);
+    let o = run(a.clone(), b.clone(), true, true);
+    assert_exact(&a, &b, &o);
+    assert_eq!(o.turns, 2);
+    assert!(o.bytes < 200, "{} bytes", o.bytes);
+    assert_eq!(o.methods, HashSet::from([METHOD_RIBLT]));
+}
+
+#[test]
+fn differences_are_found_exactly_in_both_directions() {
+    for (seed, shared, only_a, only_b) in [
+        (2, 0, 0, 0),
+        (3, 0, 10, 0),
+        (4, 0, 0, 10),
+        (5, 100, 1, 0),
+        (6, 100, 0, 1),
+        (7, 1000, 3, 4),
+        (8, 1000, 50, 70),
+        (9, 20_000, 200, 200),
+        (10, 0, 300, 300),
+        (11, 5000, 2000, 0),
+    ] {
+        let (a, b) = sets(seed, shared, only_a, only_b);
+        let o = run(a.clone(), b.clone(), true, true);
+        assert_exact(&a, &b, &o);
+        assert_eq!(o.methods, HashSet::from([METHOD_RIBLT]), "seed {seed}");
+        assert_eq!(o.finished.0.map(|s| s.method), Some("riblt"));
+    }
+}
+
+#[test]
+fn a_difference_costs_under_twice_its_ids() {
+    // 1 % missing on each side of 20,000, as `bench/run scale` measures at larger N.
+    let (a, b) = sets(12, 20_000, 200, 200);
+    let o = run(a.clone(), b.clone(), true, true);
+    assert_exact(&a, &b, &o);
+    let ids_alone = 32 * 400;
+    assert!(
+        o.bytes < 2 * ids_alone,
+        "{} bytes for {ids_alone} bytes of differing ids",
+        o.bytes
+    );
+}
+
+#[test]
+fn without_riblt_on_both_sides_rbsr_runs() {
+    let (a, b) = sets(13, 1000, 5, 5);
+    for (x, y) in [(true, false), (false, true), (false, false)] {
+        if x && !y {
+            // A offers it but B refuses: A must not send it (the engine only sets it when
+            // both Hellos offered it); B refuses a RIBLT session it did not negotiate.
+            let mut a_side = Reconciliations::default().with_riblt(true);
+            let mut b_side = Reconciliations::default();
+            let first = a_side.start(a.clone());
+            assert_eq!(first[0].method, METHOD_RIBLT);
+            assert!(matches!(
+                b_side.receive(&first[0], || b.clone()),
+                Err(ReconcileError::Malformed(_))
+            ));
+            continue;
+        }
+        let o = run(a.clone(), b.clone(), x, y);
+        assert_exact(&a, &b, &o);
+        assert_eq!(o.methods, HashSet::from([METHOD_RBSR]));
+    }
+}
+
+#[test]
+fn a_responder_over_the_limit_falls_back_to_rbsr() {
+    // B claims nothing special; A announces more ids than RIBLT takes, so B answers
+    // Fallback and A reconciles with RBSR over the same ids.
+    let (a, b) = sets(14, 300, 4, 6);
+    let mut a_side = Reconciliations::default().with_riblt(true);
+    let mut b_side = Reconciliations::default().with_riblt(true);
+    let mut open = a_side.start(a.clone());
+    let mut w = FrameWriter::default();
+    w.push(Section::Open {
+        salt: [9; 16],
+        items: MAX_ITEMS as u64 + 1,
+    });
+    open[0].ranges = w.finish().remove(0);
+    let p = b_side.receive(&open[0], || b.clone()).expect("answered");
+    assert!(
+        p.finished.is_none(),
+        "a fallback is not a finished reconciliation"
+    );
+    let back = p.out;
+    assert_eq!(
+        codec::decode(&back[0].ranges).unwrap(),
+        vec![Section::Fallback]
+    );
+    let p = a_side.receive(&back[0], || a.clone()).expect("fallback");
+    assert!(!p.out.is_empty() && p.out.iter().all(|m| m.method == METHOD_RBSR));
+    assert!(p.out[0].session > open[0].session, "a new session");
+}
+
+#[test]
+fn hostile_frames_are_refused_not_obeyed() {
+    let (a, b) = sets(15, 500, 30, 30);
+    let open = || {
+        let mut a_side = Reconciliations::default().with_riblt(true);
+        let first = a_side.start(a.clone());
+        (a_side, first)
+    };
+    // Truncated and unknown sections.
+    let (_, first) = open();
+    for bad in [
+        vec![2u8, 0, 200],
+        vec![9u8],
+        vec![1u8, 0, 0],
+        vec![4u8, 5, 1, 2],
+    ] {
+        let mut m = first[0].clone();
+        m.ranges = bad;
+        let mut b_side = Reconciliations::default().with_riblt(true);
+        assert!(b_side.receive(&m, || b.clone()).is_err());
+    }
+    // More symbols than the responder asked for.
+    let (_, first) = open();
+    let mut b_side = Reconciliations::default().with_riblt(true);
+    let p = b_side.receive(&first[0], || b.clone()).expect("turn 0");
+    let answer = codec::decode(&p.out[0].ranges).unwrap();
+    assert!(
+        matches!(answer[0], Section::Open { items, .. } if items == b.len() as u64),
+        "the first request tells the responder's id count: {answer:?}"
+    );
+    let Some(&Section::More { total }) = answer.get(1) else {
+        panic!("60 differences do not decode from 8 symbols")
+    };
+    let mut w = FrameWriter::default();
+    w.push(Section::Symbols {
+        first: FIRST_SYMBOLS,
+        symbols: vec![Symbol::default(); (total - FIRST_SYMBOLS + 1) as usize],
+    });
+    let m = Reconcile {
+        round: 2,
+        ranges: w.finish().remove(0),
+        ..first[0].clone()
+    };
+    assert!(matches!(
+        b_side.receive(&m, || b.clone()),
+        Err(ReconcileError::Inconsistent(_))
+    ));
+    // Turn 0 with more than the first symbols.
+    let (_, first) = open();
+    let mut w = FrameWriter::default();
+    w.push(Section::Open {
+        salt: [1; 16],
+        items: 10,
+    });
+    w.push(Section::Symbols {
+        first: 0,
+        symbols: vec![Symbol::default(); FIRST_SYMBOLS as usize + 1],
+    });
+    let m = Reconcile {
+        ranges: w.finish().remove(0),
+        ..first[0].clone()
+    };
+    let mut b_side = Reconciliations::default().with_riblt(true);
+    assert!(b_side.receive(&m, || b.clone()).is_err());
+    // Requests the initiator must not obey: without the responder's id count, past the cap
+    // its count gives, and more than 8× what was sent.
+    let salt = |first: &[Reconcile]| match codec::decode(&first[0].ranges).unwrap()[0] {
+        Section::Open { salt, .. } => salt,
+        ref other => panic!("turn 0 opens: {other:?}"),
+    };
+    for (with_open, their_items, total) in [
+        (false, 0, 16),
+        (true, 10, MAX_SYMBOLS),
+        (true, 1 << 20, FIRST_SYMBOLS * 8 + 1),
+        (true, 10, MAX_SYMBOLS + 1),
+    ] {
+        let (mut a_side, first) = open();
+        let mut w = FrameWriter::default();
+        if with_open {
+            w.push(Section::Open {
+                salt: salt(&first),
+                items: their_items,
+            });
+        }
+        w.push(Section::More { total });
+        let m = Reconcile {
+            initiator: false,
+            round: 1,
+            ranges: w.finish().remove(0),
+            ..first[0].clone()
+        };
+        assert!(
+            a_side.receive(&m, || a.clone()).is_err(),
+            "obeyed More {total} (Open: {with_open}, {their_items} ids)"
+        );
+    }
+    // Told we lack an id we hold.
+    let (mut a_side, first) = open();
+    let mut w = FrameWriter::default();
+    w.push(Section::Ids(vec![a[0]]));
+    w.push(Section::Done);
+    let m = Reconcile {
+        initiator: false,
+        round: 1,
+        ranges: w.finish().remove(0),
+        ..first[0].clone()
+    };
+    assert!(matches!(
+        a_side.receive(&m, || a.clone()),
+        Err(ReconcileError::Inconsistent(_))
+    ));
+}
+
+#[test]
+fn the_estimate_follows_the_difference() {
+    // Symbols of a difference of d random keys: the estimate lands within 25 %.
+    for d in [50u64, 400, 3000] {
+        let keys: Vec<u64> = (0..d).map(|i| mix(i ^ 0x5555)).collect();
+        let mut enc = Encoder::new(keys);
+        let m = 2 * d;
+        let zero: Vec<bool> = enc.next_batch(m, 1).iter().map(|s| s.is_zero()).collect();
+        let est = estimate(&zero).expect("some symbols are empty");
+        assert!(
+            (est - d as f64).abs() < 0.25 * d as f64,
+            "d = {d}: estimated {est:.0}"
+        );
+    }
+    assert_eq!(estimate(&[false; 16]), None);
+}
+
+#[test]
+fn sections_round_trip_and_frames_stay_under_the_limit() {
+    let syms: Vec<Symbol> = (0..10_000u64)
+        .map(|i| Symbol {
+            sum: mix(i),
+            check: i as u32,
+            count: i as i8,
+        })
+        .collect();
+    let mut w = FrameWriter::default();
+    w.push(Section::Open {
+        salt: [7; 16],
+        items: 123,
+    });
+    w.push(Section::Symbols {
+        first: 0,
+        symbols: syms.clone(),
+    });
+    w.push(Section::Keys(vec![1, 2, 3]));
+    w.push(Section::Ids(Vec::new()));
+    w.push(Section::Done);
+    let frames = w.finish();
+    assert!(frames.len() > 1);
+    let mut back = Vec::new();
+    for f in &frames {
+        assert!(f.len() <= crate::reconcile::codec::MAX_FRAME_BYTES);
+        back.extend(codec::decode(f).unwrap());
+    }
+    let got: Vec<Symbol> = back
+        .iter()
+        .filter_map(|s| match s {
+            Section::Symbols { symbols, .. } => Some(symbols.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(got, syms);
+    assert_eq!(back.last(), Some(&Section::Done));
+    assert!(
+        back.contains(&Section::Ids(Vec::new())),
+        "an empty Ids is still sent: it is an answer"
+    );
+}
+
+#[test]
+fn ceil_matches_f64_ceil() {
+    for x in [0.0, 0.2, 1.0, 1.5, 2.000_000_1, 1e15 + 0.5, 3.9e9, 1e30] {
+        assert_eq!(super::ceil(x), x.ceil() as u64, "{x}");
+    }
+}
+
+#[test]
+#[ignore = "prints the request sequence; a tuning aid"]
+fn print_requests() {
+    for d in [20u64, 200, 2000, 20000] {
+        for seed in 0..4u64 {
+            let theirs: Vec<u64> = (0..d / 2).map(|i| mix(i ^ (seed << 40))).collect();
+            let ours: Vec<u64> = (0..d / 2)
+                .map(|i| mix(i ^ (seed << 40) ^ (1 << 60)))
+                .collect();
+            let ours_set: HashSet<u64> = ours.iter().copied().collect();
+            let mut enc = Encoder::new(theirs);
+            let mut dec = Decoder::new(ours);
+            let mut seq = vec![];
+            let mut m = FIRST_SYMBOLS;
+            loop {
+                let batch = enc.next_batch(m, 1);
+                dec.add(&batch, |k| ours_set.contains(&k));
+                seq.push(m);
+                if dec.is_done() {
+                    break;
+                }
+                m = dec.next_request();
+            }
+            println!(
+                "d={d} seed={seed}: {:.2} symbols per id, requests {seq:?}",
+                m as f64 / d as f64
+            );
+        }
+    }
+}
+
+#[test]
+fn an_initiator_sending_garbage_gets_a_fallback_not_an_endless_session() {
+    // Random symbols never decode: the responder asks for more until its cap, then answers
+    // Fallback (RBSR instead), well within the turn limit and without an error.
+    let (_, b) = sets(16, 200, 0, 10);
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut b_side = Reconciliations::default().with_riblt(true);
+    let mut w = FrameWriter::default();
+    w.push(Section::Open {
+        salt: [3; 16],
+        items: 200,
+    });
+    let garbage = |rng: &mut StdRng, n: u64| -> Vec<Symbol> {
+        (0..n)
+            .map(|_| Symbol {
+                sum: rng.random(),
+                check: rng.random(),
+                count: rng.random(),
+            })
+            .collect()
+    };
+    w.push(Section::Symbols {
+        first: 0,
+        symbols: garbage(&mut rng, FIRST_SYMBOLS),
+    });
+    let mut msg = Reconcile {
+        session: 1,
+        initiator: true,
+        round: 0,
+        ranges: w.finish().remove(0),
+        more: false,
+        set: 0,
+        method: METHOD_RIBLT,
+    };
+    let mut sent = FIRST_SYMBOLS;
+    loop {
+        let p = b_side.receive(&msg, || b.clone()).expect("no error");
+        let answer = codec::decode(&p.out[0].ranges).unwrap();
+        match answer.last() {
+            Some(Section::More { total }) => {
+                let mut w = FrameWriter::default();
+                w.push(Section::Symbols {
+                    first: sent,
+                    symbols: garbage(&mut rng, total - sent),
+                });
+                sent = *total;
+                let frames = w.finish();
+                assert_eq!(frames.len(), 1, "small sets, small requests");
+                msg.round += 2;
+                msg.ranges = frames.into_iter().next().unwrap();
+            }
+            Some(Section::Fallback) => {
+                assert!(p.finished.is_none() && !b_side.busy());
+                // The cap: 1.5 × (its 200 claimed + our 210) + 256.
+                assert!(
+                    sent <= (200 + 210) * 3 / 2 + 256,
+                    "{sent} symbols past the cap"
+                );
+                return;
+            }
+            other => panic!("garbage decoded: {other:?}"),
+        }
+    }
+}

@@ -172,9 +172,8 @@ impl Encoder {
         self.produced
     }
 
-    /// Symbols `produced .. upto`, with `sign` applied to every key (1: ours as coded
-    /// symbols; -1: ours to subtract from a peer's).
-    pub fn next_batch(&mut self, upto: u64, sign: i8) -> Vec<Symbol> {
+    /// Symbols `produced .. upto` (the decoder subtracts its own from the peer's).
+    pub fn next_batch(&mut self, upto: u64) -> Vec<Symbol> {
         let start = self.produced;
         let n = upto.saturating_sub(start) as usize;
         let mut out = vec![Symbol::default(); n];
@@ -182,7 +181,7 @@ impl Encoder {
             while m.next < upto {
                 // `next >= start` always holds: every index below `start` was consumed by
                 // an earlier batch.
-                out[(m.next - start) as usize].apply(*k, sign);
+                out[(m.next - start) as usize].apply(*k, 1);
                 m.advance();
             }
         }
@@ -217,8 +216,7 @@ pub enum Found {
 }
 
 impl Decoder {
-    /// `ours`: our keys, and whether a key is ours (to tell a pure symbol of ours from a
-    /// forged one).
+    /// A decoder over our keys (in any order).
     pub fn new(ours: Vec<u64>) -> Self {
         Self {
             ours: Encoder::new(ours),
@@ -242,7 +240,7 @@ impl Decoder {
     pub fn add(&mut self, theirs: &[Symbol], is_ours: impl Fn(u64) -> bool) -> Vec<Found> {
         let start = self.residual.len() as u64;
         let upto = start + theirs.len() as u64;
-        let mine = self.ours.next_batch(upto, 1);
+        let mine = self.ours.next_batch(upto);
         for (t, m) in theirs.iter().zip(mine) {
             let d = t.minus(m);
             self.raw_zero.push(d.is_zero());

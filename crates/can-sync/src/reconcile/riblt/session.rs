@@ -136,7 +136,7 @@ impl RibltSession {
         let salt: Salt = rand::rng().random();
         let keyed = Keyed::new(items, &salt);
         let mut enc = Encoder::new(keyed.keys.clone());
-        let first = enc.next_batch(FIRST_SYMBOLS, 1);
+        let first = enc.next_batch(FIRST_SYMBOLS);
         let mut w = FrameWriter::default();
         w.push(Section::Open {
             salt,
@@ -336,7 +336,7 @@ impl RibltSession {
                     let mut w = FrameWriter::default();
                     w.push(Section::Symbols {
                         first,
-                        symbols: enc.next_batch(total, 1),
+                        symbols: enc.next_batch(total),
                     });
                     step.frames = frames(reply, w);
                 } else if inc.done {

@@ -332,7 +332,7 @@ fn the_estimate_follows_the_difference() {
         let keys: Vec<u64> = (0..d).map(|i| mix(i ^ 0x5555)).collect();
         let mut enc = Encoder::new(keys);
         let m = 2 * d;
-        let zero: Vec<bool> = enc.next_batch(m, 1).iter().map(|s| s.is_zero()).collect();
+        let zero: Vec<bool> = enc.next_batch(m).iter().map(|s| s.is_zero()).collect();
         let est = estimate(&zero).expect("some symbols are empty");
         assert!(
             (est - d as f64).abs() < 0.25 * d as f64,
@@ -408,7 +408,7 @@ fn print_requests() {
             let mut seq = vec![];
             let mut m = FIRST_SYMBOLS;
             loop {
-                let batch = enc.next_batch(m, 1);
+                let batch = enc.next_batch(m);
                 dec.add(&batch, |k| ours_set.contains(&k));
                 seq.push(m);
                 if dec.is_done() {

@@ -115,7 +115,7 @@ pub enum EngineEvent {
     /// A reconciliation with a peer finished (at connection start or after a resume).
     Reconciled {
         peer: String,
-        /// "riblt" (rateless IBLT, both sides offered "riblt-v1"), "rbsr" (range-based, both
+        /// "riblt" (rateless IBLT, both sides offered "riblt-v2"), "rbsr" (range-based, both
         /// offered "rbsr-v1") or "full" (hash lists).
         method: String,
         /// Assets the peer has and we lack (we fetch them).

@@ -1,5 +1,5 @@
 //! Reconciliation at connection start, by real agents and services on loopback: rateless
-//! IBLT (riblt-v1) between two current agents, range-based (rbsr-v1) with an agent that
+//! IBLT (riblt-v2) between two current agents, range-based (rbsr-v1) with an agent that
 //! offers only that (`reconcile: rbsr`, as agents before riblt-v1), full hash lists with an
 //! agent that offers neither (`reconcile: full`, as agents before RBSR).
 

@@ -85,7 +85,7 @@ pub enum Congestion {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReconcileMode {
-    /// Offer rateless IBLT reconciliation of asset hashes ("riblt-v1") beside "rbsr-v1":
+    /// Offer rateless IBLT reconciliation of asset hashes ("riblt-v2") beside "rbsr-v1":
     /// RIBLT when the peer offers it too, else RBSR, else full hash lists. RBSR still
     /// reconciles tombstones and is RIBLT's fallback for sets beyond its limits.
     #[default]

@@ -10,7 +10,7 @@
 //! - [`fingerprint`]: the range digest (sum mod 2^256 ‖ count, hashed) and why.
 //! - [`codec`]: the compact range encoding inside `Reconcile.ranges`, with its limits.
 //! - [`session`]: one reconciliation's turns.
-//! - [`riblt`]: the other method, rateless IBLT ("riblt-v1"): for asset hashes when both
+//! - [`riblt`]: the other method, rateless IBLT ("riblt-v2"): for asset hashes when both
 //!   sides offer it, since a difference then costs ≈ 1.7× the differing ids where RBSR
 //!   costs ≈ 9×; RBSR stays its fallback and reconciles tombstones.
 //! - here: the sessions of one peer connection, mapped onto `Reconcile` messages.
@@ -183,7 +183,7 @@ pub struct Reconciliations {
     /// Number of the last session the peer started.
     theirs_id: u64,
     theirs: Option<Running>,
-    /// Both sides offered "riblt-v1": sessions we start use it.
+    /// Both sides offered "riblt-v2": sessions we start use it.
     riblt: bool,
 }
 
@@ -206,7 +206,7 @@ impl Reconciliations {
         }
     }
 
-    /// Starts sessions with RIBLT when `on` (both sides offered "riblt-v1"), and answers
+    /// Starts sessions with RIBLT when `on` (both sides offered "riblt-v2"), and answers
     /// the peer's RIBLT sessions; otherwise RIBLT messages are refused.
     pub fn with_riblt(mut self, on: bool) -> Self {
         self.riblt = on;

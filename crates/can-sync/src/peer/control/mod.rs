@@ -45,7 +45,7 @@ pub(super) struct Link {
     pub id: EndpointId,
     pub conn_id: usize,
     pub rbsr: bool,
-    /// Both offered "riblt-v1" (and "rbsr-v1"): asset hashes are reconciled with RIBLT.
+    /// Both offered "riblt-v2" (and "rbsr-v1"): asset hashes are reconciled with RIBLT.
     pub riblt: bool,
     /// Both offered "tombstones-v1": `Records`, and tombstone reconciliation with RBSR.
     pub tombs: bool,
@@ -292,7 +292,7 @@ impl Handler {
             }
             PeerCmd::Reconcile => {
                 let items = self.snapshot().await?;
-                for msg in self.recon.start(items) {
+                for msg in self.off_workers(move |r| r.start(items)).await? {
                     self.send(reconcile_frame(msg)).await?;
                 }
                 if self.link.tombs {
@@ -377,6 +377,24 @@ impl Handler {
         }
     }
 
+    /// Runs `f` on the asset-hash reconciliations on the blocking pool: at a million ids a
+    /// RIBLT turn keys every id (tens of ms), and where the sets differ maps them too
+    /// (≈ 0.1 s), which would otherwise stall this async worker's other connections.
+    async fn off_workers<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Reconciliations) -> T + Send + 'static,
+    ) -> Result<T, SessionError> {
+        let mut recon = std::mem::take(&mut self.recon);
+        let (recon, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut recon);
+            (recon, out)
+        })
+        .await
+        .map_err(|_| SessionError::Engine)?;
+        self.recon = recon;
+        Ok(out)
+    }
+
     /// One RBSR frame: answer it and report what we lack. What the peer lacks it learns
     /// from our answers and fetches itself (pull), so nothing needs announcing.
     async fn on_reconcile(&mut self, msg: Reconcile) -> Result<(), SessionError> {
@@ -392,8 +410,10 @@ impl Handler {
             None
         };
         let progress = self
-            .recon
-            .receive(&msg, || items.unwrap_or_else(|| Arc::from(Vec::new())))
+            .off_workers(move |r| {
+                r.receive(&msg, || items.unwrap_or_else(|| Arc::from(Vec::new())))
+            })
+            .await?
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
         for out in progress.out {
             self.send(reconcile_frame(out)).await?;

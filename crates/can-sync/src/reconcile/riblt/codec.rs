@@ -1,4 +1,4 @@
-//! The "riblt-v1" encoding carried in `Reconcile.ranges` when `Reconcile.method` is 1: a
+//! The "riblt-v2" encoding carried in `Reconcile.ranges` when `Reconcile.method` is 1: a
 //! frame is a sequence of sections, each a tag byte and its fields (varints are LEB128):
 //!
 //! | tag | section | fields |
@@ -10,6 +10,7 @@
 //! | 5 | Keys | count (varint), that many 8-byte keys (LE) the sender lacks, to be resolved to ids |
 //! | 6 | Done | – (the difference is decoded; this turn's Ids and Keys are the rest of it) |
 //! | 7 | Fallback | – (this side will not use RIBLT; the initiator starts RBSR instead) |
+//! | 8 | Digest | 16 bytes: the fingerprint of the sender's whole set (RBSR's, fingerprint.rs) |
 //!
 //! Frames are at most [`MAX_FRAME_BYTES`]; every count is checked against the bytes left
 //! before anything is allocated.
@@ -17,6 +18,7 @@
 use prost::encoding::{decode_varint, encode_varint};
 
 use super::super::codec::{MAX_FRAME_BYTES, take};
+use super::super::fingerprint::{FINGERPRINT_LEN, Fingerprint};
 use super::super::{Hash, ReconcileError};
 use super::{Salt, Symbol};
 
@@ -30,6 +32,7 @@ pub enum Section {
     Keys(Vec<u64>),
     Done,
     Fallback,
+    Digest(Fingerprint),
 }
 
 /// Bytes one symbol takes.
@@ -72,6 +75,10 @@ pub fn encode(out: &mut Vec<u8>, s: &Section) {
         }
         Section::Done => out.push(6),
         Section::Fallback => out.push(7),
+        Section::Digest(d) => {
+            out.push(8);
+            out.extend_from_slice(d);
+        }
     }
 }
 
@@ -141,6 +148,11 @@ pub fn decode(mut buf: &[u8]) -> Result<Vec<Section>, ReconcileError> {
             }
             6 => Section::Done,
             7 => Section::Fallback,
+            8 => {
+                let mut d = Fingerprint::default();
+                d.copy_from_slice(take(&mut buf, FINGERPRINT_LEN)?);
+                Section::Digest(d)
+            }
             _ => return Err(ReconcileError::Malformed("unknown riblt section")),
         });
     }

@@ -1,5 +1,5 @@
 //! Rateless invertible Bloom lookup tables (RIBLT; Yang, Gilad and Alizadeh, "Practical
-//! Rateless Set Reconciliation", SIGCOMM 2024): the "riblt-v1" reconciliation of asset
+//! Rateless Set Reconciliation", SIGCOMM 2024): the "riblt-v2" reconciliation of asset
 //! hashes. One side streams coded symbols of its set until the other, subtracting its own,
 //! has peeled the difference out; it costs about 1.35–1.5 coded symbols per differing id
 //! whatever N, where RBSR pays fingerprints down a tree for every difference (≈ 9× the ids).
@@ -27,15 +27,24 @@ mod tests;
 
 use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
+use std::sync::Arc;
 
 use super::Hash;
 
-/// The feature name in `Hello.features`.
-pub const FEATURE: &str = "riblt-v1";
+/// The feature name in `Hello.features`. v2 opens with the whole set's digest, so equal
+/// sets never key an id; v1 (one release, 2026-12-01) opened with symbols, and a v1 agent
+/// meets a v2 one on RBSR.
+pub const FEATURE: &str = "riblt-v2";
 
 /// Symbols the initiator opens with: equal sets finish in one round trip on symbol 0, and
 /// a handful of differences decode without another.
 pub const FIRST_SYMBOLS: u64 = 8;
+
+/// Up to this many ids the initiator's turn 0 carries the first symbols beside the digest
+/// (a few differences then decode in one round trip); above it, the digest alone: keying
+/// and mapping a million ids costs ≈ 0.3 s on each side, and large sets are most often
+/// equal. A large set that differs then takes one round trip more.
+pub const EAGER_ITEMS: usize = 1 << 16;
 
 /// Most ids a side reconciles with RIBLT; above it the session falls back to RBSR. Bounds
 /// per-key state (24 B per id) and what a peer can make us compute.
@@ -152,18 +161,19 @@ impl Symbol {
 /// batch after batch, without starting over.
 #[derive(Debug, Default)]
 pub struct Encoder {
-    keys: Vec<u64>,
-    maps: Vec<Mapping>,
+    /// Shared with the session's key → id lookups.
+    keys: Arc<[u64]>,
+    /// Each key's mapping (16 B a key), built at the first batch.
+    maps: Option<Vec<Mapping>>,
     /// Symbols produced so far.
     produced: u64,
 }
 
 impl Encoder {
-    pub fn new(keys: Vec<u64>) -> Self {
-        let maps = keys.iter().map(|&k| Mapping::new(k)).collect();
+    pub fn new(keys: Arc<[u64]>) -> Self {
         Self {
             keys,
-            maps,
+            maps: None,
             produced: 0,
         }
     }
@@ -177,7 +187,13 @@ impl Encoder {
         let start = self.produced;
         let n = upto.saturating_sub(start) as usize;
         let mut out = vec![Symbol::default(); n];
-        for (k, m) in self.keys.iter().zip(self.maps.iter_mut()) {
+        if n == 0 {
+            return out;
+        }
+        let maps = self
+            .maps
+            .get_or_insert_with(|| self.keys.iter().map(|&k| Mapping::new(k)).collect());
+        for (k, m) in self.keys.iter().zip(maps.iter_mut()) {
             while m.next < upto {
                 // `next >= start` always holds: every index below `start` was consumed by
                 // an earlier batch.
@@ -217,7 +233,7 @@ pub enum Found {
 
 impl Decoder {
     /// A decoder over our keys (in any order).
-    pub fn new(ours: Vec<u64>) -> Self {
+    pub fn new(ours: Arc<[u64]>) -> Self {
         Self {
             ours: Encoder::new(ours),
             ..Self::default()

@@ -1,15 +1,17 @@
 //! One RIBLT reconciliation, turn by turn, pure.
 //!
-//! - Turn 0 (initiator): Open (a fresh salt, its id count) and the first
+//! - Turn 0 (initiator): Open (a fresh salt, its id count), Digest (its whole set's
+//!   fingerprint) and, for sets of at most [`EAGER_ITEMS`] ids, the first
 //!   [`FIRST_SYMBOLS`] coded symbols.
-//! - Responder's turns: it subtracts its own symbols and peels. Not decoded yet: More (how
+//! - Responder's turns: a digest equal to its own ends the session (Done) before any id is
+//!   keyed. Else it subtracts its own symbols and peels. Not decoded yet: More (how
 //!   many symbols in all it wants next, sized from the symbols that came out zero). Decoded:
 //!   Ids (the ids the initiator lacks, in full: it must learn them), Keys (the keys of the
 //!   ids it lacks itself) and Done. Too large for RIBLT: Fallback.
 //! - Initiator's turns: the symbols asked for; after Done, Ids: the keys resolved to ids.
 //!   A turn needs an answer unless it is a Done without Keys, a resolution or a Fallback.
 //!
-//! Equal sets take one round trip (symbol 0 of the difference is zero); d differences take
+//! Equal sets take one round trip (the digests match); d differences take
 //! about 1.4 d symbols of 13 bytes, then 32 bytes per id each side must learn and 8 per
 //! key resolved. Everything a peer sends is checked: symbols only as many as asked, ids a
 //! side is told it lacks must not be its own, resolved ids must hash to the keys asked for.
@@ -20,17 +22,21 @@ use std::sync::OnceLock;
 
 use rand::Rng;
 
+use super::super::fingerprint::{Fingerprint, fingerprint};
 use super::super::session::{Frame, MAX_NEED, MAX_TURNS, Step, check_turn};
 use super::super::{Hash, ReconcileError};
 use super::codec::{self, FrameWriter, Section};
-use super::{Decoder, Encoder, FIRST_SYMBOLS, Found, MAX_ITEMS, MAX_SYMBOLS, Salt, Symbol, key};
+use super::{
+    Decoder, EAGER_ITEMS, Encoder, FIRST_SYMBOLS, Found, MAX_ITEMS, MAX_SYMBOLS, Salt, Symbol, key,
+};
 
 /// Our ids with their keys under the session's salt, for key → id lookups.
 #[derive(Debug)]
 struct Keyed {
     items: Arc<[Hash]>,
-    /// The key of each id, in the order of `items`.
-    keys: Vec<u64>,
+    /// The key of each id, in the order of `items` (shared with the session's encoder or
+    /// decoder).
+    keys: Arc<[u64]>,
     /// (key, index into items), sorted by key: built at the first lookup, which equal sets
     /// never make (sorting a million keys is most of their cost otherwise).
     by_key: OnceLock<Vec<(u64, u32)>>,
@@ -63,17 +69,15 @@ impl Keyed {
         let i = by_key.binary_search_by_key(&k, |&(k, _)| k).ok()?;
         Some(self.items[by_key[i].1 as usize])
     }
-
-    fn holds(&self, id: &Hash) -> bool {
-        self.items.binary_search(id).is_ok()
-    }
 }
 
 #[derive(Debug)]
 enum Role {
     Initiator {
         salt: Salt,
-        enc: Encoder,
+        /// Built at turn 0 for small sets, else at the first request (equal large sets
+        /// never key a single id).
+        enc: Option<Encoder>,
         /// Most symbols the responder may ask for, once its Open told its id count.
         cap: Option<u64>,
     },
@@ -105,6 +109,7 @@ struct Decoding {
 #[derive(Debug, Default)]
 struct Incoming {
     open: Option<(Salt, u64)>,
+    digest: Option<Fingerprint>,
     symbols: Vec<Symbol>,
     more: Option<u64>,
     keys: Vec<u64>,
@@ -116,6 +121,9 @@ struct Incoming {
 /// One RIBLT reconciliation against a fixed snapshot of our ids.
 #[derive(Debug)]
 pub struct RibltSession {
+    /// Our ids (sorted).
+    items: Arc<[Hash]>,
+    /// Our ids' keys, once the session needs them.
     keyed: Option<Keyed>,
     role: Role,
     expect_round: u32,
@@ -134,20 +142,28 @@ impl RibltSession {
             return None;
         }
         let salt: Salt = rand::rng().random();
-        let keyed = Keyed::new(items, &salt);
-        let mut enc = Encoder::new(keyed.keys.clone());
-        let first = enc.next_batch(FIRST_SYMBOLS);
         let mut w = FrameWriter::default();
         w.push(Section::Open {
             salt,
-            items: keyed.items.len() as u64,
+            items: items.len() as u64,
         });
-        w.push(Section::Symbols {
-            first: 0,
-            symbols: first,
-        });
+        w.push(Section::Digest(fingerprint(&items)));
+        // Small sets also send the first symbols: a few differences then decode in this
+        // one round trip. Large ones wait to be asked (most often they are equal).
+        let (keyed, enc) = if items.len() <= EAGER_ITEMS {
+            let keyed = Keyed::new(items.clone(), &salt);
+            let mut enc = Encoder::new(keyed.keys.clone());
+            w.push(Section::Symbols {
+                first: 0,
+                symbols: enc.next_batch(FIRST_SYMBOLS),
+            });
+            (Some(keyed), Some(enc))
+        } else {
+            (None, None)
+        };
         let s = Self {
-            keyed: Some(keyed),
+            items,
+            keyed,
             role: Role::Initiator {
                 salt,
                 enc,
@@ -166,6 +182,7 @@ impl RibltSession {
     /// A session that answers the initiator's turn 0.
     pub fn respond(items: Arc<[Hash]>) -> Self {
         Self {
+            items: items.clone(),
             keyed: None,
             role: Role::Responder { items },
             expect_round: 0,
@@ -186,9 +203,9 @@ impl RibltSession {
         self.fallback
     }
 
-    /// Our ids, once the session has them keyed (always, for the initiator).
+    /// Our ids (what a fallback to RBSR reconciles).
     pub fn items(&self) -> Option<Arc<[Hash]>> {
-        self.keyed.as_ref().map(|k| k.items.clone())
+        Some(self.items.clone())
     }
 
     pub fn need_count(&self) -> usize {
@@ -231,6 +248,12 @@ impl RibltSession {
                 }
                 inc.open = Some((salt, items));
             }
+            Section::Digest(d) if !initiator && self.expect_round == 0 => {
+                if inc.digest.is_some() {
+                    return Err(ReconcileError::Malformed("two Digest sections"));
+                }
+                inc.digest = Some(d);
+            }
             Section::Symbols { first, symbols } if !initiator => {
                 let before = match &self.role {
                     Role::Decoding(d) => d.dec.received(),
@@ -252,7 +275,7 @@ impl RibltSession {
             }
             Section::More { total } if initiator => inc.more = Some(total),
             Section::Keys(keys) if initiator => {
-                let ours = self.keyed.as_ref().map_or(0, |k| k.items.len());
+                let ours = self.items.len();
                 if inc.keys.len() + keys.len() > ours {
                     return Err(ReconcileError::Inconsistent("more keys than we have ids"));
                 }
@@ -272,11 +295,11 @@ impl RibltSession {
     /// Ids the peer says we lack: never ours; as the responder, only ids whose keys we
     /// asked it to resolve.
     fn learn_need(&mut self, ids: Vec<Hash>, step: &mut Step) -> Result<(), ReconcileError> {
-        let Some(keyed) = &self.keyed else {
+        if matches!(self.role, Role::Responder { .. }) {
             return Err(ReconcileError::Malformed("ids before the session opened"));
-        };
+        }
         for id in ids {
-            if keyed.holds(&id) {
+            if self.items.binary_search(&id).is_ok() {
                 return Err(ReconcileError::Inconsistent("told we lack an id we have"));
             }
             if let Role::Decoding(d) = &self.role
@@ -311,8 +334,7 @@ impl RibltSession {
                             "a responder's Open that does not fit",
                         ));
                     }
-                    let ours = self.keyed.as_ref().map_or(0, |k| k.items.len() as u64);
-                    *cap = Some(symbol_cap(ours, their_items));
+                    *cap = Some(symbol_cap(self.items.len() as u64, their_items));
                 }
                 if inc.fallback {
                     self.fallback = true;
@@ -323,11 +345,19 @@ impl RibltSession {
                             "More before the responder's Open",
                         ));
                     };
-                    // An honest request is at most 8× what it has (`Decoder::next_request`).
-                    if total <= enc.produced()
-                        || total > cap
-                        || total > enc.produced().saturating_mul(8)
-                    {
+                    let enc = match enc {
+                        Some(enc) => enc,
+                        None => {
+                            let keyed = Keyed::new(self.items.clone(), salt);
+                            let enc = enc.insert(Encoder::new(keyed.keys.clone()));
+                            self.keyed = Some(keyed);
+                            enc
+                        }
+                    };
+                    // An honest request is at most 8× what it has (`Decoder::next_request`),
+                    // and the first after a turn 0 without symbols is the first symbols.
+                    let most = enc.produced().saturating_mul(8).max(FIRST_SYMBOLS);
+                    if total <= enc.produced() || total > cap || total > most {
                         return Err(ReconcileError::Inconsistent(
                             "a request for no new symbols or past the cap",
                         ));
@@ -340,9 +370,16 @@ impl RibltSession {
                     });
                     step.frames = frames(reply, w);
                 } else if inc.done {
-                    let keyed = self.keyed.as_ref().ok_or(ReconcileError::AfterEnd)?;
-                    let resolved: Vec<Hash> =
-                        inc.keys.iter().filter_map(|&k| keyed.id(k)).collect();
+                    let resolved: Vec<Hash> = match &self.keyed {
+                        Some(keyed) => inc.keys.iter().filter_map(|&k| keyed.id(k)).collect(),
+                        // We sent no symbol: the responder cannot have decoded a key.
+                        None if inc.keys.is_empty() => Vec::new(),
+                        None => {
+                            return Err(ReconcileError::Inconsistent(
+                                "keys to resolve from a session without symbols",
+                            ));
+                        }
+                    };
                     if !inc.keys.is_empty() {
                         let mut w = FrameWriter::default();
                         w.push(Section::Ids(resolved.clone()));
@@ -362,6 +399,19 @@ impl RibltSession {
                 let Some((salt, their_items)) = inc.open else {
                     return Err(ReconcileError::Malformed("turn 0 without Open"));
                 };
+                let Some(digest) = inc.digest else {
+                    return Err(ReconcileError::Malformed("turn 0 without Digest"));
+                };
+                // Equal sets end here, before a single id is keyed: at a million ids keying
+                // alone costs ten times the fingerprint.
+                if digest == fingerprint(items) {
+                    let mut w = FrameWriter::default();
+                    w.push(Section::Ids(Vec::new()));
+                    w.push(Section::Done);
+                    step.frames = frames(reply, w);
+                    self.done = true;
+                    return Ok(());
+                }
                 let items = items.clone();
                 let keyed = (items.len() <= MAX_ITEMS && their_items <= MAX_ITEMS as u64)
                     .then(|| Keyed::new(items, &salt));
@@ -425,7 +475,8 @@ impl RibltSession {
         {
             return Err(ReconcileError::Inconsistent("fewer symbols than asked for"));
         }
-        if symbols.is_empty() {
+        // Only turn 0 of a large set comes without symbols: ask for the first ones.
+        if symbols.is_empty() && requested.is_some() {
             return Err(ReconcileError::Malformed("a turn without symbols"));
         }
         for f in dec.add(&symbols, |k| keyed.id(k).is_some()) {
@@ -465,7 +516,12 @@ impl RibltSession {
                     items: keyed.items.len() as u64,
                 });
             }
-            let total = dec.next_request().min(*cap);
+            let total = if symbols.is_empty() {
+                FIRST_SYMBOLS
+            } else {
+                dec.next_request()
+            }
+            .min(*cap);
             *requested = Some(total);
             w.push(Section::More { total });
         }

@@ -196,6 +196,7 @@ fn a_responder_over_the_limit_falls_back_to_rbsr() {
         salt: [9; 16],
         items: MAX_ITEMS as u64 + 1,
     });
+    w.push(Section::Digest([0xee; 16]));
     open[0].ranges = w.finish().remove(0);
     let p = b_side.receive(&open[0], || b.clone()).expect("answered");
     assert!(
@@ -266,6 +267,7 @@ fn hostile_frames_are_refused_not_obeyed() {
         salt: [1; 16],
         items: 10,
     });
+    w.push(Section::Digest([0xee; 16]));
     w.push(Section::Symbols {
         first: 0,
         symbols: vec![Symbol::default(); FIRST_SYMBOLS as usize + 1],
@@ -330,7 +332,7 @@ fn the_estimate_follows_the_difference() {
     // Symbols of a difference of d random keys: the estimate lands within 25 %.
     for d in [50u64, 400, 3000] {
         let keys: Vec<u64> = (0..d).map(|i| mix(i ^ 0x5555)).collect();
-        let mut enc = Encoder::new(keys);
+        let mut enc = Encoder::new(keys.into());
         let m = 2 * d;
         let zero: Vec<bool> = enc.next_batch(m).iter().map(|s| s.is_zero()).collect();
         let est = estimate(&zero).expect("some symbols are empty");
@@ -356,6 +358,7 @@ fn sections_round_trip_and_frames_stay_under_the_limit() {
         salt: [7; 16],
         items: 123,
     });
+    w.push(Section::Digest([0xee; 16]));
     w.push(Section::Symbols {
         first: 0,
         symbols: syms.clone(),
@@ -403,8 +406,8 @@ fn print_requests() {
                 .map(|i| mix(i ^ (seed << 40) ^ (1 << 60)))
                 .collect();
             let ours_set: HashSet<u64> = ours.iter().copied().collect();
-            let mut enc = Encoder::new(theirs);
-            let mut dec = Decoder::new(ours);
+            let mut enc = Encoder::new(theirs.into());
+            let mut dec = Decoder::new(ours.into());
             let mut seq = vec![];
             let mut m = FIRST_SYMBOLS;
             loop {
@@ -436,6 +439,7 @@ fn an_initiator_sending_garbage_gets_a_fallback_not_an_endless_session() {
         salt: [3; 16],
         items: 200,
     });
+    w.push(Section::Digest([0xee; 16]));
     let garbage = |rng: &mut StdRng, n: u64| -> Vec<Symbol> {
         (0..n)
             .map(|_| Symbol {
@@ -487,4 +491,109 @@ fn an_initiator_sending_garbage_gets_a_fallback_not_an_endless_session() {
             other => panic!("garbage decoded: {other:?}"),
         }
     }
+}
+
+#[test]
+fn batches_one_after_another_match_one_batch() {
+    let keys: Arc<[u64]> = (0..5000u64).map(|i| mix(i ^ 0xabc)).collect();
+    let mut whole = Encoder::new(keys.clone());
+    let all = whole.next_batch(40);
+    let mut steps = Encoder::new(keys.clone());
+    let mut got = steps.next_batch(1);
+    got.extend(steps.next_batch(9));
+    got.extend(steps.next_batch(40));
+    assert_eq!(got, all);
+}
+
+/// The sections of turn 0 that a fresh initiator sends over `items`.
+fn turn0(items: &Arc<[Hash]>) -> Vec<Section> {
+    let mut side = Reconciliations::default().with_riblt(true);
+    side.start(items.clone())
+        .iter()
+        .flat_map(|m| codec::decode(&m.ranges).expect("decodes"))
+        .collect()
+}
+
+#[test]
+fn turn_0_carries_the_digest_and_symbols_only_for_small_sets() {
+    let symbols = |sections: &[Section]| -> usize {
+        sections
+            .iter()
+            .map(|s| match s {
+                Section::Symbols { symbols, .. } => symbols.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let (small, _) = sets(20, 1000, 0, 0);
+    let t = turn0(&small);
+    assert!(t.contains(&Section::Digest(
+        crate::reconcile::fingerprint::fingerprint(&small)
+    )));
+    assert_eq!(symbols(&t), FIRST_SYMBOLS as usize);
+    let (large, _) = sets(21, EAGER_ITEMS + 10, 0, 0);
+    let t = turn0(&large);
+    assert!(t.contains(&Section::Digest(
+        crate::reconcile::fingerprint::fingerprint(&large)
+    )));
+    assert_eq!(symbols(&t), 0, "a large set waits to be asked");
+}
+
+#[test]
+fn large_sets_equal_in_one_round_trip_and_different_exactly() {
+    let (a, b) = sets(21, EAGER_ITEMS + 10, 0, 0);
+    let o = run(a.clone(), b.clone(), true, true);
+    assert_exact(&a, &b, &o);
+    assert_eq!(o.turns, 2, "one round trip");
+    assert!(o.bytes < 120, "{} bytes", o.bytes);
+
+    for (only_a, only_b) in [(0, 1), (3, 40), (700, 0)] {
+        let (a, b) = sets(22, EAGER_ITEMS + 10, only_a, only_b);
+        let o = run(a.clone(), b.clone(), true, true);
+        assert_exact(&a, &b, &o);
+        assert_eq!(o.methods, HashSet::from([METHOD_RIBLT]), "no fallback");
+    }
+}
+
+#[test]
+fn a_turn_0_without_digest_or_with_keys_unasked_is_refused() {
+    let (a, b) = sets(23, 100, 0, 0);
+    let first = Reconciliations::default().with_riblt(true).start(a.clone());
+    // The same turn 0 without its Digest.
+    let sections: Vec<Section> = codec::decode(&first[0].ranges)
+        .unwrap()
+        .into_iter()
+        .filter(|s| !matches!(s, Section::Digest(_)))
+        .collect();
+    let mut w = FrameWriter::default();
+    for s in sections {
+        w.push(s);
+    }
+    let m = Reconcile {
+        ranges: w.finish().remove(0),
+        ..first[0].clone()
+    };
+    let mut b_side = Reconciliations::default().with_riblt(true);
+    assert!(matches!(
+        b_side.receive(&m, || b.clone()),
+        Err(ReconcileError::Malformed(_))
+    ));
+    // An initiator that sent no symbols is told to resolve keys: refused.
+    let (large, _) = sets(24, EAGER_ITEMS + 1, 0, 0);
+    let mut a_side = Reconciliations::default().with_riblt(true);
+    let first = a_side.start(large.clone());
+    let mut w = FrameWriter::default();
+    w.push(Section::Ids(Vec::new()));
+    w.push(Section::Keys(vec![42]));
+    w.push(Section::Done);
+    let m = Reconcile {
+        initiator: false,
+        round: 1,
+        ranges: w.finish().remove(0),
+        ..first[0].clone()
+    };
+    assert!(matches!(
+        a_side.receive(&m, || large.clone()),
+        Err(ReconcileError::Inconsistent(_))
+    ));
 }

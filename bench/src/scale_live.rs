@@ -41,6 +41,8 @@ struct Row {
     n: usize,
     seed: Duration,
     service_start: Duration,
+    /// The same store started with no clean-stop marker: the crash-repair scan runs.
+    service_start_scan: Duration,
     agent_listed: Duration,
     rss_started: u64,
     rss_peers: u64,
@@ -80,9 +82,20 @@ async fn one(dir: &Path, n: usize, peers: usize) -> anyhow::Result<Row> {
         ensure!(added == n, "seeded {added} of {n}");
     }
     let seed = t.elapsed();
+    // Seeding closed the store cleanly, so the copies hold its clean-stop marker.
     for i in 0..=peers {
         copy_store(&base, &dir.join(format!("site-{i}")).join("data"))?;
     }
+
+    step("a service on a copy without the clean-stop marker: the start after a crash");
+    let crashed = dir.join("crashed");
+    copy_store(&base, &crashed.join("data"))?;
+    std::fs::remove_file(crashed.join("data").join("clean-stop"))
+        .context("the seeded store left no clean-stop marker")?;
+    let t = Instant::now();
+    drop(Service::with_key(&crashed));
+    let service_start_scan = t.elapsed();
+    std::fs::remove_dir_all(&crashed)?;
 
     step("site A: service, then agent alone");
     let t = Instant::now();
@@ -159,6 +172,7 @@ async fn one(dir: &Path, n: usize, peers: usize) -> anyhow::Result<Row> {
         n,
         seed,
         service_start,
+        service_start_scan,
         agent_listed,
         rss_started,
         rss_peers,
@@ -191,17 +205,18 @@ fn copy_store(from: &Path, to: &Path) -> anyhow::Result<()> {
 fn print_rows(rows: &[Row], peers: usize) {
     let secs = |d: &Duration| format!("{:.2} s", d.as_secs_f64());
     println!(
-        "\n| assets | seed (library) | service start | agent start → store listed | agent RSS after start | agent RSS, {peers} peers in sync | service RSS | in-sync reconciliation (max of {peers}) | bytes (both ways, max) | turns |"
+        "\n| assets | seed (library) | service start (clean stop / after a crash) | agent start → store listed | agent RSS after start | agent RSS, {peers} peers in sync | service RSS | in-sync reconciliation (max of {peers}) | bytes (both ways, max) | turns |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let worst = r.reconcile.iter().max().copied().unwrap_or_default();
         let bytes = r.reconcile_bytes.iter().max().copied().unwrap_or(0);
         println!(
-            "| {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} B | {} |",
+            "| {} | {} | {} / {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} | {} B | {} |",
             r.n,
             secs(&r.seed),
             secs(&r.service_start),
+            secs(&r.service_start_scan),
             secs(&r.agent_listed),
             mib(r.rss_started),
             mib(r.rss_peers),

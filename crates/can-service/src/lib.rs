@@ -112,6 +112,10 @@ pub async fn start(config: &Config) -> Result<RunningService, StartError> {
         let _ = task.await;
         cleaner.abort();
         trash_cleaner.abort();
+        // Awaited, so that their store handles are gone when `shutdown` returns: the last
+        // handle dropped records a clean stop (an app may exit the process right after).
+        let _ = cleaner.await;
+        let _ = trash_cleaner.await;
     });
     Ok(RunningService {
         addr,

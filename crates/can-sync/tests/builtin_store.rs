@@ -89,4 +89,7 @@ async fn an_engine_on_its_builtin_store_mirrors_and_deletes_both_ways() {
     );
     engine.shutdown().await;
     builtin.shutdown().await;
+    // Stopped as the app stops at Quit: no handle of the store is left, so it recorded a
+    // clean stop and its next start skips the crash-repair scan.
+    assert!(dir.path().join("builtin").join("clean-stop").exists());
 }

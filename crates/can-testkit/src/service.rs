@@ -89,6 +89,25 @@ impl Service {
         self.child.id()
     }
 
+    /// SIGTERM, as a service manager stops it, then waits for it to exit (at most 30 s,
+    /// then SIGKILL). Returns whether it exited by itself, with status 0.
+    #[cfg(unix)]
+    pub fn stop(&mut self) -> bool {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on a child process this test started; nothing is shared.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
+    }
+
     /// SIGKILL: no chance to clean up, like a crash or power cut of the process.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

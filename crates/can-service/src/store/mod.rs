@@ -13,6 +13,7 @@
 //! hybrid logical clock ([`clock`]) and gets a new seq.
 
 mod changes;
+mod clean_stop;
 pub mod clock;
 mod commit;
 mod db;
@@ -130,6 +131,8 @@ struct Inner {
     /// Tombstone retention (ms): a deletion stamped longer ago is forgotten, and one that
     /// arrives from a peer is not taken up again.
     tombstones_for_ms: std::sync::atomic::AtomicU64,
+    /// Last: fields drop in order, so the index is closed before the marker is written.
+    clean_stop: clean_stop::CleanStop,
 }
 
 impl Store {
@@ -156,16 +159,21 @@ impl Store {
         if new_data_dir && let Some(parent) = data_dir.parent().filter(|p| p.exists()) {
             shards::sync_dir(parent)?;
         }
-        let report = repair::repair(&conn, &objects, &tmp, &trash)?;
-        if !report.is_clean() {
-            tracing::warn!(?report, "repaired the store after an unclean stop");
+        let (clean_stop, was_clean) = clean_stop::CleanStop::take(data_dir)?;
+        if was_clean {
+            repair::empty_tmp(&tmp)?;
+        } else {
+            let report = repair::repair(&conn, &objects, &tmp, &trash)?;
+            if !report.is_clean() {
+                tracing::warn!(?report, "repaired the store after an unclean stop");
+            }
         }
         let space = space::SpaceGuard::new(data_dir, free_space_reserve)?;
         let partials = Arc::new(partial::Partials::open(data_dir)?);
         let last = db::last_seq(&conn)?;
         let clock = clock::Clock::starting_at(db::max_stamp(&conn)?);
         let (latest, _) = watch::channel(last);
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 objects,
                 shards,
@@ -180,8 +188,17 @@ impl Store {
                 tombstones_for_ms: std::sync::atomic::AtomicU64::new(
                     TrashPolicy::default().tombstones_for.as_millis() as u64,
                 ),
+                clean_stop,
             }),
-        })
+        };
+        store.inner.clean_stop.arm();
+        Ok(store)
+    }
+
+    /// Records that a change failed part way: the next start runs the repair scan even
+    /// after a clean stop.
+    fn failed(&self) {
+        self.inner.clean_stop.mark_dirty();
     }
 
     pub fn max_asset_bytes(&self) -> u64 {
@@ -276,12 +293,17 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let conn = inner.db.lock().unwrap_or_else(|poison| poison.into_inner());
             f(&conn).map_err(StoreError::from)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(|e| StoreError::Task(e.to_string()))
+        .and_then(|r| r);
+        if result.is_err() {
+            self.failed();
+        }
+        result
     }
 }
 

@@ -35,13 +35,10 @@ impl RepairReport {
     }
 }
 
-pub(super) fn repair(
-    conn: &Connection,
-    objects: &Path,
-    tmp: &Path,
-    trash: &Path,
-) -> Result<RepairReport, StoreError> {
-    let mut report = RepairReport::default();
+/// Empties `tmp/` (uploads that never finished; a clean stop can leave them too): how many
+/// entries it removed.
+pub(super) fn empty_tmp(tmp: &Path) -> Result<usize, StoreError> {
+    let mut removed_count = 0;
     for entry in std::fs::read_dir(tmp).map_err(StoreError::io(tmp))? {
         let path = entry.map_err(StoreError::io(tmp))?.path();
         let removed = if path.is_dir() {
@@ -50,8 +47,22 @@ pub(super) fn repair(
             std::fs::remove_file(&path)
         };
         removed.map_err(StoreError::io(&path))?;
-        report.temp_files_removed += 1;
+        removed_count += 1;
     }
+    Ok(removed_count)
+}
+
+/// The full scan (see the module doc), after a crash or when no clean stop was recorded.
+pub(super) fn repair(
+    conn: &Connection,
+    objects: &Path,
+    tmp: &Path,
+    trash: &Path,
+) -> Result<RepairReport, StoreError> {
+    let mut report = RepairReport {
+        temp_files_removed: empty_tmp(tmp)?,
+        ..RepairReport::default()
+    };
 
     // Rows first, streamed, so memory does not grow with the number of assets.
     let mut broken = Vec::new();

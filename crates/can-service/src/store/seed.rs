@@ -19,6 +19,17 @@ impl Store {
         &self,
         assets: impl IntoIterator<Item = (String, Vec<u8>)>,
     ) -> Result<usize, StoreError> {
+        let seeded = self.seed_rows(assets);
+        if seeded.is_err() {
+            self.failed();
+        }
+        seeded
+    }
+
+    fn seed_rows(
+        &self,
+        assets: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<usize, StoreError> {
         let mut rows = Vec::new();
         let mut seen = HashSet::new();
         for (name, content) in assets {

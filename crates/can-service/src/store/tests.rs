@@ -187,3 +187,41 @@ async fn kept_partials_make_room_for_new_uploads_oldest_first_and_go_when_stored
     store.ingest(body, new_asset("whole"), None).await.unwrap();
     assert_eq!(store.partial_received(&hash_of(&new)), None);
 }
+
+#[tokio::test]
+async fn the_marker_is_left_only_by_a_clean_stop_after_no_failed_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let marker = data.join("clean-stop");
+    let store = Store::open(&data, 1 << 20, Some(0)).unwrap();
+    let IngestOutcome::Created(meta) = ingest(&store, b"one asset", "one").await else {
+        panic!("created");
+    };
+    assert!(!marker.exists());
+    drop(store);
+    assert!(
+        marker.exists(),
+        "dropping the last handle records a clean stop"
+    );
+
+    // A crash (the handle is never dropped) leaves no marker: it was taken at open.
+    let store = Store::open(&data, 1 << 20, Some(0)).unwrap();
+    assert!(!marker.exists(), "taken at open");
+    std::mem::forget(store);
+    assert!(!marker.exists());
+
+    // A change that fails part way (the trash folder is gone: the move fails) makes the
+    // next start scan even after a clean stop.
+    let store = Store::open(&data, 1 << 20, Some(0)).unwrap();
+    drop(store);
+    assert!(marker.exists());
+    let store = Store::open(&data, 1 << 20, Some(0)).unwrap();
+    std::fs::remove_dir_all(data.join("trash")).unwrap();
+    std::fs::write(data.join("trash"), b"not a folder").unwrap();
+    assert!(matches!(
+        store.delete(meta.hash, "local").await,
+        Err(DeleteError::Store(_))
+    ));
+    drop(store);
+    assert!(!marker.exists(), "a failed change leaves no marker");
+}

@@ -290,7 +290,8 @@ impl Store {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::warn!(error = %e, path = %path.display(), "cannot remove trashed content")
+                tracing::warn!(error = %e, path = %path.display(), "cannot remove trashed content");
+                self.failed();
             }
         }
     }
@@ -373,12 +374,38 @@ impl Store {
     async fn blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
+        E: From<StoreError> + StoreFailure + Send + 'static,
         F: FnOnce() -> Result<T, E> + Send + 'static,
     {
-        tokio::task::spawn_blocking(f)
+        let result = tokio::task::spawn_blocking(f)
             .await
-            .map_err(|e| E::from(StoreError::Task(e.to_string())))?
+            .map_err(|e| E::from(StoreError::Task(e.to_string())))
+            .and_then(|r| r);
+        if result
+            .as_ref()
+            .err()
+            .is_some_and(StoreFailure::is_store_failure)
+        {
+            self.failed();
+        }
+        result
+    }
+}
+
+/// Whether an error is the store failing (I/O, the index), not a refusal of the request.
+pub(super) trait StoreFailure {
+    fn is_store_failure(&self) -> bool;
+}
+
+impl StoreFailure for StoreError {
+    fn is_store_failure(&self) -> bool {
+        true
+    }
+}
+
+impl StoreFailure for DeleteError {
+    fn is_store_failure(&self) -> bool {
+        matches!(self, DeleteError::Store(_))
     }
 }
 

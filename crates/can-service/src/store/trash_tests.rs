@@ -194,6 +194,8 @@ async fn repair_undoes_moves_that_were_never_committed() {
         std::fs::rename(store.trash_path(&b.hash), store.content_path(&b.hash)).unwrap();
         // A purge that crashed after its commit left a stray file.
         std::fs::write(store.inner.trash.join("stray"), b"x").unwrap();
+        // A crash: the store is never closed, so it records no clean stop.
+        std::mem::forget(store);
         (a, b)
     };
     let store = open(dir.path()).await;

@@ -13,6 +13,7 @@ use can_proto::{MAX_META_FRAME, PROTOBUF_MEDIA_TYPE};
 use futures_util::StreamExt;
 use prost::Message;
 use serde::Deserialize;
+use std::time::Duration;
 use tokio_util::io::ReaderStream;
 
 use super::auth::BearerKey;
@@ -102,22 +103,48 @@ pub async fn fetch(
 
 /// Ingest from a peer: a length-delimited `IngestRequest`, then exactly `asset.size` bytes.
 pub async fn ingest(State(store): State<Store>, headers: HeaderMap, body: Body) -> Response {
-    match store_ingest(store, headers, body).await {
-        Ok((response, true)) => response,
-        Ok((response, false)) => closing(response),
-        Err(e) => closing(e.into_response()),
-    }
+    let mut stream = body.into_data_stream();
+    let response = match store_ingest(store, headers, &mut stream).await {
+        Ok((response, true)) => return response,
+        Ok((response, false)) => response,
+        Err(e) => e.into_response(),
+    };
+    drain(&mut stream).await;
+    closing(response)
+}
+
+/// Most of an answered request's body read and dropped before the connection closes.
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(3);
+
+/// Reads what the client is still sending after we answered early (a refusal, or content
+/// we already hold), within bounds. Closing a socket with request bytes unread makes the
+/// kernel reset the connection, and the reset can reach the client before our answer: it
+/// would see a broken connection instead of the 413 and retry as if the store were down.
+async fn drain<S>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    let read_all = async {
+        let mut read = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len() as u64;
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read_all).await;
 }
 
 /// Returns the response and whether the request body was read to its end.
 async fn store_ingest(
     store: Store,
     headers: HeaderMap,
-    body: Body,
+    stream: &mut axum::body::BodyDataStream,
 ) -> Result<(Response, bool), ApiError> {
-    let mut stream = body.into_data_stream();
     let (request, rest): (pb::IngestRequest, _) =
-        read_head(&mut stream, MAX_META_FRAME, "IngestRequest")
+        read_head(&mut *stream, MAX_META_FRAME, "IngestRequest")
             .await
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let asset = request

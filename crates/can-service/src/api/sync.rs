@@ -104,12 +104,17 @@ pub async fn fetch(
 /// Ingest from a peer: a length-delimited `IngestRequest`, then exactly `asset.size` bytes.
 pub async fn ingest(State(store): State<Store>, headers: HeaderMap, body: Body) -> Response {
     let mut stream = body.into_data_stream();
-    let response = match store_ingest(store, headers, &mut stream).await {
+    let mut claimed = None;
+    let response = match store_ingest(store, headers, &mut stream, &mut claimed).await {
         Ok((response, true)) => return response,
         Ok((response, false)) => response,
         Err(e) => e.into_response(),
     };
-    drain(&mut stream).await;
+    // Only a body known to be small is drained; a large or unknown rest is cut off at
+    // once, as reading it would cost more than the client's retry.
+    if claimed.is_some_and(|left| left <= DRAIN_BYTES) {
+        drain(&mut stream).await;
+    }
     closing(response)
 }
 
@@ -118,7 +123,7 @@ const DRAIN_BYTES: u64 = 16 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(3);
 
 /// Reads what the client is still sending after we answered early (a refusal, or content
-/// we already hold), within bounds. Closing a socket with request bytes unread makes the
+/// we already hold), within bounds, before the answer goes out. Closing a socket with request bytes unread makes the
 /// kernel reset the connection, and the reset can reach the client before our answer: it
 /// would see a broken connection instead of the 413 and retry as if the store were down.
 async fn drain<S>(stream: &mut S)
@@ -137,11 +142,13 @@ where
     let _ = tokio::time::timeout(DRAIN_TIME, read_all).await;
 }
 
-/// Returns the response and whether the request body was read to its end.
+/// Returns the response and whether the request body was read to its end. `claimed`: the
+/// content bytes the request said would follow its head, once the head is read.
 async fn store_ingest(
     store: Store,
     headers: HeaderMap,
     stream: &mut axum::body::BodyDataStream,
+    claimed: &mut Option<u64>,
 ) -> Result<(Response, bool), ApiError> {
     let (request, rest): (pb::IngestRequest, _) =
         read_head(&mut *stream, MAX_META_FRAME, "IngestRequest")
@@ -150,6 +157,12 @@ async fn store_ingest(
     let asset = request
         .asset
         .ok_or_else(|| ApiError::bad_request("IngestRequest.asset is missing"))?;
+    *claimed = Some(
+        asset
+            .size
+            .saturating_sub(request.offset)
+            .saturating_sub(rest.len() as u64),
+    );
     // A malformed hash is a 400 before anything else.
     AssetHash::from_slice(&asset.hash)?;
     // The claimed size against max_asset_bytes is checked by the store's ingest.

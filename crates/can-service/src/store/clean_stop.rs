@@ -63,6 +63,13 @@ impl CleanStop {
         }
     }
 
+    /// Marks the run dirty unless [`Pending::done`] says the change ended cleanly: held
+    /// across a change's blocking work, so that a failure counts even when nobody awaits
+    /// the result any more, and a panic counts too.
+    pub fn pending(&self) -> Pending<'_> {
+        Pending(Some(self))
+    }
+
     fn write(&self) -> std::io::Result<()> {
         let path = self.dir.join(FILE);
         let mut f = std::fs::File::create(&path)?;
@@ -72,9 +79,34 @@ impl CleanStop {
     }
 }
 
+/// A change under way; see [`CleanStop::pending`].
+pub(super) struct Pending<'a>(Option<&'a CleanStop>);
+
+impl Pending<'_> {
+    /// The change ended: `failed` says whether files and index may now disagree.
+    pub fn done(mut self, failed: bool) {
+        if let Some(c) = self.0.take()
+            && failed
+        {
+            c.mark_dirty();
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        // Not ended by `done`: the work panicked part way.
+        if let Some(c) = self.0.take() {
+            c.mark_dirty();
+        }
+    }
+}
+
 impl Drop for CleanStop {
     fn drop(&mut self) {
-        if self.dirty.load(Ordering::SeqCst) {
+        // A panic unwinding through the last handle (a seed or change part way) is no
+        // clean stop.
+        if self.dirty.load(Ordering::SeqCst) || std::thread::panicking() {
             return;
         }
         if let Err(e) = self.write() {

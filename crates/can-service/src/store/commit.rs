@@ -41,14 +41,14 @@ impl Store {
             self.inner.clock.observe(stamp);
         }
         let store = self.clone();
-        let result = tokio::task::spawn_blocking(move || store.commit_blocking(written, new))
-            .await
-            .map_err(|e| IngestError::from(StoreError::Task(e.to_string())))
-            .and_then(|r| r);
-        if let Err(IngestError::Store(_)) = &result {
-            self.failed();
-        }
-        result
+        tokio::task::spawn_blocking(move || {
+            let pending = store.inner.clean_stop.pending();
+            let result = store.commit_blocking(written, new);
+            pending.done(matches!(result, Err(IngestError::Store(_))));
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// A peer's later stamp for content we hold: remembered (see `commit_blocking`).

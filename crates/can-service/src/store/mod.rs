@@ -293,17 +293,15 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
+            let pending = inner.clean_stop.pending();
             let conn = inner.db.lock().unwrap_or_else(|poison| poison.into_inner());
-            f(&conn).map_err(StoreError::from)
+            let result = f(&conn).map_err(StoreError::from);
+            pending.done(result.is_err());
+            result
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))
-        .and_then(|r| r);
-        if result.is_err() {
-            self.failed();
-        }
-        result
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
 

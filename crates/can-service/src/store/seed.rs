@@ -19,10 +19,9 @@ impl Store {
         &self,
         assets: impl IntoIterator<Item = (String, Vec<u8>)>,
     ) -> Result<usize, StoreError> {
+        let pending = self.inner.clean_stop.pending();
         let seeded = self.seed_rows(assets);
-        if seeded.is_err() {
-            self.failed();
-        }
+        pending.done(seeded.is_err());
         seeded
     }
 

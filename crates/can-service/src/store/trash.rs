@@ -286,7 +286,9 @@ impl Store {
         let path = self.trash_path(hash);
         match std::fs::remove_file(&path) {
             Ok(()) => {
-                let _ = sync_dir(&self.inner.trash);
+                if sync_dir(&self.inner.trash).is_err() {
+                    self.failed();
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -377,18 +379,15 @@ impl Store {
         E: From<StoreError> + StoreFailure + Send + 'static,
         F: FnOnce() -> Result<T, E> + Send + 'static,
     {
-        let result = tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| E::from(StoreError::Task(e.to_string())))
-            .and_then(|r| r);
-        if result
-            .as_ref()
-            .err()
-            .is_some_and(StoreFailure::is_store_failure)
-        {
-            self.failed();
-        }
-        result
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pending = store.inner.clean_stop.pending();
+            let result = f();
+            pending.done(result.as_ref().err().is_some_and(E::is_store_failure));
+            result
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Task(e.to_string())))?
     }
 }
 

@@ -390,7 +390,11 @@ impl Handler {
             (recon, out)
         })
         .await
-        .map_err(|_| SessionError::Engine)?;
+        .map_err(|e| match e.try_into_panic() {
+            // A bug of ours, not the peer's: surface it as it would have inline.
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => SessionError::Engine,
+        })?;
         self.recon = recon;
         Ok(out)
     }

@@ -36,8 +36,8 @@ use super::Hash;
 /// meets a v2 one on RBSR.
 pub const FEATURE: &str = "riblt-v2";
 
-/// Symbols the initiator opens with: equal sets finish in one round trip on symbol 0, and
-/// a handful of differences decode without another.
+/// Symbols a small set's initiator opens with (beside the digest, on which equal sets
+/// finish): a handful of differences decode without another round trip.
 pub const FIRST_SYMBOLS: u64 = 8;
 
 /// Up to this many ids the initiator's turn 0 carries the first symbols beside the digest

@@ -345,6 +345,16 @@ impl RibltSession {
                             "More before the responder's Open",
                         ));
                     };
+                    // An honest request is at most 8× what it has (`Decoder::next_request`),
+                    // and the first after a turn 0 without symbols is the first symbols.
+                    // Checked before our ids are keyed: a refused request costs nothing.
+                    let produced = enc.as_ref().map_or(0, Encoder::produced);
+                    let most = produced.saturating_mul(8).max(FIRST_SYMBOLS);
+                    if total <= produced || total > cap || total > most {
+                        return Err(ReconcileError::Inconsistent(
+                            "a request for no new symbols or past the cap",
+                        ));
+                    }
                     let enc = match enc {
                         Some(enc) => enc,
                         None => {
@@ -354,14 +364,6 @@ impl RibltSession {
                             enc
                         }
                     };
-                    // An honest request is at most 8× what it has (`Decoder::next_request`),
-                    // and the first after a turn 0 without symbols is the first symbols.
-                    let most = enc.produced().saturating_mul(8).max(FIRST_SYMBOLS);
-                    if total <= enc.produced() || total > cap || total > most {
-                        return Err(ReconcileError::Inconsistent(
-                            "a request for no new symbols or past the cap",
-                        ));
-                    }
                     let first = enc.produced();
                     let mut w = FrameWriter::default();
                     w.push(Section::Symbols {
@@ -489,7 +491,10 @@ impl RibltSession {
             }
         }
         let mut w = FrameWriter::default();
-        if dec.is_done() {
+        // We decode only after the digests differed: a difference that peels to nothing
+        // means two of our ids share a key, or forged symbols. RBSR instead of "in sync".
+        let empty = dec.is_done() && theirs.is_empty() && ours.is_empty();
+        if dec.is_done() && !empty {
             w.push(Section::Ids(ours.clone()));
             w.push(Section::Keys(theirs.clone()));
             w.push(Section::Done);
@@ -502,7 +507,7 @@ impl RibltSession {
             if asked.is_empty() {
                 self.done = true;
             }
-        } else if dec.received() >= *cap || dec.stuck() || reply + 3 >= MAX_TURNS {
+        } else if empty || dec.received() >= *cap || dec.stuck() || reply + 3 >= MAX_TURNS {
             // Out of symbols, stuck, or no turn left for another request: RBSR instead of
             // an error that would end the connection.
             w.push(Section::Fallback);

@@ -597,3 +597,38 @@ fn a_turn_0_without_digest_or_with_keys_unasked_is_refused() {
         Err(ReconcileError::Inconsistent(_))
     ));
 }
+
+#[test]
+fn a_difference_that_peels_to_nothing_after_digests_differed_falls_back() {
+    // Turn 0 whose digest differs from ours but whose symbols are exactly ours: forged (or
+    // two ids sharing a key). Not "in sync": Fallback, and the initiator runs RBSR.
+    let (_, b) = sets(25, 300, 0, 0);
+    let salt = [5u8; 16];
+    let keys: Arc<[u64]> = b.iter().map(|id| key(&salt, id)).collect();
+    let mut w = FrameWriter::default();
+    w.push(Section::Open {
+        salt,
+        items: b.len() as u64,
+    });
+    w.push(Section::Digest([0xee; 16]));
+    w.push(Section::Symbols {
+        first: 0,
+        symbols: Encoder::new(keys).next_batch(FIRST_SYMBOLS),
+    });
+    let msg = Reconcile {
+        session: 1,
+        initiator: true,
+        round: 0,
+        ranges: w.finish().remove(0),
+        more: false,
+        set: 0,
+        method: METHOD_RIBLT,
+    };
+    let mut b_side = Reconciliations::default().with_riblt(true);
+    let p = b_side.receive(&msg, || b.clone()).expect("answered");
+    assert_eq!(
+        codec::decode(&p.out[0].ranges).unwrap(),
+        vec![Section::Fallback]
+    );
+    assert!(p.finished.is_none() && p.need.is_empty() && p.have.is_empty());
+}

@@ -144,7 +144,7 @@ impl Method {
     /// The ids a RIBLT session we started runs over (for its RBSR fallback).
     fn items(&self) -> Option<Arc<[Hash]>> {
         match self {
-            Method::Riblt(s) => s.items(),
+            Method::Riblt(s) => Some(s.items()),
             Method::Rbsr(_) => None,
         }
     }

@@ -23,6 +23,8 @@ pub mod codec;
 pub mod session;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
 
 use siphasher::sip::SipHasher24;
@@ -163,17 +165,18 @@ impl Symbol {
 pub struct Encoder {
     /// Shared with the session's key → id lookups.
     keys: Arc<[u64]>,
-    /// Each key's mapping (16 B a key), built at the first batch.
-    maps: Option<Vec<Mapping>>,
+    /// Each key's mapping (16 B a key).
+    maps: Vec<Mapping>,
     /// Symbols produced so far.
     produced: u64,
 }
 
 impl Encoder {
     pub fn new(keys: Arc<[u64]>) -> Self {
+        let maps = keys.iter().map(|&k| Mapping::new(k)).collect();
         Self {
             keys,
-            maps: None,
+            maps,
             produced: 0,
         }
     }
@@ -187,13 +190,7 @@ impl Encoder {
         let start = self.produced;
         let n = upto.saturating_sub(start) as usize;
         let mut out = vec![Symbol::default(); n];
-        if n == 0 {
-            return out;
-        }
-        let maps = self
-            .maps
-            .get_or_insert_with(|| self.keys.iter().map(|&k| Mapping::new(k)).collect());
-        for (k, m) in self.keys.iter().zip(maps.iter_mut()) {
+        for (k, m) in self.keys.iter().zip(self.maps.iter_mut()) {
             while m.next < upto {
                 // `next >= start` always holds: every index below `start` was consumed by
                 // an earlier batch.

@@ -82,9 +82,7 @@ enum Role {
         cap: Option<u64>,
     },
     /// Waiting for the initiator's Open.
-    Responder {
-        items: Arc<[Hash]>,
-    },
+    Responder,
     Decoding(Box<Decoding>),
 }
 
@@ -182,9 +180,9 @@ impl RibltSession {
     /// A session that answers the initiator's turn 0.
     pub fn respond(items: Arc<[Hash]>) -> Self {
         Self {
-            items: items.clone(),
+            items,
             keyed: None,
-            role: Role::Responder { items },
+            role: Role::Responder,
             expect_round: 0,
             incoming: Incoming::default(),
             need: HashSet::new(),
@@ -204,8 +202,8 @@ impl RibltSession {
     }
 
     /// Our ids (what a fallback to RBSR reconciles).
-    pub fn items(&self) -> Option<Arc<[Hash]>> {
-        Some(self.items.clone())
+    pub fn items(&self) -> Arc<[Hash]> {
+        self.items.clone()
     }
 
     pub fn need_count(&self) -> usize {
@@ -295,7 +293,7 @@ impl RibltSession {
     /// Ids the peer says we lack: never ours; as the responder, only ids whose keys we
     /// asked it to resolve.
     fn learn_need(&mut self, ids: Vec<Hash>, step: &mut Step) -> Result<(), ReconcileError> {
-        if matches!(self.role, Role::Responder { .. }) {
+        if matches!(self.role, Role::Responder) {
             return Err(ReconcileError::Malformed("ids before the session opened"));
         }
         for id in ids {
@@ -397,7 +395,7 @@ impl RibltSession {
                     return Err(ReconcileError::Malformed("a riblt turn that says nothing"));
                 }
             }
-            Role::Responder { items } => {
+            Role::Responder => {
                 let Some((salt, their_items)) = inc.open else {
                     return Err(ReconcileError::Malformed("turn 0 without Open"));
                 };
@@ -406,7 +404,7 @@ impl RibltSession {
                 };
                 // Equal sets end here, before a single id is keyed: at a million ids keying
                 // alone costs ten times the fingerprint.
-                if digest == fingerprint(items) {
+                if digest == fingerprint(&self.items) {
                     let mut w = FrameWriter::default();
                     w.push(Section::Ids(Vec::new()));
                     w.push(Section::Done);
@@ -414,7 +412,7 @@ impl RibltSession {
                     self.done = true;
                     return Ok(());
                 }
-                let items = items.clone();
+                let items = self.items.clone();
                 let keyed = (items.len() <= MAX_ITEMS && their_items <= MAX_ITEMS as u64)
                     .then(|| Keyed::new(items, &salt));
                 let Some(keyed) = keyed else {

@@ -111,6 +111,20 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
     }
 }
 
+/// Seconds on `CLOCK_MONOTONIC`, the clock `perf record -k CLOCK_MONOTONIC` stamps its
+/// samples with: a window printed in these units can be cut out with `perf report --time`.
+pub fn monotonic_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes only to the local passed by pointer.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// One thread's scheduler figures (`/proc/<pid>/task/<tid>/schedstat`): time run, in ns,
 /// and how many times it was put on a CPU (each wake-up is one).
 #[derive(Clone, Debug)]

@@ -10,7 +10,12 @@ use clap::Args as ClapArgs;
 use iroh::endpoint::{PortmapperConfig, presets};
 use iroh::{Endpoint, EndpointAddr, RelayMode};
 
-use crate::proc::{current_rss, mib, peak_rss};
+use crate::proc::{cpu_ns, current_rss, mib, monotonic_secs, peak_rss};
+
+/// CPU time of this process so far (every thread), in ns.
+fn own_cpu_ns() -> u64 {
+    cpu_ns(std::process::id()).unwrap_or(0)
+}
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -234,6 +239,16 @@ async fn builtin_mirror(
         "bulk upload to the built-in store failed"
     );
     let start = Instant::now();
+    let (window, cpu) = (monotonic_secs(), own_cpu_ns());
+    // Where the time goes: B's store writes the asset into a temp (or partial) file, so
+    // its size tells when the first and the last byte arrived.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = tokio::spawn(watch_arrival(
+        dir.join("store-b"),
+        big.len() as u64,
+        start,
+        stop.clone(),
+    ));
     let deadline = start + Duration::from_secs(600);
     while !has_asset(&c, &b_url, &hash).await {
         ensure!(
@@ -243,11 +258,59 @@ async fn builtin_mirror(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = own_cpu_ns().saturating_sub(cpu) as f64 / 1e9;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (first, last) = watch.await.unwrap_or((None, None));
+    let ms = |d: Option<Duration>| {
+        d.map_or("?".to_owned(), |d| {
+            format!("{:.0} ms", d.as_secs_f64() * 1e3)
+        })
+    };
+    eprintln!(
+        "built-in mirror: {cpu:.2} CPU seconds in {secs:.2} s ({:.2} cores busy); first byte stored after {}, last after {}; window on CLOCK_MONOTONIC {window:.3},{:.3} (for perf record -k CLOCK_MONOTONIC, perf report --time)",
+        cpu / secs,
+        ms(first),
+        ms(last),
+        window + secs
+    );
     ea.shutdown().await;
     eb.shutdown().await;
     a.shutdown().await;
     b.shutdown().await;
     Ok(secs)
+}
+
+/// When the receiving store's temp or partial file first held a byte and when it held all
+/// `size`, polled every 2 ms until then or until `stop`.
+async fn watch_arrival(
+    data: std::path::PathBuf,
+    size: u64,
+    start: Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Option<Duration>, Option<Duration>) {
+    let held = |dir: std::path::PathBuf| -> u64 {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    let (mut first, mut last) = (None, None);
+    while last.is_none() && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let got = held(data.join("tmp")).max(held(data.join("partial")));
+        if got > 0 && first.is_none() {
+            first = Some(start.elapsed());
+        }
+        if got >= size {
+            last = Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (first, last)
 }
 
 /// The ceiling: `size` bytes over one QUIC stream between two iroh endpoints on loopback,
@@ -286,6 +349,7 @@ pub(crate) async fn raw_iroh(
     let conn = client_ep.connect(addr, ALPN).await?;
     let chunk = bytes::Bytes::from(vec![7u8; 1 << 20]);
     let start = Instant::now();
+    let cpu = own_cpu_ns();
     let (mut send, _recv) = conn.open_bi().await?;
     let mut sent = 0usize;
     while sent < size {
@@ -295,6 +359,16 @@ pub(crate) async fn raw_iroh(
     send.finish()?;
     let received = receiver.await??;
     let secs = start.elapsed().as_secs_f64();
+    let cpu = own_cpu_ns().saturating_sub(cpu) as f64 / 1e9;
+    eprintln!(
+        "raw iroh stream ({}): {cpu:.2} CPU seconds in {secs:.2} s ({:.2} cores busy)",
+        if engine.is_some() {
+            "engine settings"
+        } else {
+            "iroh defaults"
+        },
+        cpu / secs
+    );
     ensure!(received == sent, "raw stream lost data");
     client_ep.close().await;
     Ok(secs)

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod content;
 pub mod hash;
 pub mod secret;
 pub mod store;

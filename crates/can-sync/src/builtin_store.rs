@@ -66,8 +66,8 @@ impl BuiltinStore {
             status: 500,
             message: e.to_string(),
         };
-        let content = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
-            .map(move |r| r.map_err(io));
+        let content =
+            can_service::content::read_ahead(file.into_std().await).map(move |r| r.map_err(io));
         Ok((sync_ops::asset_pb(&meta), content.boxed()))
     }
 

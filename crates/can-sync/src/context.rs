@@ -77,6 +77,11 @@ pub(crate) enum Cmd {
     },
     /// Our hashes, sorted (cached until our set changes).
     Snapshot(oneshot::Sender<Arc<[Hash]>>),
+    /// A sort of our hashes at the planner's local `version` is done.
+    Sorted {
+        version: u64,
+        items: Arc<[Hash]>,
+    },
     /// Our store has a new asset, or deleted one (its event stream or the fallback poll).
     Local {
         hash: Hash,

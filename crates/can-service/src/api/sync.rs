@@ -14,7 +14,6 @@ use futures_util::StreamExt;
 use prost::Message;
 use serde::Deserialize;
 use std::time::Duration;
-use tokio_util::io::ReaderStream;
 
 use super::auth::BearerKey;
 use super::error::{ApiError, closing};
@@ -90,7 +89,7 @@ pub async fn fetch(
     let head = Bytes::from(asset_pb(&meta).encode_length_delimited_to_vec());
     let length = head.len() as u64 + meta.size - q.offset;
     let body = futures_util::stream::once(async move { Ok(head) })
-        .chain(ReaderStream::with_capacity(file, 256 * 1024));
+        .chain(crate::content::read_ahead(file.into_std().await));
     Ok((
         [
             (header::CONTENT_TYPE, PROTOBUF_MEDIA_TYPE.to_owned()),

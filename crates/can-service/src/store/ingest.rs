@@ -18,8 +18,10 @@ use crate::hash::AssetHash;
 
 /// Chunks buffered between the network and the writer thread.
 pub(super) const CHANNEL_CHUNKS: usize = 16;
-/// Write buffer of the temp file: large writes, few syscalls.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Write buffer of the temp file: small chunks (HTTP frames) are gathered into writes this
+/// large; a chunk at least this large (the sync engine's, [`crate::content::CHUNK`]) goes
+/// straight to the file, without a copy into the buffer.
+const WRITE_BUFFER: usize = crate::content::CHUNK;
 /// How much is written before the kernel is asked to start writing it back.
 const WRITEBACK_STEP: u64 = 8 << 20;
 /// Longest accepted name, in bytes.

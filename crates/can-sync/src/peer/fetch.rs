@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use can_proto::peer::{Request, Response, response};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use iroh::endpoint::Connection;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
@@ -139,7 +139,11 @@ pub(crate) async fn fetch(
         ctx: ctx.clone(),
         lan: crate::bandwidth::is_lan_conn(&conn),
     };
-    let body = body_stream(recv.take(size - start), idle, state.clone(), flow);
+    // What the frame reader buffered past the response is the body's start; the rest is
+    // read from the stream itself (through the BufReader, a short read would copy twice).
+    let buffered = std::io::Cursor::new(Bytes::copy_from_slice(recv.buffer()));
+    let rest = buffered.chain(recv.into_inner());
+    let body = body_stream(rest.take(size - start), idle, state.clone(), flow);
     let result = ctx.can.ingest(asset, start, body).await;
     if result.is_err() {
         match state.load(Ordering::Relaxed) {
@@ -186,8 +190,20 @@ impl Flow {
     }
 }
 
-/// The body as a stream of chunks; a read that brings nothing for `idle` ends it with an
-/// error (and marks it stalled), so a peer that stops sending frees the transfer slot.
+/// Where [`body_stream`] is.
+enum Body<R> {
+    Reading(R, Flow),
+    /// The bytes gathered before a failure went out; the failure follows.
+    Failed(std::io::Error),
+    Done,
+}
+
+/// The body as a stream of [`READ_BUFFER`]-sized chunks (the last may be shorter): QUIC
+/// hands over whatever has arrived, often a few packets, and the store hashes and writes
+/// best in large pieces, one channel hop each. A read that brings nothing for `idle` ends
+/// it with an error (and marks it stalled), so a peer that stops sending frees the
+/// transfer slot; a slow peer that keeps sending is not stalled, however long a chunk takes.
+/// What arrived before a failure is passed on first, so a resume keeps every byte of it.
 fn body_stream<R>(
     reader: R,
     idle: Duration,
@@ -197,27 +213,53 @@ fn body_stream<R>(
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
-    let chunks = tokio_util::io::ReaderStream::with_capacity(reader, READ_BUFFER);
-    futures_util::stream::unfold(Some((chunks, flow)), move |rest| {
+    futures_util::stream::unfold(Body::Reading(reader, flow), move |body| {
         let state = state.clone();
         async move {
-            let (mut chunks, flow) = rest?;
-            match tokio::time::timeout(idle, chunks.next()).await {
-                Ok(None) => None,
-                Ok(Some(Ok(bytes))) => {
-                    flow.pass(bytes.len() as u64).await;
-                    Some((Ok(bytes), Some((chunks, flow))))
-                }
-                Ok(Some(Err(e))) => {
-                    state.store(BODY_BROKEN, Ordering::Relaxed);
-                    Some((Err(e), None))
-                }
-                Err(_) => {
-                    state.store(BODY_STALLED, Ordering::Relaxed);
-                    let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "transfer stalled");
-                    Some((Err(e), None))
+            let (mut reader, flow) = match body {
+                Body::Reading(reader, flow) => (reader, flow),
+                Body::Failed(e) => return Some((Err(e), Body::Done)),
+                Body::Done => return None,
+            };
+            let mut chunk = BytesMut::with_capacity(READ_BUFFER);
+            let mut failed = None;
+            let mut ended = false;
+            while chunk.len() < READ_BUFFER {
+                match tokio::time::timeout(idle, reader.read_buf(&mut chunk)).await {
+                    Ok(Ok(0)) => {
+                        ended = true;
+                        break;
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        state.store(BODY_BROKEN, Ordering::Relaxed);
+                        failed = Some(e);
+                        break;
+                    }
+                    Err(_) => {
+                        state.store(BODY_STALLED, Ordering::Relaxed);
+                        let e =
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "transfer stalled");
+                        failed = Some(e);
+                        break;
+                    }
                 }
             }
+            if !chunk.is_empty() {
+                flow.pass(chunk.len() as u64).await;
+            }
+            let next = match failed {
+                Some(e) => Body::Failed(e),
+                None if ended => Body::Done,
+                None => Body::Reading(reader, flow),
+            };
+            if chunk.is_empty() {
+                return match next {
+                    Body::Failed(e) => Some((Err(e), Body::Done)),
+                    _ => None,
+                };
+            }
+            Some((Ok(chunk.freeze()), next))
         }
     })
 }

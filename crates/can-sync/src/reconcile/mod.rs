@@ -34,6 +34,32 @@ use riblt::session::RibltSession;
 
 pub type Hash = [u8; 32];
 
+/// Sorts ids as `sort_unstable` would, faster: pdqsort compares 16-byte prefixes as
+/// integers instead of calling `memcmp` on 32 bytes, then the rare runs of equal prefixes
+/// (ids are BLAKE3 hashes: equal prefixes take ~2^64 ids) are put in order whole. At a
+/// million ids this is the one O(N log N) step of an in-sync reconciliation.
+pub fn sort_ids(ids: &mut [Hash]) {
+    fn prefix(id: &Hash) -> u128 {
+        let mut head = [0u8; 16];
+        head.copy_from_slice(&id[..16]);
+        u128::from_be_bytes(head)
+    }
+    ids.sort_unstable_by_key(prefix);
+    let mut start = 0;
+    while start < ids.len() {
+        let head = prefix(&ids[start]);
+        let end = start
+            + ids[start..]
+                .iter()
+                .take_while(|id| prefix(id) == head)
+                .count();
+        if end - start > 1 {
+            ids[start..end].sort_unstable();
+        }
+        start = end;
+    }
+}
+
 /// The feature name in `Hello.features`.
 pub const FEATURE: &str = "rbsr-v1";
 

@@ -553,3 +553,23 @@ fn rounds_out_of_order_after_the_end_or_past_the_limit_are_refused() {
         ReconcileError::AfterEnd
     );
 }
+
+#[test]
+fn sort_ids_orders_as_a_plain_sort_also_with_equal_prefixes() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut ids: Vec<Hash> = random_ids(&mut rng, 5_000).into_iter().collect();
+    // Runs that share their first 16 bytes (never seen among real hashes) and differ
+    // only after it, in both orders.
+    for tail in [9u8, 3, 7, 0, 255] {
+        let mut id = [0x42; 32];
+        id[31] = tail;
+        ids.push(id);
+    }
+    let mut expected = ids.clone();
+    expected.sort_unstable();
+    sort_ids(&mut ids);
+    assert_eq!(ids, expected);
+    let mut empty: Vec<Hash> = Vec::new();
+    sort_ids(&mut empty);
+    assert!(empty.is_empty());
+}

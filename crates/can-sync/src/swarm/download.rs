@@ -454,18 +454,28 @@ async fn piece(job: &Job, conn: &Connection, i: usize) -> Result<(), PieceError>
         .map_err(|e| retry(&e))?;
     let mut hasher = blake3::Hasher::new();
     blake3::hazmat::HasherExt::set_input_offset(&mut hasher, offset);
-    let mut body = recv.take(len);
+    // What the frame reader buffered past the response starts the piece; the rest comes
+    // from the stream itself (through the BufReader, a short read would copy twice).
+    let buffered = std::io::Cursor::new(bytes::Bytes::copy_from_slice(recv.buffer()));
+    let mut body = buffered.chain(recv.into_inner()).take(len);
     let mut buf = vec![0u8; READ_BUFFER];
     let mut got = 0u64;
     while got < len {
-        let n = tokio::time::timeout(idle, body.read(&mut buf))
-            .await
-            .map_err(|_| stalled())?
-            .map_err(|e| retry(&e))?;
-        if n == 0 {
-            return Err(PieceError::Retry("the peer's stream broke off".into()));
+        // QUIC hands over what has arrived, often a few packets: gather a whole buffer
+        // (or the piece's rest) so that hashing and the file write work in large pieces.
+        let want = usize::try_from(len - got).map_or(buf.len(), |rest| rest.min(buf.len()));
+        let mut n = 0;
+        while n < want {
+            let read = tokio::time::timeout(idle, body.read(&mut buf[n..want]))
+                .await
+                .map_err(|_| stalled())?
+                .map_err(|e| retry(&e))?;
+            if read == 0 {
+                return Err(PieceError::Retry("the peer's stream broke off".into()));
+            }
+            job.touch();
+            n += read;
         }
-        job.touch();
         ctx.shaper.take(Direction::Download, lan, n as u64).await;
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n]).await.map_err(|e| retry(&e))?;

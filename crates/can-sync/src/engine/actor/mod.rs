@@ -1,10 +1,10 @@
 //! The actor: the only owner of sync state (this file: its state, loop and status;
 //! [`peers`]: the peer table and rounds; [`transfers`]: starting transfers and their
-//! outcomes). It takes one [`Cmd`] at a time and does a
-//! bounded slice of work for each; everything that costs O(N) per peer (answering a
-//! reconciliation, writing a full list) runs in that peer's own task (`peer::control`).
-//! The one O(N) step here, sorting our hashes into a snapshot, happens at most once per
-//! change of our own set, whoever asks.
+//! outcomes; [`sorted`]: our hashes sorted for reconciliation). It takes one [`Cmd`] at a
+//! time and does a bounded slice of work for each; everything that costs O(N) per peer
+//! (answering a reconciliation, writing a full list) runs in that peer's own task
+//! (`peer::control`). Sorting our hashes for those sessions runs on the blocking pool, at
+//! most once per change of our own set, whoever asks; the actor only copies the ids out.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,11 +19,12 @@ use super::status::{PeerEntry, Stats};
 use crate::context::{Cmd, Context};
 use crate::events::{EngineEvent, Status};
 use crate::peer::{close, close_conn};
-use crate::plan::{Hash, Planner};
+use crate::plan::Planner;
 use crate::util::jitter;
 
 mod deletions;
 mod peers;
+mod sorted;
 mod transfers;
 
 /// Transfers from one peer at a time, and in all.
@@ -52,8 +53,8 @@ pub(super) struct Actor {
     store_failures: u32,
     store_full: bool,
     last_error: Option<String>,
-    /// Our hashes sorted for reconciliation, and the planner's local version they reflect.
-    snapshot: Option<(u64, Arc<[Hash]>)>,
+    /// Our hashes sorted for reconciliation ([`sorted`]).
+    sorted: sorted::Sorted,
     /// Transfers were in flight at the last progress report.
     was_moving: bool,
     /// Our store's deletions, as reconciled with peers.
@@ -85,7 +86,7 @@ impl Actor {
             store_failures: 0,
             store_full: false,
             last_error: None,
-            snapshot: None,
+            sorted: Default::default(),
             was_moving: false,
             tombs: crate::tombs::Tombs::default(),
             guard: crate::guard::DeleteGuard::new(guard),
@@ -317,9 +318,8 @@ impl Actor {
                     self.reconciled(id, summary);
                 }
             }
-            Cmd::Snapshot(tx) => {
-                let _ = tx.send(self.snapshot());
-            }
+            Cmd::Snapshot(tx) => self.want_sorted(tx),
+            Cmd::Sorted { version, items } => self.sorted_done(version, items),
             Cmd::Local {
                 hash,
                 origin,

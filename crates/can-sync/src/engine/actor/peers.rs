@@ -1,7 +1,6 @@
 //! The actor's peer table: a connection coming up or going, what it is told, the rounds
 //! of O(N) work it is asked for, and what its lists and reconciliations taught us.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use iroh::EndpointId;
@@ -259,22 +258,6 @@ impl Actor {
             bytes_sent: s.bytes_sent,
             bytes_received: s.bytes_received,
         });
-    }
-
-    /// Our hashes, sorted (what a reconciliation session works on), rebuilt only when the
-    /// set has grown since the last call.
-    pub(super) fn snapshot(&mut self) -> Arc<[Hash]> {
-        let version = self.planner.local_version();
-        if let Some((v, items)) = &self.snapshot
-            && *v == version
-        {
-            return items.clone();
-        }
-        let mut items: Vec<Hash> = self.planner.local_hashes().copied().collect();
-        items.sort_unstable();
-        let items: Arc<[Hash]> = items.into();
-        self.snapshot = Some((version, items.clone()));
-        items
     }
 }
 

@@ -291,6 +291,7 @@ impl Handler {
                 .await
             }
             PeerCmd::Reconcile => {
+                tracing::debug!("starting a reconciliation");
                 let items = self.snapshot().await?;
                 for msg in self.off_workers(move |r| r.start(items)).await? {
                     self.send(reconcile_frame(msg)).await?;
@@ -408,6 +409,7 @@ impl Handler {
             ));
         }
         let items = if self.recon.starts_session(&msg) {
+            tracing::debug!("the peer starts a reconciliation");
             self.charge()?;
             Some(self.snapshot().await?)
         } else {

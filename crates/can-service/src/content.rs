@@ -1,10 +1,11 @@
-//! Streaming a stored file out: a blocking thread reads it ahead in large chunks, so the
-//! network side never waits on a read and each byte is copied once on its way out of the
-//! page cache.
+//! Streaming a stored file out: large chunks read ahead of the consumer on the blocking
+//! pool, so the network side never waits on a read and each byte is copied once on its
+//! way out of the page cache.
 //!
-//! `tokio::fs::File` would hop to the blocking pool for every read, only when polled (no
-//! read-ahead: the next read starts after the last chunk was sent), and copy each chunk
-//! twice (into its own buffer, then into the caller's).
+//! `tokio::fs::File` reads only when polled (no read-ahead: the next read starts after
+//! the last chunk was sent) and copies each chunk twice (into its own buffer, then into
+//! the caller's). Each read here is one blocking-pool job, as there, so a slow consumer
+//! holds no thread: only its queued chunks.
 
 use std::io::Read;
 
@@ -16,39 +17,67 @@ use tokio_stream::wrappers::ReceiverStream;
 /// Bytes per chunk: large enough that per-chunk costs (a channel hop, a QUIC write, a
 /// syscall) vanish, small enough that a few in flight cost little memory.
 pub const CHUNK: usize = 256 * 1024;
-/// Chunks read ahead of the consumer (1 MiB per open stream).
-const AHEAD: usize = 4;
+/// Chunks read ahead of the consumer: at most three chunks (768 KiB) per open stream, two
+/// queued and one being read.
+const AHEAD: usize = 2;
 
 /// `file` from its current position to its end, as a stream of [`CHUNK`]-sized pieces
-/// (the last may be shorter). The reading thread stops when the stream is dropped; while a
-/// slow consumer holds the stream, the thread waits (parked, not spinning).
-pub fn read_ahead(mut file: std::fs::File) -> impl Stream<Item = std::io::Result<Bytes>> {
+/// (the last may be shorter). Reading stops when the stream is dropped. A read that fails,
+/// or a reading job that dies, ends the stream with an error: it never ends short quietly.
+/// Call within a Tokio runtime.
+pub fn read_ahead(file: std::fs::File) -> impl Stream<Item = std::io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel(AHEAD);
-    tokio::task::spawn_blocking(move || {
+    tokio::spawn(async move {
+        let mut file = file;
         loop {
-            let mut buf = BytesMut::zeroed(CHUNK);
-            let mut filled = 0;
-            while filled < CHUNK {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
+            // A slot first, so nothing is read for a consumer that is gone or behind.
+            let Ok(slot) = tx.reserve().await else {
+                return;
+            };
+            let read = tokio::task::spawn_blocking(move || {
+                let chunk = read_chunk(&mut file);
+                (file, chunk)
+            })
+            .await;
+            match read {
+                Ok((back, Ok(chunk))) => {
+                    let full = chunk.len() == CHUNK;
+                    if !chunk.is_empty() {
+                        slot.send(Ok(chunk));
+                    }
+                    if !full {
                         return;
                     }
+                    file = back;
                 }
-            }
-            if filled == 0 {
-                return;
-            }
-            buf.truncate(filled);
-            if tx.blocking_send(Ok(buf.freeze())).is_err() || filled < CHUNK {
-                return;
+                Ok((_, Err(e))) => {
+                    slot.send(Err(e));
+                    return;
+                }
+                Err(e) => {
+                    slot.send(Err(std::io::Error::other(format!("reading failed: {e}"))));
+                    return;
+                }
             }
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Up to [`CHUNK`] bytes: fewer only at the end of the file.
+fn read_chunk(file: &mut std::fs::File) -> std::io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(CHUNK);
+    let mut filled = 0;
+    while filled < CHUNK {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

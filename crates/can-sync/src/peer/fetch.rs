@@ -16,6 +16,8 @@ use crate::progress::{Direction, Guard};
 use crate::transfer::{FetchError, Fetched, classify_store_error};
 use crate::wire::{MAX_FRAME, WireError, expect_frame, write_frame};
 
+/// The body's chunk size: the store's `content::CHUNK`, which its writer takes without a
+/// copy (can-service is a dependency only with the built-in store).
 const READ_BUFFER: usize = 256 * 1024;
 
 /// How the peer's side of a body stream ended, when it ended badly.
@@ -193,8 +195,9 @@ impl Flow {
 /// Where [`body_stream`] is.
 enum Body<R> {
     Reading(R, Flow),
-    /// The bytes gathered before a failure went out; the failure follows.
-    Failed(std::io::Error),
+    /// The bytes gathered before a failure went out; the failure (and how the peer's side
+    /// ended, `BODY_BROKEN` or `BODY_STALLED`) follows.
+    Failed(std::io::Error, u8),
     Done,
 }
 
@@ -218,7 +221,12 @@ where
         async move {
             let (mut reader, flow) = match body {
                 Body::Reading(reader, flow) => (reader, flow),
-                Body::Failed(e) => return Some((Err(e), Body::Done)),
+                Body::Failed(e, how) => {
+                    // Marked only now: if our store fails on the bytes passed on before
+                    // this, that failure is the store's, not the peer's.
+                    state.store(how, Ordering::Relaxed);
+                    return Some((Err(e), Body::Done));
+                }
                 Body::Done => return None,
             };
             let mut chunk = BytesMut::with_capacity(READ_BUFFER);
@@ -232,15 +240,13 @@ where
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
-                        state.store(BODY_BROKEN, Ordering::Relaxed);
-                        failed = Some(e);
+                        failed = Some((e, BODY_BROKEN));
                         break;
                     }
                     Err(_) => {
-                        state.store(BODY_STALLED, Ordering::Relaxed);
                         let e =
                             std::io::Error::new(std::io::ErrorKind::TimedOut, "transfer stalled");
-                        failed = Some(e);
+                        failed = Some((e, BODY_STALLED));
                         break;
                     }
                 }
@@ -249,13 +255,16 @@ where
                 flow.pass(chunk.len() as u64).await;
             }
             let next = match failed {
-                Some(e) => Body::Failed(e),
+                Some((e, how)) => Body::Failed(e, how),
                 None if ended => Body::Done,
                 None => Body::Reading(reader, flow),
             };
             if chunk.is_empty() {
                 return match next {
-                    Body::Failed(e) => Some((Err(e), Body::Done)),
+                    Body::Failed(e, how) => {
+                        state.store(how, Ordering::Relaxed);
+                        Some((Err(e), Body::Done))
+                    }
                     _ => None,
                 };
             }

@@ -143,9 +143,11 @@ pub(super) async fn serve(
         .await
         .map_err(|_| stalled())?
         .map_err(|e| e.to_string())?;
+        let mut left = sent;
         while let Some(chunk) = content.next().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
             let len = chunk.len() as u64;
+            left = left.saturating_sub(len);
             // The upload limit: the chunk waits for its tokens before it goes out.
             ctx.shaper.take(Direction::Upload, lan, len).await;
             // A peer that stops reading would hold this task and the store's response
@@ -155,6 +157,11 @@ pub(super) async fn serve(
                 .map_err(|_| stalled())?
                 .map_err(|e| e.to_string())?;
             progress.add(len);
+        }
+        // A content stream that ended early (its reader died) must not look whole to the
+        // receiver, whose store would refuse it and blame us: reset instead.
+        if left > 0 {
+            return Err(format!("the stored content ended {left} bytes early"));
         }
         send.finish().map_err(|e| e.to_string())?;
         // Delivered only once the peer has acknowledged every byte.

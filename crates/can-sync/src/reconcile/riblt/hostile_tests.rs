@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::codec::{self, FrameWriter, Section};
-use super::tests::sets;
+use super::tests::{opening, sets};
 use super::*;
 use crate::reconcile::{METHOD_RBSR, METHOD_RIBLT, ReconcileError, Reconciliations};
 
@@ -22,6 +22,19 @@ fn reply(first: &[Reconcile], sections: Vec<Section>) -> Reconcile {
         round: 1,
         ranges: w.finish().remove(0),
         ..first[0].clone()
+    }
+}
+
+/// An initiator's turn 0 of session 1 carrying `ranges`.
+fn turn0(ranges: Vec<u8>) -> Reconcile {
+    Reconcile {
+        session: 1,
+        initiator: true,
+        round: 0,
+        ranges,
+        more: false,
+        set: 0,
+        method: METHOD_RIBLT,
     }
 }
 
@@ -104,18 +117,9 @@ fn hostile_frames_are_refused_not_obeyed() {
     ));
     // Turn 0 with more than the first symbols.
     let (_, first) = open();
-    let mut w = FrameWriter::default();
-    w.push(Section::Open {
-        salt: [1; 16],
-        items: 10,
-    });
-    w.push(Section::Digest([0xee; 16]));
-    w.push(Section::Symbols {
-        first: 0,
-        symbols: vec![Symbol::default(); FIRST_SYMBOLS as usize + 1],
-    });
+    let too_many = vec![Symbol::default(); FIRST_SYMBOLS as usize + 1];
     let m = Reconcile {
-        ranges: w.finish().remove(0),
+        ranges: opening([1; 16], 10, too_many).finish().remove(0),
         ..first[0].clone()
     };
     let mut b_side = Reconciliations::default().with_riblt(true);
@@ -163,12 +167,6 @@ fn an_initiator_sending_garbage_gets_a_fallback_not_an_endless_session() {
     let (_, b) = sets(16, 200, 0, 10);
     let mut rng = StdRng::seed_from_u64(17);
     let mut b_side = Reconciliations::default().with_riblt(true);
-    let mut w = FrameWriter::default();
-    w.push(Section::Open {
-        salt: [3; 16],
-        items: 200,
-    });
-    w.push(Section::Digest([0xee; 16]));
     let garbage = |rng: &mut StdRng, n: u64| -> Vec<Symbol> {
         (0..n)
             .map(|_| Symbol {
@@ -178,19 +176,8 @@ fn an_initiator_sending_garbage_gets_a_fallback_not_an_endless_session() {
             })
             .collect()
     };
-    w.push(Section::Symbols {
-        first: 0,
-        symbols: garbage(&mut rng, FIRST_SYMBOLS),
-    });
-    let mut msg = Reconcile {
-        session: 1,
-        initiator: true,
-        round: 0,
-        ranges: w.finish().remove(0),
-        more: false,
-        set: 0,
-        method: METHOD_RIBLT,
-    };
+    let symbols = garbage(&mut rng, FIRST_SYMBOLS);
+    let mut msg = turn0(opening([3; 16], 200, symbols).finish().remove(0));
     let mut sent = FIRST_SYMBOLS;
     loop {
         let p = b_side.receive(&msg, || b.clone()).expect("no error");
@@ -270,25 +257,8 @@ fn a_difference_that_peels_to_nothing_after_digests_differed_falls_back() {
     let (_, b) = sets(25, 300, 0, 0);
     let salt = [5u8; 16];
     let keys: Arc<[u64]> = b.iter().map(|id| key(&salt, id)).collect();
-    let mut w = FrameWriter::default();
-    w.push(Section::Open {
-        salt,
-        items: b.len() as u64,
-    });
-    w.push(Section::Digest([0xee; 16]));
-    w.push(Section::Symbols {
-        first: 0,
-        symbols: Encoder::new(keys).next_batch(FIRST_SYMBOLS),
-    });
-    let msg = Reconcile {
-        session: 1,
-        initiator: true,
-        round: 0,
-        ranges: w.finish().remove(0),
-        more: false,
-        set: 0,
-        method: METHOD_RIBLT,
-    };
+    let symbols = Encoder::new(keys).next_batch(FIRST_SYMBOLS);
+    let msg = turn0(opening(salt, b.len() as u64, symbols).finish().remove(0));
     let mut b_side = Reconciliations::default().with_riblt(true);
     let p = b_side.receive(&msg, || b.clone()).expect("answered");
     assert_eq!(

@@ -20,6 +20,16 @@ fn sorted(mut v: Vec<Hash>) -> Arc<[Hash]> {
 }
 
 /// `shared` ids on both sides, `only_a` and `only_b` more on one side each.
+/// The sections an initiator opens with, `symbols` among them, under a digest no set has
+/// (so a responder never takes the sets for equal); push more, then `finish`.
+pub(super) fn opening(salt: [u8; 16], items: u64, symbols: Vec<Symbol>) -> FrameWriter {
+    let mut w = FrameWriter::default();
+    w.push(Section::Open { salt, items });
+    w.push(Section::Digest([0xee; 16]));
+    w.push(Section::Symbols { first: 0, symbols });
+    w
+}
+
 pub(super) fn sets(
     seed: u64,
     shared: usize,
@@ -214,16 +224,7 @@ fn sections_round_trip_and_frames_stay_under_the_limit() {
             count: i as i8,
         })
         .collect();
-    let mut w = FrameWriter::default();
-    w.push(Section::Open {
-        salt: [7; 16],
-        items: 123,
-    });
-    w.push(Section::Digest([0xee; 16]));
-    w.push(Section::Symbols {
-        first: 0,
-        symbols: syms.clone(),
-    });
+    let mut w = opening([7; 16], 123, syms.clone());
     w.push(Section::Keys(vec![1, 2, 3]));
     w.push(Section::Ids(Vec::new()));
     w.push(Section::Done);

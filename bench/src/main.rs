@@ -48,8 +48,13 @@ enum Bench {
     Wan(wan::Args),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The engines in this process (sync's built-in mirror) and the raw streams beside them
+/// run on the runtime the agent and the app use (`can_sync::runtime`).
+fn main() -> anyhow::Result<()> {
+    can_sync::runtime::build()?.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
     // Logs of the engines that run in this process (sync's built-in mirror), only on request.
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()

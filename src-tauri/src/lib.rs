@@ -25,6 +25,17 @@ pub use backend::APP_ID;
 
 pub fn run() {
     window::prepare_webkit_env();
+    // The engine's runtime (spare workers on small machines: `can_sync::runtime`), as
+    // Tauri's own, before any plugin spawns on it. It lives as long as this function,
+    // which is the app's life.
+    let runtime = match can_sync::runtime::build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    tauri::async_runtime::set(runtime.handle().clone());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

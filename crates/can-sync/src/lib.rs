@@ -20,6 +20,7 @@
 //! - [`discovery`]: gossip, pkarr rendezvous, LAN, remembered peers.
 //! - [`text`]: peer-chosen names as we show them; [`human`]: sizes and times for people.
 //! - [`agent`]: the headless agent's control socket, metrics and status report.
+//! - [`runtime`]: the Tokio runtime the engine runs on (spare workers on small machines).
 
 pub mod admission;
 pub mod agent;
@@ -45,6 +46,7 @@ pub mod peer;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;
+pub mod runtime;
 pub mod secret;
 pub mod store_link;
 pub mod swarm;

@@ -92,7 +92,7 @@ impl Target {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let runtime = can_sync::runtime::build().context("starting the runtime")?;
     match (cli.command, cli.config) {
         (Some(command), _) => runtime.block_on(ask(command)),
         (None, Some(config)) => runtime.block_on(run(config)),

@@ -8,7 +8,8 @@ use futures_util::Stream;
 
 use crate::hash::{AssetHash, HashError};
 use crate::store::{
-    AssetMeta, IngestError, IngestOutcome, NewAsset, Record, RecordOutcome, Store, StoreError,
+    AssetMeta, Begun, IngestError, IngestOutcome, NewAsset, PartsUpload, Record, RecordOutcome,
+    Store, StoreError,
 };
 
 /// Content type stored when an upload names none.
@@ -189,8 +190,41 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    let hash = AssetHash::from_slice(&asset.hash)?;
-    let new = NewAsset {
+    let (hash, size) = (AssetHash::from_slice(&asset.hash)?, asset.size);
+    let outcome = store
+        .ingest_resumable(content, synced_asset(asset), hash, size, offset)
+        .await?;
+    Ok(ingest_response(outcome))
+}
+
+/// Starts storing a synced asset in parts of `part_len` bytes, written at once by several
+/// streams (the built-in store only: the sync API takes one body): the upload, or the
+/// answer if the asset is stored already.
+pub async fn begin_parts(
+    store: &Store,
+    asset: pb::Asset,
+    part_len: u64,
+) -> Result<Result<PartsUpload, pb::IngestResponse>, SyncOpError> {
+    let (hash, size) = (AssetHash::from_slice(&asset.hash)?, asset.size);
+    Ok(
+        match store
+            .begin_parts(synced_asset(asset), hash, size, part_len)
+            .await?
+        {
+            Begun::Upload(upload) => Ok(upload),
+            Begun::Existing(meta) => Err(ingest_response(IngestOutcome::Existing(meta))),
+        },
+    )
+}
+
+/// Stores an upload in parts once every part is written (see [`begin_parts`]).
+pub async fn finish_parts(upload: PartsUpload) -> Result<pb::IngestResponse, SyncOpError> {
+    Ok(ingest_response(upload.finish().await?))
+}
+
+/// A synced asset's metadata as the store takes it.
+fn synced_asset(asset: pb::Asset) -> NewAsset {
+    NewAsset {
         name: asset.name,
         content_type: if asset.content_type.is_empty() {
             DEFAULT_CONTENT_TYPE.to_owned()
@@ -200,17 +234,17 @@ where
         created_at: (!asset.created_at.is_empty()).then_some(asset.created_at),
         origin: asset.origin,
         stamp: Some(asset.stamp),
-    };
-    let outcome = store
-        .ingest_resumable(content, new, hash, asset.size, offset)
-        .await?;
+    }
+}
+
+fn ingest_response(outcome: IngestOutcome) -> pb::IngestResponse {
     if let IngestOutcome::Created(meta) = &outcome {
         tracing::info!(hash = %meta.hash, size = meta.size, origin = %meta.origin, "stored synced asset");
     }
-    Ok(pb::IngestResponse {
+    pb::IngestResponse {
         asset: Some(asset_pb(outcome.meta())),
         created: matches!(outcome, IngestOutcome::Created(_)),
-    })
+    }
 }
 
 /// A peer's change of one hash (`POST /sync/v1/records`).

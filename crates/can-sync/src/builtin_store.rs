@@ -9,6 +9,8 @@ use can_service::{AssetHash, Store};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
+pub use can_service::store::{PartWriter, PartsUpload};
+
 use crate::can_client::{CanError, Ingested};
 
 /// Entries per listing page.
@@ -92,6 +94,27 @@ impl BuiltinStore {
         ingested(reply)
     }
 
+    /// Starts storing `asset` in parts of `part_len` bytes, written at once by several
+    /// streams (`crate::peer::split`): the upload, or what the store holds already.
+    pub async fn begin_parts(
+        &self,
+        asset: pb::Asset,
+        part_len: u64,
+    ) -> Result<Result<PartsUpload, Ingested>, CanError> {
+        match sync_ops::begin_parts(&self.store, asset, part_len)
+            .await
+            .map_err(op_error)?
+        {
+            Ok(upload) => Ok(Ok(upload)),
+            Err(reply) => ingested(reply).map(Err),
+        }
+    }
+
+    /// Stores an upload in parts once every part is written.
+    pub async fn finish_parts(upload: PartsUpload) -> Result<Ingested, CanError> {
+        ingested(sync_ops::finish_parts(upload).await.map_err(op_error)?)
+    }
+
     pub async fn apply_record(&self, record: pb::Record) -> Result<pb::RecordResponse, CanError> {
         sync_ops::apply_record(&self.store, record)
             .await
@@ -111,6 +134,11 @@ fn ingested(reply: pb::IngestResponse) -> Result<Ingested, CanError> {
         asset,
         created: reply.created,
     })
+}
+
+/// A part writer's error, as the sync API would report it.
+pub fn part_error(e: can_service::store::IngestError) -> CanError {
+    op_error(SyncOpError::from(e))
 }
 
 fn store_error(e: can_service::store::StoreError) -> CanError {

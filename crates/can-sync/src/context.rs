@@ -120,6 +120,9 @@ pub(crate) enum Cmd {
         hash: Hash,
         name: String,
         size: u64,
+        /// Bytes this stream carried: `size` less a resume's offset, or less what a split
+        /// transfer took as ranges (those count as `ServedRange`).
+        bytes: u64,
     },
     /// We sent a peer one range of an asset (a swarm fetch of its).
     ServedRange {

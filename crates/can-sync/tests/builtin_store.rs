@@ -93,3 +93,60 @@ async fn an_engine_on_its_builtin_store_mirrors_and_deletes_both_ways() {
     // clean stop and its next start skips the crash-repair scan.
     assert!(dir.path().join("builtin").join("clean-stop").exists());
 }
+
+/// A large asset (past the swarm layout's 32 MiB) from one peer reaches the built-in store
+/// over several streams at once (`peer::split`): stored whole and verified, and the sender,
+/// whose first stream the receiver stopped where the range streams took over, counts it as
+/// sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_asset_reaches_the_builtin_store_over_several_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let b = Service::with_key(&dir.path().join("svc-b"));
+    let agent_b = Agent::start(&dir.path().join("agent-b"), &b.url, KEY, PASS, "");
+    assert!(eventually(60, || agent_b.ticket_path().exists()).await);
+    let svc_config = can_service::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("builtin"),
+        free_space_reserve_bytes: Some(0),
+        ..Default::default()
+    };
+    let builtin = can_service::start(&svc_config).await.unwrap();
+    let a_url = format!("http://{}", builtin.local_addr());
+    let config = EngineConfig {
+        connect_ticket_files: vec![agent_b.ticket_path()],
+        builtin_store: Some(BuiltinStore::new(builtin.store().clone())),
+        ..engine_config(
+            "http://127.0.0.1:9",
+            PASS,
+            "Alpha",
+            dir.path().join("engine-a"),
+        )
+    };
+    let engine = can_sync::Engine::start(config).await.unwrap();
+    assert!(
+        eventually_async(60, || async {
+            !engine.status().await.unwrap().peers.is_empty()
+        })
+        .await
+    );
+    let body = pseudo_random(40 << 20, 11);
+    let (status, from_b) = upload(&c, &b, "large.bin", body.clone()).await;
+    assert_eq!(status, 201);
+    let hash = from_b["hash"].as_str().unwrap().to_owned();
+    assert!(
+        eventually_async(120, || has_asset(&c, &a_url, &hash)).await,
+        "the large asset never reached the built-in store"
+    );
+    assert!(content(&c, &a_url, &hash).await == body);
+    // The parts were written into the asset's partial, which became the stored file.
+    let partials = std::fs::read_dir(dir.path().join("builtin").join("partial")).unwrap();
+    assert_eq!(partials.count(), 0, "no partial left behind");
+    assert!(
+        eventually(10, || agent_b.status()["assets_sent"].as_u64() == Some(1)).await,
+        "the sender counts the asset as sent once: {}",
+        agent_b.status()
+    );
+    engine.shutdown().await;
+    builtin.shutdown().await;
+}

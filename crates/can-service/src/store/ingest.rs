@@ -398,7 +398,7 @@ pub(super) fn write_chunks<F: Sink>(
 /// Asks the kernel to start writing a written range to disk now, without waiting, so the
 /// final fsync has little left to do and disk I/O overlaps the network transfer.
 #[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(super) fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain syscall on a file descriptor we own; it reads no memory of ours.
     // Failure only loses the head start: the final fsync still makes the data durable.
@@ -413,7 +413,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+pub(super) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Now, UTC, RFC 3339 with millisecond precision.
 pub fn now_rfc3339() -> String {

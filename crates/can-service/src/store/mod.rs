@@ -20,6 +20,9 @@ mod db;
 mod ingest;
 pub mod names;
 mod partial;
+mod parts;
+#[cfg(test)]
+mod parts_tests;
 mod repair;
 mod seed;
 mod shards;
@@ -35,6 +38,7 @@ use tokio::sync::watch;
 use crate::hash::AssetHash;
 
 pub use ingest::{IngestError, IngestOutcome, NewAsset};
+pub use parts::{Begun, MAX_PARTS, MIN_PART, PartWriter, PartsUpload};
 pub use trash::{DeleteError, Record, RecordOutcome, TrashPolicy};
 
 /// Metadata of one asset: stored, or deleted (a tombstone, with or without its content in

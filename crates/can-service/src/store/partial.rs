@@ -37,7 +37,7 @@ pub(super) struct Partials {
 }
 
 /// Holds a hash's partial for one upload; released when dropped.
-struct Claim {
+pub(super) struct Claim {
     partials: Arc<Partials>,
     hash: AssetHash,
 }
@@ -49,8 +49,8 @@ impl Drop for Claim {
 }
 
 /// A finished partial, ready to be renamed into place.
-struct Finished {
-    path: PathBuf,
+pub(super) struct Finished {
+    pub(super) path: PathBuf,
 }
 
 impl Landing for Finished {
@@ -77,11 +77,11 @@ impl Partials {
         self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn path(&self, hash: &AssetHash) -> PathBuf {
+    pub(super) fn path(&self, hash: &AssetHash) -> PathBuf {
         self.dir.join(hash.to_hex())
     }
 
-    fn claim(self: &Arc<Self>, hash: AssetHash) -> Option<Claim> {
+    pub(super) fn claim(self: &Arc<Self>, hash: AssetHash) -> Option<Claim> {
         self.lock().insert(hash).then(|| Claim {
             partials: self.clone(),
             hash,

@@ -30,9 +30,11 @@ pub(crate) async fn fetch(
     ctx: Arc<Context>,
     conn: Connection,
     hash: [u8; 32],
-    // The peer speaks swarm-v1: ask for the piece map, fetched from every peer if the
-    // asset is large.
+    // Ask for the piece map: a large asset is fetched from every swarm peer that has it.
     swarm: bool,
+    // The peer speaks swarm-v1, so it answers range requests: a large asset may come over
+    // several streams into the built-in store (`super::split`).
+    ranges: bool,
 ) -> Result<Fetched, FetchError> {
     let remote = conn.remote_id();
     let idle = ctx.idle_timeout;
@@ -145,6 +147,25 @@ pub(crate) async fn fetch(
     // read from the stream itself (through the BufReader, a short read would copy twice).
     let buffered = std::io::Cursor::new(Bytes::copy_from_slice(recv.buffer()));
     let rest = buffered.chain(recv.into_inner());
+    // A large asset from byte 0 into the built-in store: over several streams at once.
+    #[cfg(feature = "builtin-store")]
+    if ranges
+        && start == 0
+        && let crate::store_link::StoreLink::Builtin(store) = &ctx.can
+        && let Some(layout) = crate::swarm::pieces::Layout::for_size(size)
+    {
+        return match store.begin_parts(asset.clone(), layout.piece_len).await {
+            Ok(Ok(upload)) => super::split::fetch(ctx, conn, asset, rest, upload, flow).await,
+            Ok(Err(stored)) => Ok(Fetched {
+                name,
+                size,
+                created: stored.created,
+            }),
+            Err(e) => Err(classify_store_error(e)),
+        };
+    }
+    #[cfg(not(feature = "builtin-store"))]
+    let _ = ranges;
     let body = body_stream(rest.take(size - start), idle, state.clone(), flow);
     let result = ctx.can.ingest(asset, start, body).await;
     if result.is_err() {
@@ -173,7 +194,7 @@ pub(crate) async fn fetch(
 }
 
 /// What every chunk of a download passes: the download limit, then the progress count.
-struct Flow {
+pub(super) struct Flow {
     progress: Guard,
     ctx: Arc<Context>,
     /// The peer is on the LAN (exempt from the limit unless `limit_lan`).
@@ -181,7 +202,7 @@ struct Flow {
 }
 
 impl Flow {
-    async fn pass(&self, bytes: u64) {
+    pub(super) async fn pass(&self, bytes: u64) {
         // The chunk waits for its tokens before it is passed on; meanwhile QUIC flow
         // control slows the sender.
         self.ctx

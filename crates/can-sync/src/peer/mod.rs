@@ -5,6 +5,8 @@
 mod control;
 pub(crate) mod fetch;
 mod serve;
+#[cfg(feature = "builtin-store")]
+mod split;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,9 @@ pub mod close {
     /// We let this session go to try another peer (bounded fan-out's rotation): nothing is
     /// wrong with it.
     pub const ROTATED: u32 = 10;
+    /// On a transfer stream (STOP_SENDING): the receiver takes the rest of the asset as
+    /// ranges over other streams (a split transfer); the asset counts as sent.
+    pub const TAKEN_AS_RANGES: u32 = 11;
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,13 +5,17 @@ use std::sync::Arc;
 use can_proto::peer::{Request, Response, response};
 use futures_util::StreamExt;
 use iroh::EndpointId;
-use iroh::endpoint::{RecvStream, SendStream, VarInt};
+use iroh::endpoint::{RecvStream, SendStream, VarInt, WriteError};
 
 use super::close;
 use crate::can_client::CanError;
 use crate::context::{Cmd, Context};
 use crate::progress::Direction;
 use crate::wire::{MAX_PRE_ADMISSION_FRAME, expect_frame, write_frame};
+
+fn taken_as_ranges() -> VarInt {
+    VarInt::from_u32(close::TAKEN_AS_RANGES)
+}
 
 pub(super) async fn serve(
     ctx: Arc<Context>,
@@ -152,10 +156,18 @@ pub(super) async fn serve(
             ctx.shaper.take(Direction::Upload, lan, len).await;
             // A peer that stops reading would hold this task and the store's response
             // open forever: each chunk must go out within the idle timeout.
-            tokio::time::timeout(idle, send.write_chunk(chunk))
+            match tokio::time::timeout(idle, send.write_chunk(chunk))
                 .await
                 .map_err(|_| stalled())?
-                .map_err(|e| e.to_string())?;
+            {
+                Ok(()) => {}
+                // The receiver takes the rest as ranges on other streams (a split
+                // transfer, `super::split`): this stream's part of the asset is sent.
+                Err(WriteError::Stopped(code)) if code == taken_as_ranges() && !range => {
+                    return Ok(sent.saturating_sub(left + len));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
             progress.add(len);
         }
         // A content stream that ended early (its reader died) must not look whole to the
@@ -169,12 +181,12 @@ pub(super) async fn serve(
             .await
             .map_err(|_| stalled())?
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>(())
+        Ok::<_, String>(sent)
     }
     .await;
     drop(progress);
     match result {
-        Ok(()) if range => {
+        Ok(_) if range => {
             let _ = ctx
                 .cmd
                 .send(Cmd::ServedRange {
@@ -183,7 +195,7 @@ pub(super) async fn serve(
                 })
                 .await;
         }
-        Ok(()) => {
+        Ok(bytes) => {
             let _ = ctx
                 .cmd
                 .send(Cmd::Served {
@@ -191,6 +203,7 @@ pub(super) async fn serve(
                     hash,
                     name,
                     size,
+                    bytes,
                 })
                 .await;
         }

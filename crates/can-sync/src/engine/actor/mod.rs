@@ -362,10 +362,11 @@ impl Actor {
                 hash,
                 name,
                 size,
+                bytes,
             } => {
-                self.totals.sent(size);
+                self.totals.sent(bytes);
                 if let Some(p) = self.peers.get_mut(&id) {
-                    p.stats.sent(size);
+                    p.stats.sent(bytes);
                     p.last_activity = crate::now_rfc3339();
                 }
                 // The peer has it now.

@@ -50,10 +50,10 @@ impl Actor {
                 self.planner.finished(id, hash, Outcome::Retry);
                 continue;
             };
-            let (conn, swarm) = (p.conn.clone(), p.swarm && swarm_peers >= 2);
+            let (conn, swarm, ranges) = (p.conn.clone(), p.swarm && swarm_peers >= 2, p.swarm);
             let ctx = self.ctx.clone();
             tokio::spawn(async move {
-                let result = fetch::fetch(ctx.clone(), conn, hash, swarm).await;
+                let result = fetch::fetch(ctx.clone(), conn, hash, swarm, ranges).await;
                 let _ = ctx.cmd.send(Cmd::Fetched { id, hash, result }).await;
             });
         }

@@ -11,8 +11,8 @@
 //! contiguously from byte 0, so the next upload of the hash resumes there.
 
 use std::fs::OpenOptions;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -52,11 +52,23 @@ pub struct PartsUpload {
 /// Writes one part: exactly its bytes, in order, then [`PartWriter::finish`].
 pub struct PartWriter {
     index: usize,
+    /// Which writing of the part this is (see [`PartState`]).
+    generation: u64,
     len: u64,
     sent: u64,
     tx: mpsc::Sender<Msg>,
-    writer: JoinHandle<Result<ChainingValue, IngestError>>,
+    /// Gone once awaited (after a failed write).
+    writer: Option<JoinHandle<Result<ChainingValue, IngestError>>>,
     shared: Arc<Shared>,
+}
+
+/// One part: which writing of it is current, and its hash once that writing is whole.
+#[derive(Debug, Clone, Copy, Default)]
+struct PartState {
+    /// Bumped each time the part is written again: an older writer's thread writes nothing
+    /// more, and its hash is not kept.
+    generation: u64,
+    cv: Option<ChainingValue>,
 }
 
 struct Shared {
@@ -66,21 +78,26 @@ struct Shared {
     part_len: u64,
     path: PathBuf,
     new: NewAsset,
-    /// Each part's chaining value once written whole.
-    cvs: Mutex<Vec<Option<ChainingValue>>>,
-    /// Held by a part's writer thread while it runs: a part written again (its first
-    /// writer was dropped) waits until the old thread has written what was queued for it,
-    /// so stale bytes never land over the new ones, whose hash is the one kept.
+    parts: Mutex<Vec<PartState>>,
+    /// Held by a part's writer thread while it runs, and checked with the part's
+    /// generation before every write: threads of one part never write at once, and an
+    /// outdated one (whose thread may start late) writes nothing more, so the bytes on
+    /// disk are those of the writing whose hash is kept.
     writing: Vec<Mutex<()>>,
-    /// Stored or refused: nothing is kept.
+    /// Stored or refused: nothing is kept, and no writer writes any more.
     settled: AtomicBool,
     /// Held until the partial is cut (fields drop after [`Drop::drop`]).
     _claim: Claim,
 }
 
 impl Shared {
-    fn cvs(&self) -> std::sync::MutexGuard<'_, Vec<Option<ChainingValue>>> {
-        self.cvs.lock().unwrap_or_else(|p| p.into_inner())
+    fn parts(&self) -> std::sync::MutexGuard<'_, Vec<PartState>> {
+        self.parts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether writing `generation` of part `i` may still write.
+    fn current(&self, i: usize, generation: u64) -> bool {
+        !self.settled.load(Ordering::Acquire) && self.parts()[i].generation == generation
     }
 
     fn range(&self, i: usize) -> (u64, u64) {
@@ -95,7 +112,7 @@ impl Drop for Shared {
         }
         // Runs after every part's writer thread ended (each holds this): what is kept is
         // the run of whole parts from byte 0, the bytes a resume may start after.
-        let whole = self.cvs().iter().take_while(|cv| cv.is_some()).count();
+        let whole = self.parts().iter().take_while(|p| p.cv.is_some()).count();
         let keep = (whole as u64 * self.part_len).min(self.size);
         // Not fsynced (this may run on an async worker): a resume re-hashes what is kept,
         // and the asset is stored only if the whole hashes to its name.
@@ -168,7 +185,7 @@ impl Store {
                 part_len,
                 path,
                 new,
-                cvs: Mutex::new(vec![None; count]),
+                parts: Mutex::new(vec![PartState::default(); count]),
                 writing: (0..count).map(|_| Mutex::new(())).collect(),
                 settled: AtomicBool::new(false),
                 _claim: claim,
@@ -179,7 +196,7 @@ impl Store {
 
 impl PartsUpload {
     pub fn count(&self) -> usize {
-        self.shared.cvs().len()
+        self.shared.parts().len()
     }
 
     /// Part `i`'s bytes: (offset, length).
@@ -187,7 +204,8 @@ impl PartsUpload {
         self.shared.range(i)
     }
 
-    /// A writer of part `i`, on its own thread. Writing a part again replaces it.
+    /// A writer of part `i`, on its own thread. Writing a part again replaces it: drop the
+    /// earlier writer first (the new one's thread waits until the old one's has ended).
     pub fn part(&self, i: usize) -> Result<PartWriter, IngestError> {
         if i >= self.count() {
             return Err(IngestError::Invalid {
@@ -195,20 +213,26 @@ impl PartsUpload {
                 message: format!("{i} is past the last part"),
             });
         }
-        let (offset, len) = self.shared.range(i);
-        self.shared.cvs()[i] = None;
+        let (_, len) = self.shared.range(i);
+        let generation = {
+            let mut parts = self.shared.parts();
+            parts[i].generation += 1;
+            parts[i].cv = None;
+            parts[i].generation
+        };
         let (tx, rx) = mpsc::channel(PART_CHANNEL_CHUNKS);
         let shared = self.shared.clone();
         let writer = tokio::task::spawn_blocking(move || {
             let _alone = shared.writing[i].lock().unwrap_or_else(|p| p.into_inner());
-            write_part(&shared.path, offset, len, &shared.store, rx)
+            write_part(&shared, i, generation, rx)
         });
         Ok(PartWriter {
             index: i,
+            generation,
             len,
             sent: 0,
             tx,
-            writer,
+            writer: Some(writer),
             shared: self.shared.clone(),
         })
     }
@@ -218,7 +242,7 @@ impl PartsUpload {
     /// nothing.
     pub async fn finish(self) -> Result<IngestOutcome, IngestError> {
         let shared = &self.shared;
-        let cvs: Option<Vec<ChainingValue>> = shared.cvs().iter().copied().collect();
+        let cvs: Option<Vec<ChainingValue>> = shared.parts().iter().map(|p| p.cv).collect();
         let cvs = cvs.ok_or_else(|| IngestError::Interrupted("parts are missing".into()))?;
         let actual = AssetHash::from(blake3::Hash::from_bytes(root(
             shared.part_len,
@@ -265,8 +289,11 @@ impl PartWriter {
             });
         }
         if self.tx.send(Msg::Data(chunk)).await.is_err() {
-            // The writer ended: its error says why.
-            return Err(match (&mut self.writer).await {
+            // The writer ended: its error says why (once; then it is gone).
+            let Some(writer) = self.writer.take() else {
+                return Err(IngestError::Interrupted("the part's writer stopped".into()));
+            };
+            return Err(match writer.await {
                 Ok(Err(e)) => e,
                 Ok(Ok(_)) => IngestError::Interrupted("the part's writer stopped".into()),
                 Err(e) => StoreError::Task(e.to_string()).into(),
@@ -283,31 +310,43 @@ impl PartWriter {
                 actual: self.sent,
             });
         }
+        let Some(writer) = self.writer else {
+            return Err(IngestError::Interrupted("the part's writer stopped".into()));
+        };
         let _ = self.tx.send(Msg::Finish).await;
-        let cv = self
-            .writer
+        let cv = writer
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
-        self.shared.cvs()[self.index] = Some(cv);
+        let mut parts = self.shared.parts();
+        let part = &mut parts[self.index];
+        if part.generation != self.generation {
+            return Err(IngestError::Interrupted(
+                "the part is being written again".into(),
+            ));
+        }
+        part.cv = Some(cv);
         Ok(())
     }
 }
 
-/// A part's writer thread: hashes the part as the subtree at `offset` and writes it there,
-/// until `Finish` (then flushes it to the page cache and starts its writeback).
+/// A part's writer thread (holding the part's `writing` lock): hashes the part as the
+/// subtree at its offset and writes it there, until `Finish` (then starts its writeback).
+/// Each chunk is written straight to the file, no buffer that a drop could flush later,
+/// and only while this writing is the part's current one.
 fn write_part(
-    path: &Path,
-    offset: u64,
-    len: u64,
-    store: &Store,
+    shared: &Shared,
+    i: usize,
+    generation: u64,
     mut rx: mpsc::Receiver<Msg>,
 ) -> Result<ChainingValue, IngestError> {
+    let (offset, len) = shared.range(i);
+    let path = &shared.path;
     let io = |source: std::io::Error| -> IngestError {
         if source.kind() == std::io::ErrorKind::StorageFull {
             IngestError::NoSpace {
                 needed: len,
                 available: 0,
-                reserve: store.inner.space.reserve(),
+                reserve: shared.store.inner.space.reserve(),
             }
         } else {
             StoreError::Io {
@@ -317,19 +356,24 @@ fn write_part(
             .into()
         }
     };
+    let outdated = || IngestError::Interrupted("the part is being written again".into());
+    if !shared.current(i, generation) {
+        return Err(outdated());
+    }
     let mut file = OpenOptions::new().write(true).open(path).map_err(io)?;
     file.seek(SeekFrom::Start(offset)).map_err(io)?;
-    let mut out = BufWriter::with_capacity(crate::content::CHUNK, file);
     let mut hasher = blake3::Hasher::new();
     hasher.set_input_offset(offset);
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Msg::Data(chunk) => {
+                if !shared.current(i, generation) {
+                    return Err(outdated());
+                }
                 hasher.update(&chunk);
-                out.write_all(&chunk).map_err(io)?;
+                file.write_all(&chunk).map_err(io)?;
             }
             Msg::Finish => {
-                let file = out.into_inner().map_err(|e| io(e.into_error()))?;
                 super::ingest::start_writeback(&file, offset, len);
                 return Ok(hasher.finalize_non_root());
             }

@@ -83,6 +83,17 @@ where
 }
 
 /// Splits concatenated 32-byte hashes; a remainder is malformed.
+/// A raw body that follows a frame read through `reader`: what the reader buffered past
+/// the frame, then the stream itself (read through the `BufReader`, a short read would be
+/// copied twice).
+pub type Body<R> = tokio::io::Chain<std::io::Cursor<bytes::Bytes>, R>;
+
+/// The body after the frame `reader` just read (see [`Body`]).
+pub fn body_after_frame<R: AsyncRead>(reader: tokio::io::BufReader<R>) -> Body<R> {
+    let buffered = std::io::Cursor::new(bytes::Bytes::copy_from_slice(reader.buffer()));
+    buffered.chain(reader.into_inner())
+}
+
 pub fn split_hashes(bytes: &[u8]) -> Result<Vec<[u8; 32]>, WireError> {
     if !bytes.len().is_multiple_of(32) {
         return Err(WireError::Unexpected(

@@ -13,6 +13,29 @@ use common::engine_config;
 
 const PASS: &str = "glacier tempo orchid basalt lagoon cipher walnut";
 
+/// The built-in store (a CAN Service in this process; its HTTP API stays for the user) and
+/// an engine on it that knows `peer` by its ticket.
+async fn builtin_engine(
+    dir: &std::path::Path,
+    peer: &Agent,
+) -> (can_service::RunningService, can_sync::Engine) {
+    let svc_config = can_service::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("builtin"),
+        free_space_reserve_bytes: Some(0),
+        ..Default::default()
+    };
+    let builtin = can_service::start(&svc_config).await.unwrap();
+    let config = EngineConfig {
+        connect_ticket_files: vec![peer.ticket_path()],
+        builtin_store: Some(BuiltinStore::new(builtin.store().clone())),
+        // Nothing listens here: every store call must go through the library.
+        ..engine_config("http://127.0.0.1:9", PASS, "Alpha", dir.join("engine-a"))
+    };
+    let engine = can_sync::Engine::start(config).await.unwrap();
+    (builtin, engine)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_on_its_builtin_store_mirrors_and_deletes_both_ways() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,27 +44,8 @@ async fn an_engine_on_its_builtin_store_mirrors_and_deletes_both_ways() {
     let agent_b = Agent::start(&dir.path().join("agent-b"), &b.url, KEY, PASS, "");
     assert!(eventually(60, || agent_b.ticket_path().exists()).await);
 
-    // The built-in store: a CAN Service in this process (its HTTP API stays for the user).
-    let svc_config = can_service::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("builtin"),
-        free_space_reserve_bytes: Some(0),
-        ..Default::default()
-    };
-    let builtin = can_service::start(&svc_config).await.unwrap();
+    let (builtin, engine) = builtin_engine(dir.path(), &agent_b).await;
     let a_url = format!("http://{}", builtin.local_addr());
-    let config = EngineConfig {
-        connect_ticket_files: vec![agent_b.ticket_path()],
-        builtin_store: Some(BuiltinStore::new(builtin.store().clone())),
-        // Nothing listens here: every store call must go through the library.
-        ..engine_config(
-            "http://127.0.0.1:9",
-            PASS,
-            "Alpha",
-            dir.path().join("engine-a"),
-        )
-    };
-    let engine = can_sync::Engine::start(config).await.unwrap();
 
     let from_a: serde_json::Value = c
         .post(format!("{a_url}/api/assets"))
@@ -105,25 +109,8 @@ async fn a_large_asset_reaches_the_builtin_store_over_several_streams() {
     let b = Service::with_key(&dir.path().join("svc-b"));
     let agent_b = Agent::start(&dir.path().join("agent-b"), &b.url, KEY, PASS, "");
     assert!(eventually(60, || agent_b.ticket_path().exists()).await);
-    let svc_config = can_service::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("builtin"),
-        free_space_reserve_bytes: Some(0),
-        ..Default::default()
-    };
-    let builtin = can_service::start(&svc_config).await.unwrap();
+    let (builtin, engine) = builtin_engine(dir.path(), &agent_b).await;
     let a_url = format!("http://{}", builtin.local_addr());
-    let config = EngineConfig {
-        connect_ticket_files: vec![agent_b.ticket_path()],
-        builtin_store: Some(BuiltinStore::new(builtin.store().clone())),
-        ..engine_config(
-            "http://127.0.0.1:9",
-            PASS,
-            "Alpha",
-            dir.path().join("engine-a"),
-        )
-    };
-    let engine = can_sync::Engine::start(config).await.unwrap();
     assert!(
         eventually_async(60, || async {
             !engine.status().await.unwrap().peers.is_empty()

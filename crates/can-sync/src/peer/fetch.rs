@@ -143,10 +143,7 @@ pub(crate) async fn fetch(
         ctx: ctx.clone(),
         lan: crate::bandwidth::is_lan_conn(&conn),
     };
-    // What the frame reader buffered past the response is the body's start; the rest is
-    // read from the stream itself (through the BufReader, a short read would copy twice).
-    let buffered = std::io::Cursor::new(Bytes::copy_from_slice(recv.buffer()));
-    let rest = buffered.chain(recv.into_inner());
+    let rest = crate::wire::body_after_frame(recv);
     // A large asset from byte 0 into the built-in store: over several streams at once.
     #[cfg(feature = "builtin-store")]
     if ranges

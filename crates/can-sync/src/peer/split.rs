@@ -16,24 +16,24 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use can_proto::peer::{Request, Response, response};
 use can_proto::sync_api::Asset;
 use iroh::endpoint::{Connection, RecvStream, VarInt};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+
+// Bytes are read in the store's chunk size, which its writer takes without a copy.
+use can_service::content::CHUNK;
 
 use super::close;
 use super::fetch::Flow;
 use crate::builtin_store::{BuiltinStore, PartWriter, PartsUpload, part_error};
 use crate::context::Context;
 use crate::transfer::{FetchError, Fetched, classify_store_error};
-use crate::wire::{MAX_FRAME, WireError, expect_frame, write_frame};
+use crate::wire::{MAX_FRAME, WireError, body_after_frame, expect_frame, write_frame};
 
 /// Streams besides the first: each is one more `flow::STREAM_WINDOW` in flight.
 pub(crate) const RANGE_STREAMS: usize = 2;
-/// Bytes read before they go to the store: its writer takes chunks this large without a
-/// copy (`can_service::content::CHUNK`).
-const CHUNK: usize = 256 * 1024;
 
 /// Who writes which part: pure. The first stream takes parts in order from the front,
 /// range streams from the back, so each stream's parts are contiguous and they meet once.
@@ -162,9 +162,8 @@ pub(super) async fn fetch(
     })
 }
 
-/// The first stream's body: what the frame reader buffered past the response, then the
-/// stream.
-pub(super) type First = tokio::io::Chain<std::io::Cursor<Bytes>, RecvStream>;
+/// The first stream's body after the response.
+pub(super) type First = crate::wire::Body<RecvStream>;
 
 /// The first stream: parts in order from byte 0 until it meets a part another stream has.
 async fn front(job: &Job, mut body: First) -> Result<(), FetchError> {
@@ -253,10 +252,7 @@ async fn range(job: &Job, i: usize) -> Result<(), FetchError> {
             response.offset
         )));
     }
-    // What the frame reader buffered past the response starts the part.
-    let buffered = std::io::Cursor::new(Bytes::copy_from_slice(recv.buffer()));
-    let mut body = buffered.chain(recv.into_inner());
-    copy_part(job, &mut body, i).await
+    copy_part(job, &mut body_after_frame(recv), i).await
 }
 
 /// Part `i`'s bytes from `body` into the store, in chunks of [`CHUNK`].

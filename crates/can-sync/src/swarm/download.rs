@@ -454,10 +454,7 @@ async fn piece(job: &Job, conn: &Connection, i: usize) -> Result<(), PieceError>
         .map_err(|e| retry(&e))?;
     let mut hasher = blake3::Hasher::new();
     blake3::hazmat::HasherExt::set_input_offset(&mut hasher, offset);
-    // What the frame reader buffered past the response starts the piece; the rest comes
-    // from the stream itself (through the BufReader, a short read would copy twice).
-    let buffered = std::io::Cursor::new(bytes::Bytes::copy_from_slice(recv.buffer()));
-    let mut body = buffered.chain(recv.into_inner()).take(len);
+    let mut body = crate::wire::body_after_frame(recv).take(len);
     let mut buf = vec![0u8; READ_BUFFER];
     let mut got = 0u64;
     while got < len {
